@@ -1,0 +1,80 @@
+//! Compiler and planner against the lab inventory (issue #2, Type 1 redirection).
+
+use palisade_flows::{compile, plan, AppliedRecord, Installed, PortMap};
+use palisade_model::{merge_file, Inventory};
+
+const LAB: &str = include_str!("../../../examples/lab.yaml");
+const REDIRECT: &str = include_str!("../../../examples/redirect.yaml");
+
+fn ports() -> PortMap {
+    ["pa-web1", "pa-web2", "pb-web1", "pb-web2", "pa-fw1", "pg-alpha-web", "pg-beta-web"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), i as u32 + 1))
+        .collect()
+}
+
+fn inventory(with_policy: bool) -> Inventory {
+    let inv = merge_file("lab.yaml", LAB, &Inventory::default()).unwrap().after;
+    if with_policy {
+        merge_file("redirect.yaml", REDIRECT, &inv).unwrap().after
+    } else {
+        inv
+    }
+}
+
+#[test]
+fn redirect_rewrites_to_appliance_both_ways() {
+    let program = compile(&inventory(true), &ports()).unwrap();
+    assert!(program.pending.is_empty(), "{:?}", program.pending);
+    let policy = program.owners.values().find(|o| o.name == "policy alpha/web1-to-web2-via-fw").unwrap();
+    let texts: Vec<String> = policy.flows.iter().map(|f| f.to_ofctl(policy.cookie)).collect();
+    let group = palisade_flows::compile::appliance_group(&"fw1".parse().unwrap(), palisade_model::types::FailMode::Closed);
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains(&format!("in_port=1,ip,nw_src=198.18.1.10,nw_dst=198.18.1.20,actions=group:{group}"))), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains(&format!("in_port=2,ip,nw_src=198.18.1.20,nw_dst=198.18.1.10,actions=group:{group}"))), "{texts:?}");
+    let app = program.owners.values().find(|o| o.name == "appliance fw1").unwrap();
+    assert!(app.groups.iter().any(|g| g.id == group && g.spec.contains("mod_dl_dst:02:00:00:65:01:fe,output:5")));
+    assert!(app.flows[0].matches == "in_port=5" && app.flows[0].priority > policy.flows[0].priority);
+}
+
+#[test]
+fn missing_ports_are_pending_not_fatal() {
+    let mut p = ports();
+    p.remove("pa-web2");
+    let program = compile(&inventory(true), &p).unwrap();
+    assert!(program.pending.iter().any(|m| m.contains("pa-web2")), "{:?}", program.pending);
+}
+
+#[test]
+fn plan_is_idempotent_and_removes_stale_owners() {
+    let with = compile(&inventory(true), &ports()).unwrap();
+    let first = plan(&with, &[], &Installed::default());
+    assert!(first.lines.iter().any(|l| l.starts_with("group add")));
+    assert_eq!(first.changed.len(), with.owners.len());
+
+    // Pretend the bundle landed.
+    let installed = Installed {
+        flows: with.owners.values().map(|o| (o.cookie, o.flows.len() as u32)).collect(),
+        groups: with.owners.values().flat_map(|o| o.groups.iter().map(|g| g.id)).collect(),
+    };
+    let again = plan(&with, &first.applied_after, &installed);
+    assert!(again.is_empty(), "{:?}", again.lines);
+
+    // Remove the policy: only its flows go, with one delete.
+    let without = compile(&inventory(false), &ports()).unwrap();
+    let removal = plan(&without, &first.applied_after, &installed);
+    assert_eq!(removal.lines.len(), 1, "{:?}", removal.lines);
+    assert!(removal.lines[0].starts_with("flow delete cookie=0x5a1503"));
+}
+
+#[test]
+fn drift_on_the_switch_is_repaired() {
+    let with = compile(&inventory(true), &ports()).unwrap();
+    let first = plan(&with, &[], &Installed::default());
+    let applied: Vec<AppliedRecord> = first.applied_after.clone();
+    // The switch lost everything (bridge flushed): all owners are reprogrammed with `group add`.
+    let repaired = plan(&with, &applied, &Installed::default());
+    assert_eq!(repaired.changed.len(), with.owners.len());
+    assert!(!repaired.lines.iter().any(|l| l.starts_with("group modify")));
+}

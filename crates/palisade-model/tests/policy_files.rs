@@ -1,0 +1,119 @@
+//! Policy-file parsing and validation: every rejection names file, line and field (issue #2).
+
+use palisade_model::{merge_file, Inventory, Kind};
+
+const LAB: &str = include_str!("../../../examples/lab.yaml");
+const REDIRECT: &str = include_str!("../../../examples/redirect.yaml");
+
+fn lab() -> Inventory {
+    merge_file("lab.yaml", LAB, &Inventory::default()).expect("lab.yaml is valid").after
+}
+
+/// Applies `text` over the lab and returns the single error's text.
+fn one_error(text: &str) -> String {
+    let errs = merge_file("bad.yaml", text, &lab()).expect_err("file should be rejected");
+    assert_eq!(errs.len(), 1, "expected exactly one error, got {errs:?}");
+    errs[0].to_string()
+}
+
+#[test]
+fn examples_are_valid_and_overlap_across_tenants() {
+    let inv = lab();
+    assert_eq!(inv.vms().count(), 4);
+    let merged = merge_file("redirect.yaml", REDIRECT, &inv).expect("redirect.yaml is valid");
+    assert_eq!(merged.upserts.len(), 1);
+    assert_eq!(merged.upserts[0].0.kind, Kind::Policy);
+}
+
+#[test]
+fn unknown_field_names_line_and_field() {
+    let text = "tenants:\n  - name: gamma\n    colour: red\n";
+    let err = one_error(text);
+    assert!(err.starts_with("bad.yaml:3: "), "{err}");
+    assert!(err.contains("unknown field `colour`"), "{err}");
+}
+
+#[test]
+fn malformed_mac_and_cidr() {
+    let mac = "tenants:\n  - name: alpha\n    domains:\n      - name: prod\n        segment: 101\n        subdomains:\n          - name: web\n            cidr: 198.18.1.0/24\n            gateway: 198.18.1.1\n            vms:\n              - name: web9\n                mac: 02:00:zz:00:00:01\n                ip: 198.18.1.99\n";
+    let err = one_error(mac);
+    assert!(err.starts_with("bad.yaml:12: "), "{err}");
+    assert!(err.contains("invalid MAC address"), "{err}");
+
+    let cidr = "tenants:\n  - name: delta\n    domains:\n      - name: d\n        segment: 300\n        subdomains:\n          - name: s\n            cidr: 198.18.300.0/24\n            gateway: 198.18.3.1\n";
+    let err = one_error(cidr);
+    assert!(err.starts_with("bad.yaml:8: "), "{err}");
+}
+
+#[test]
+fn ip_outside_subnet() {
+    let text = "tenants:\n  - name: alpha\n    domains:\n      - name: prod\n        segment: 101\n        subdomains:\n          - name: web\n            cidr: 198.18.1.0/24\n            gateway: 198.18.1.1\n            vms:\n              - { name: web9, mac: \"02:00:00:00:09:09\", ip: 198.18.2.9 }\n";
+    let err = one_error(text);
+    assert_eq!(
+        err,
+        "bad.yaml:11: tenants[0].domains[0].subdomains[0].vms[0].ip: 198.18.2.9 is outside subdomain `web` (198.18.1.0/24)"
+    );
+}
+
+#[test]
+fn duplicate_ip_and_mac_inside_one_domain() {
+    let ip = "tenants:\n  - name: alpha\n    domains:\n      - name: prod\n        segment: 101\n        subdomains:\n          - name: web\n            cidr: 198.18.1.0/24\n            gateway: 198.18.1.1\n            vms:\n              - { name: web9, mac: \"02:00:00:00:09:09\", ip: 198.18.1.10 }\n";
+    let err = one_error(ip);
+    assert!(err.starts_with("bad.yaml:11: "), "{err}");
+    assert!(err.contains("198.18.1.10 is already used by vm alpha/web1"), "{err}");
+
+    let mac = ip.replace("198.18.1.10", "198.18.1.99").replace("02:00:00:00:09:09", "02:00:00:65:01:0a");
+    let err = one_error(&mac);
+    assert!(err.contains("MAC 02:00:00:65:01:0a is already used by vm alpha/web1"), "{err}");
+}
+
+#[test]
+fn same_ip_in_two_tenants_is_fine() {
+    // beta/web1 already has alpha/web1's address in the lab; that is normal IaaS.
+    let inv = lab();
+    let a = inv.vm(&"alpha".parse().unwrap(), &"web1".parse().unwrap()).unwrap();
+    let b = inv.vm(&"beta".parse().unwrap(), &"web1".parse().unwrap()).unwrap();
+    assert_eq!(a.ip, b.ip);
+}
+
+#[test]
+fn vlan_clash() {
+    let text = "tenants:\n  - name: gamma\n    domains:\n      - name: prod\n        segment: 102\n";
+    let err = one_error(text);
+    assert_eq!(err, "bad.yaml:5: tenants[0].domains[0].segment: segment 102 is already used by domain beta/prod");
+}
+
+#[test]
+fn unknown_references_in_policy() {
+    let text = "policies:\n  - name: p\n    tenant: alpha\n    redirect:\n      destination: { vm: nosuch }\n      appliance: fw1\n      fail_mode: open\n";
+    let err = one_error(text);
+    assert_eq!(err, "bad.yaml:5: policies[0].redirect.destination.vm: unknown vm `nosuch` in tenant `alpha`");
+
+    let text = "policies:\n  - name: p\n    tenant: alpha\n    redirect:\n      destination: { vm: web1 }\n      appliance: fw9\n      fail_mode: open\n";
+    assert_eq!(one_error(text), "bad.yaml:6: policies[0].redirect.appliance: unknown appliance `fw9`");
+
+    // An appliance of another tenant cannot be used.
+    let text = "policies:\n  - name: p\n    tenant: beta\n    redirect:\n      destination: { vm: web1 }\n      appliance: fw1\n      fail_mode: open\n";
+    assert!(one_error(text).contains("not attached to a domain of tenant `beta`"));
+
+    let text = "policies:\n  - name: p\n    tenant: nobody\n    redirect:\n      destination: { vm: web1 }\n      appliance: fw1\n      fail_mode: open\n";
+    assert!(one_error(text).starts_with("bad.yaml:3: policies[0].tenant: unknown tenant `nobody`"));
+}
+
+#[test]
+fn bad_fail_mode_and_syntax() {
+    let text = "policies:\n  - name: p\n    tenant: alpha\n    redirect:\n      destination: { vm: web1 }\n      appliance: fw1\n      fail_mode: maybe\n";
+    let err = one_error(text);
+    assert!(err.starts_with("bad.yaml:7: "), "{err}");
+    assert!(err.contains("unknown variant `maybe`"), "{err}");
+
+    let err = one_error("policies: [ {name: p\n");
+    assert!(err.starts_with("bad.yaml:"), "{err}");
+}
+
+#[test]
+fn every_problem_is_reported() {
+    let text = "tenants:\n  - name: alpha\n    domains:\n      - name: prod\n        segment: 101\n        subdomains:\n          - name: web\n            cidr: 198.18.1.0/24\n            gateway: 198.18.1.1\n            vms:\n              - { name: web8, mac: \"02:00:00:00:08:08\", ip: 198.18.7.8 }\n              - { name: web9, mac: \"02:00:00:00:08:08\", ip: 198.18.1.9 }\n";
+    let errs = merge_file("bad.yaml", text, &lab()).unwrap_err();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+}

@@ -1,0 +1,99 @@
+//! The real switch: Open vSwitch driven through `ovs-ofctl` and `ovs-vsctl`.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use palisade_flows::cookie::{COOKIE_PREFIX, COOKIE_PREFIX_MASK};
+use palisade_flows::Installed;
+use tracing::debug;
+
+use crate::parse::{parse_dump_flows, parse_dump_groups, parse_interfaces};
+use crate::{OvsError, PortMap, Switch};
+
+/// Open vSwitch bridge programmed with OpenFlow 1.4 bundles via `ovs-ofctl`.
+#[derive(Debug, Clone)]
+pub struct OfctlSwitch {
+    bridge: String,
+}
+
+impl OfctlSwitch {
+    /// A handle on `bridge`; nothing is checked until first use.
+    pub fn new(bridge: impl Into<String>) -> Self {
+        Self { bridge: bridge.into() }
+    }
+
+    /// The bridge name.
+    pub fn bridge(&self) -> &str {
+        &self.bridge
+    }
+
+    fn run(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, OvsError> {
+        let command = format!("{program} {}", args.join(" "));
+        debug!(%command, "running");
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| OvsError::Spawn { command: command.clone(), source })?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes()).map_err(|source| OvsError::Spawn { command: command.clone(), source })?;
+        }
+        let out = child.wait_with_output().map_err(|source| OvsError::Spawn { command: command.clone(), source })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            if stderr.contains("is not a bridge or a socket") || stderr.contains("no bridge named") {
+                return Err(OvsError::NoBridge(self.bridge.clone()));
+            }
+            return Err(OvsError::Failed { command, stderr });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn ofctl(&self, verb: &str, extra: &[&str], stdin: Option<&str>) -> Result<String, OvsError> {
+        let mut args = vec!["-O", "OpenFlow14", verb, self.bridge.as_str()];
+        args.extend_from_slice(extra);
+        self.run("ovs-ofctl", &args, stdin)
+    }
+}
+
+impl Switch for OfctlSwitch {
+    fn ports(&self) -> Result<PortMap, OvsError> {
+        // Only the bridge's own ports: list-ports, then their ofport numbers.
+        let names = self.run("ovs-vsctl", &["list-ports", &self.bridge], None)?;
+        let names: Vec<&str> = names.lines().map(str::trim).filter(|n| !n.is_empty()).collect();
+        if names.is_empty() {
+            return Ok(PortMap::new());
+        }
+        let all = self.run("ovs-vsctl", &["--format=csv", "--no-headings", "--columns=name,ofport", "list", "Interface"], None)?;
+        let mut ports = parse_interfaces(&all);
+        ports.retain(|name, _| names.contains(&name.as_str()));
+        Ok(ports)
+    }
+
+    fn installed(&self) -> Result<Installed, OvsError> {
+        let filter = format!("cookie={COOKIE_PREFIX:#x}/{COOKIE_PREFIX_MASK:#x}");
+        let flows_text = self.ofctl("dump-flows", &[&filter], None)?;
+        let flows = parse_dump_flows(&flows_text)
+            .map_err(|detail| OvsError::Parse { command: "ovs-ofctl dump-flows".to_owned(), detail })?;
+        let groups_text = self.ofctl("dump-groups", &[], None)?;
+        let groups = parse_dump_groups(&groups_text)
+            .map_err(|detail| OvsError::Parse { command: "ovs-ofctl dump-groups".to_owned(), detail })?;
+        Ok(Installed { flows, groups })
+    }
+
+    fn commit(&self, lines: &[String]) -> Result<(), OvsError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut text = lines.join("\n");
+        text.push('\n');
+        self.ofctl("bundle", &["-"], Some(&text)).map(|_| ())
+    }
+
+    fn dump(&self) -> Result<Vec<String>, OvsError> {
+        let text = self.ofctl("dump-flows", &["--names"], None)?;
+        Ok(text.lines().filter(|l| l.trim_start().starts_with("cookie=")).map(|l| l.trim().to_owned()).collect())
+    }
+}
