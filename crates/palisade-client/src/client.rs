@@ -1,0 +1,112 @@
+//! A small blocking client for the controller's REST API.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// Errors talking to the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The controller could not be reached.
+    #[error("cannot reach the controller at {url} (is palisaded running? `palisade lab up` starts one)")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: Box<ureq::Transport>,
+    },
+    /// The controller answered with an error.
+    #[error("{message}{}", details.iter().map(|d| format!("\n  {d}")).collect::<String>())]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Its message.
+        message: String,
+        /// Per-problem details (file:line: field: message).
+        details: Vec<String>,
+    },
+    /// The reply was not JSON.
+    #[error("the controller sent an unreadable reply")]
+    Decode(#[source] std::io::Error),
+}
+
+/// A client bound to one controller and token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client for `base` (e.g. `http://127.0.0.1:7683`) using `token`.
+    pub fn new(base: &str, token: &str) -> Self {
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+        Self { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), agent }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.agent.request(method, &url).set("Authorization", &format!("Bearer {}", self.token));
+        let res = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        match res {
+            Ok(r) => r.into_json().map_err(ClientError::Decode),
+            Err(ureq::Error::Status(status, r)) => {
+                let v: Value = r.into_json().unwrap_or(Value::Null);
+                Err(ClientError::Api {
+                    status,
+                    message: v["error"].as_str().unwrap_or("request failed").to_owned(),
+                    details: v["details"].as_array().map(|a| a.iter().filter_map(|d| d.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
+                })
+            }
+            Err(ureq::Error::Transport(t)) => Err(ClientError::Unreachable { url, source: Box::new(t) }),
+        }
+    }
+
+    /// True if `/healthz` answers.
+    pub fn healthy(&self) -> bool {
+        self.agent.get(&format!("{}/healthz", self.base)).timeout(Duration::from_millis(500)).call().is_ok()
+    }
+
+    /// Applies (or with `dry_run`, diffs) a policy file.
+    pub fn apply(&self, file: &str, content: &str, dry_run: bool) -> Result<Value, ClientError> {
+        self.call("POST", &format!("/v1/apply?dry_run={dry_run}"), Some(json!({ "file": file, "content": content })))
+    }
+
+    /// Lists objects, optionally of one kind.
+    pub fn list(&self, kind: Option<&str>) -> Result<Value, ClientError> {
+        match kind {
+            Some(k) => self.call("GET", &format!("/v1/objects?kind={k}"), None),
+            None => self.call("GET", "/v1/objects", None),
+        }
+    }
+
+    /// Gets one object: `id` is `name` for tenants and appliances, `tenant/name` otherwise.
+    pub fn get(&self, kind: &str, id: &str) -> Result<Value, ClientError> {
+        self.call("GET", &format!("/v1/objects/{kind}/{id}"), None)
+    }
+
+    /// Deletes one object.
+    pub fn delete(&self, kind: &str, id: &str, dry_run: bool) -> Result<Value, ClientError> {
+        self.call("DELETE", &format!("/v1/objects/{kind}/{id}?dry_run={dry_run}"), None)
+    }
+
+    /// The compiled flows.
+    pub fn flows(&self) -> Result<Value, ClientError> {
+        self.call("GET", "/v1/flows", None)
+    }
+
+    /// The audit log.
+    pub fn audit(&self, limit: usize) -> Result<Value, ClientError> {
+        self.call("GET", &format!("/v1/audit?limit={limit}"), None)
+    }
+
+    /// Asks the controller to reconcile now.
+    pub fn reconcile(&self) -> Result<Value, ClientError> {
+        self.call("POST", "/v1/reconcile", None)
+    }
+}

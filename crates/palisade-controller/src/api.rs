@@ -1,0 +1,240 @@
+//! The REST/JSON API. Its contract is `docs/openapi.json`, served at `/openapi.json`.
+//!
+//! Every `/v1` route needs `Authorization: Bearer <token>`. A tenant token sees only its own
+//! tenant: another tenant's objects answer 404, exactly like absent ones. Error bodies are
+//! `{"error": "...", "details": [...]}` and never carry internal causes (those go to the log).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use palisade_model::{Kind, ObjectKey};
+use serde::{Deserialize, Serialize};
+use tracing::error;
+
+use crate::auth::{Scope, Tokens};
+use crate::service::{Controller, ServiceError};
+
+/// The OpenAPI document, checked in and served as is.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+#[derive(Debug, Clone)]
+struct AppState {
+    controller: Arc<Controller>,
+    tokens: Arc<Tokens>,
+}
+
+/// Builds the router.
+pub fn router(controller: Arc<Controller>, tokens: Arc<Tokens>) -> Router {
+    let v1 = Router::new()
+        .route("/apply", post(apply))
+        .route("/objects", get(list))
+        .route("/objects/{kind}/{name}", get(get_global).delete(delete_global))
+        .route("/objects/{kind}/{tenant}/{name}", get(get_owned).delete(delete_owned))
+        .route("/flows", get(flows))
+        .route("/audit", get(audit))
+        .route("/status", get(status))
+        .route("/reconcile", post(reconcile));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .nest("/v1", v1)
+        .with_state(AppState { controller, tokens })
+}
+
+/// An error reply.
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    details: Vec<String>,
+}
+
+#[derive(Debug)]
+struct ApiError(StatusCode, ErrorBody);
+
+impl ApiError {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Self(status, ErrorBody { error: msg.into(), details: Vec::new() })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(errs) => ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorBody { error: "the change is invalid; nothing was changed".to_owned(), details: errs.iter().map(ToString::to_string).collect() },
+            ),
+            ServiceError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found")),
+            ServiceError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, why),
+            ServiceError::Rejected(_) => {
+                error!(error = %DisplayChain(&e), "change rejected by the switch");
+                ApiError::new(StatusCode::CONFLICT, "the switch rejected the change; the previous rules stay in place")
+            }
+            other => {
+                error!(error = %DisplayChain(&other), "request failed");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the controller log")
+            }
+        }
+    }
+}
+
+/// Formats an error with its chain of causes, for the log.
+struct DisplayChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut src = self.0.source();
+        while let Some(s) = src {
+            write!(f, ": {s}")?;
+            src = s.source();
+        }
+        Ok(())
+    }
+}
+
+fn scope(state: &AppState, headers: &HeaderMap) -> Result<Scope, ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
+    state.tokens.scope_of(presented.trim()).ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid bearer token"))
+}
+
+/// Runs blocking controller work off the async executor.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => {
+            error!(error = %e, "worker task failed");
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the controller log"))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyBody {
+    file: String,
+    content: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DryRun {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn apply(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<DryRun>, body: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text())))?;
+    let c = st.controller.clone();
+    let out = blocking(move || c.apply(&scope, &body.file, &body.content, q.dry_run)).await?;
+    Ok(Json(out).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    kind: Option<String>,
+}
+
+fn parse_kind(s: &str) -> Result<Kind, ApiError> {
+    s.parse().map_err(|e: palisade_model::types::ValueError| ApiError::new(StatusCode::BAD_REQUEST, e.0))
+}
+
+async fn list(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    let kind = q.kind.as_deref().map(parse_kind).transpose()?;
+    Ok(Json(st.controller.objects(&scope, kind)).into_response())
+}
+
+fn key(kind: &str, tenant: Option<&str>, name: &str) -> Result<ObjectKey, ApiError> {
+    let kind = parse_kind(kind)?;
+    let owned = !matches!(kind, Kind::Tenant | Kind::Appliance);
+    if owned != tenant.is_some() {
+        let shape = if owned { "/v1/objects/{kind}/{tenant}/{name}" } else { "/v1/objects/{kind}/{name}" };
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("a {kind} is addressed as {shape}")));
+    }
+    let bad = |e: palisade_model::types::ValueError| ApiError::new(StatusCode::BAD_REQUEST, e.0);
+    Ok(ObjectKey { kind, tenant: tenant.map(str::parse).transpose().map_err(bad)?, name: name.parse().map_err(bad)? })
+}
+
+async fn get_global(State(st): State<AppState>, headers: HeaderMap, Path((kind, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    Ok(Json(st.controller.object(&scope, &key(&kind, None, &name)?)?).into_response())
+}
+
+async fn get_owned(State(st): State<AppState>, headers: HeaderMap, Path((kind, tenant, name)): Path<(String, String, String)>) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    Ok(Json(st.controller.object(&scope, &key(&kind, Some(&tenant), &name)?)?).into_response())
+}
+
+async fn delete_key(st: AppState, headers: HeaderMap, key: ObjectKey, dry_run: bool) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    let c = st.controller.clone();
+    Ok(Json(blocking(move || c.delete(&scope, &key, dry_run)).await?).into_response())
+}
+
+async fn delete_global(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<DryRun>, Path((kind, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let key = key(&kind, None, &name)?;
+    delete_key(st, headers, key, q.dry_run).await
+}
+
+async fn delete_owned(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<DryRun>, Path((kind, tenant, name)): Path<(String, String, String)>) -> Result<Response, ApiError> {
+    let key = key(&kind, Some(&tenant), &name)?;
+    delete_key(st, headers, key, q.dry_run).await
+}
+
+async fn flows(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    let c = st.controller.clone();
+    Ok(Json(blocking(move || c.flows(&scope)).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+async fn audit(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    let c = st.controller.clone();
+    let limit = q.limit.unwrap_or(50).min(1000);
+    Ok(Json(blocking(move || c.audit(&scope, limit)).await?).into_response())
+}
+
+#[derive(Debug, Serialize)]
+struct StatusBody {
+    revision: u64,
+    scope: String,
+}
+
+async fn status(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    Ok(Json(StatusBody { revision: st.controller.revision(), scope: scope.actor() }).into_response())
+}
+
+async fn reconcile(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if scope(&st, &headers)? != Scope::Admin {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "reconcile needs the admin token"));
+    }
+    let c = st.controller.clone();
+    Ok(Json(blocking(move || c.reconcile()).await?).into_response())
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.controller.metrics.render()).into_response()
+}

@@ -1,0 +1,15 @@
+//! Palisade's controller (`palisaded`): desired state, reconciler, REST API and metrics.
+//!
+//! Owns the change pipeline (validate -> plan -> one bundle -> store -> acknowledge), the
+//! periodic reconciler, bearer-token scoping and the HTTP API. Does not parse policy files
+//! (`palisade-model`), compile flows (`palisade-flows`) or build the lab (`palisade-lab`).
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod metrics;
+pub mod service;
+
+pub use auth::{Scope, Secret, Tokens};
+pub use service::{Controller, ServiceError};

@@ -1,0 +1,439 @@
+//! The controller's core: validates changes, commits them, and keeps the switch reconciled.
+//!
+//! A change is planned against the switch, committed to the switch as one bundle, and only
+//! then committed to the store and acknowledged. A bundle the switch rejects leaves both the
+//! switch and the store as they were. A crash between the two commits is repaired at start,
+//! when the switch is reconciled to the stored (acknowledged) state.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use palisade_flows::{compile, diff, plan, AppliedRecord, Cookie, PortMap, Program, RuleChange};
+use palisade_model::types::ValueError;
+use palisade_model::validate::validate;
+use palisade_model::{merge_file, FileError, Inventory, Kind, Object, ObjectKey};
+use palisade_ovs::{OvsError, Switch};
+use palisade_store::{Actor, AppliedOwner, AuditEntry, Mutation, Store, StoreError};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::auth::Scope;
+use crate::metrics::Metrics;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The file or change is invalid; each problem is located.
+    #[error("the change is invalid ({} problem(s))", .0.len())]
+    Invalid(Vec<FileError>),
+    /// The object does not exist (or belongs to another tenant).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The switch refused the bundle; nothing changed.
+    #[error("the switch rejected the change; the previous rules stay in place")]
+    Rejected(#[source] OvsError),
+    /// The rules could not be compiled.
+    #[error("the change cannot be compiled into flows")]
+    Compile(#[source] palisade_flows::CompileError),
+    /// The store failed.
+    #[error("the store failed")]
+    Store(#[source] StoreError),
+    /// A stored object does not decode as a model object.
+    #[error("stored object {key} is not a valid model object: {detail}")]
+    Corrupt {
+        /// The object.
+        key: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The switch could not be read or programmed.
+    #[error("the switch is unavailable")]
+    Switch(#[source] OvsError),
+}
+
+/// One object as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectView {
+    /// Kind.
+    pub kind: Kind,
+    /// Owning tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Name.
+    pub name: String,
+    /// Body.
+    pub spec: serde_json::Value,
+}
+
+/// What a change did (or, in a dry run, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// True if nothing was changed because this was a dry run.
+    pub dry_run: bool,
+    /// Desired-state revision after the change.
+    pub revision: u64,
+    /// Objects created, updated, deleted or left unchanged.
+    pub objects: Vec<ObjectChange>,
+    /// Flows and groups added (`+`) and removed (`-`).
+    pub rules: Vec<RuleChange>,
+    /// Rules that wait for a switch port.
+    pub pending: Vec<String>,
+    /// False if the switch could not be reached; the reconciler enforces the change later.
+    pub enforced: bool,
+}
+
+/// One object's fate in a change.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectChange {
+    /// `create`, `update`, `delete` or `unchanged`.
+    pub op: &'static str,
+    /// The object.
+    pub object: String,
+}
+
+/// The result of one reconcile pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reconciled {
+    /// Owners reprogrammed.
+    pub changed: usize,
+    /// Owners removed.
+    pub removed: usize,
+    /// Flows Palisade holds after the pass.
+    pub flows: usize,
+    /// Rules still waiting for ports.
+    pub pending: Vec<String>,
+}
+
+struct State {
+    inventory: Inventory,
+    revision: u64,
+}
+
+/// The controller.
+#[derive(Debug)]
+pub struct Controller {
+    store: Arc<dyn Store>,
+    switch: Arc<dyn Switch>,
+    state: Mutex<StateCell>,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+struct StateCell(State);
+
+impl std::fmt::Debug for StateCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "State(revision {})", self.0.revision)
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn to_store_key(k: &ObjectKey) -> palisade_store::ObjectKey {
+    palisade_store::ObjectKey {
+        kind: k.kind.as_str().to_owned(),
+        tenant: k.tenant.as_ref().map(|t| t.to_string()),
+        name: k.name.to_string(),
+    }
+}
+
+fn view(key: &ObjectKey, obj: &Object) -> ObjectView {
+    ObjectView {
+        kind: key.kind,
+        tenant: key.tenant.as_ref().map(|t| t.to_string()),
+        name: key.name.to_string(),
+        spec: obj.to_json(),
+    }
+}
+
+/// True if `scope` may see the object.
+fn visible(scope: &Scope, key: &ObjectKey, obj: &Object) -> bool {
+    match scope {
+        Scope::Admin => true,
+        Scope::Tenant(t) => match obj {
+            Object::Appliance(a) => &a.tenant == t,
+            _ => key.owner() == Some(t),
+        },
+    }
+}
+
+impl Controller {
+    /// Loads the desired state from `store`. Nothing is sent to the switch until `reconcile`.
+    pub fn open(store: Arc<dyn Store>, switch: Arc<dyn Switch>) -> Result<Self, ServiceError> {
+        let mut inventory = Inventory::default();
+        for obj in store.objects().map_err(ServiceError::Store)? {
+            let corrupt = |detail: String| ServiceError::Corrupt { key: obj.key.to_string(), detail };
+            let kind: Kind = obj.key.kind.parse().map_err(|e: ValueError| corrupt(e.0))?;
+            let key = ObjectKey {
+                kind,
+                tenant: obj.key.tenant.as_deref().map(str::parse).transpose().map_err(|e: ValueError| corrupt(e.0))?,
+                name: obj.key.name.parse().map_err(|e: ValueError| corrupt(e.0))?,
+            };
+            let body = Object::from_json(kind, obj.spec.clone()).map_err(|e| corrupt(e.to_string()))?;
+            inventory.objects.insert(key, body);
+        }
+        let revision = store.revision().map_err(ServiceError::Store)?;
+        info!(revision, objects = inventory.objects.len(), "desired state loaded");
+        Ok(Self { store, switch, state: Mutex::new(StateCell(State { inventory, revision })), metrics: Metrics::default() })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, StateCell> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ports of the switch; an unreachable switch is an empty map (everything pending).
+    fn ports(&self) -> (PortMap, bool) {
+        match self.switch.ports() {
+            Ok(p) => (p, true),
+            Err(e) => {
+                warn!(error = %e, "switch unavailable; rules stay pending");
+                (PortMap::new(), false)
+            }
+        }
+    }
+
+    /// Applies a policy file (upsert). `dry_run` reports without changing anything.
+    pub fn apply(&self, scope: &Scope, file: &str, text: &str, dry_run: bool) -> Result<Outcome, ServiceError> {
+        let mut cell = self.lock();
+        let state = &mut cell.0;
+        let merge = merge_file(file, text, &state.inventory).map_err(ServiceError::Invalid)?;
+        if let Scope::Tenant(t) = scope {
+            for (key, _) in &merge.upserts {
+                if key.kind == Kind::Appliance {
+                    return Err(ServiceError::Forbidden("appliances are managed by the operator".to_owned()));
+                }
+                if key.owner() != Some(t) {
+                    let other = key.owner().map_or_else(String::new, |o| o.to_string());
+                    return Err(ServiceError::NotFound(format!("tenant `{other}`")));
+                }
+            }
+        }
+        let mut objects = Vec::new();
+        let mut mutations = Vec::new();
+        for (key, obj) in &merge.upserts {
+            let op = match state.inventory.objects.get(key) {
+                None => "create",
+                Some(old) if old != obj => "update",
+                Some(_) => "unchanged",
+            };
+            if op != "unchanged" {
+                mutations.push(Mutation::Put { key: to_store_key(key), spec: obj.to_json() });
+            }
+            objects.push(ObjectChange { op, object: key.to_string() });
+        }
+        let summary = format!("apply {file}: {} object(s) changed", mutations.len());
+        self.change(scope, state, merge.after, objects, mutations, &summary, dry_run)
+    }
+
+    /// Deletes one object; refused while others refer to it.
+    pub fn delete(&self, scope: &Scope, key: &ObjectKey, dry_run: bool) -> Result<Outcome, ServiceError> {
+        let mut cell = self.lock();
+        let state = &mut cell.0;
+        let Some(obj) = state.inventory.objects.get(key).filter(|o| visible(scope, key, o)) else {
+            return Err(ServiceError::NotFound(key.to_string()));
+        };
+        if scope != &Scope::Admin && key.kind == Kind::Appliance {
+            return Err(ServiceError::Forbidden("appliances are managed by the operator".to_owned()));
+        }
+        let _ = obj;
+        let mut after = state.inventory.clone();
+        after.objects.remove(key);
+        let problems = validate(&after);
+        if !problems.is_empty() {
+            return Err(ServiceError::Invalid(
+                problems
+                    .into_iter()
+                    .map(|p| FileError {
+                        file: "delete".to_owned(),
+                        line: None,
+                        field: p.key.to_string(),
+                        message: format!("still refers to {key}: {}", p.message),
+                    })
+                    .collect(),
+            ));
+        }
+        let objects = vec![ObjectChange { op: "delete", object: key.to_string() }];
+        let mutations = vec![Mutation::Delete { key: to_store_key(key) }];
+        self.change(scope, state, after, objects, mutations, &format!("delete {key}"), dry_run)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn change(
+        &self,
+        scope: &Scope,
+        state: &mut State,
+        after: Inventory,
+        objects: Vec<ObjectChange>,
+        mutations: Vec<Mutation>,
+        summary: &str,
+        dry_run: bool,
+    ) -> Result<Outcome, ServiceError> {
+        let (ports, reachable) = self.ports();
+        let before_prog = compile(&state.inventory, &ports).map_err(ServiceError::Compile)?;
+        let after_prog = compile(&after, &ports).map_err(ServiceError::Compile)?;
+        let rules = visible_rules(scope, &after, diff(&before_prog, &after_prog));
+        let pending = visible_pending(scope, &after_prog.pending);
+        if dry_run || mutations.is_empty() {
+            return Ok(Outcome { dry_run, revision: state.revision, objects, rules, pending, enforced: reachable });
+        }
+        let mut applied_after = None;
+        if reachable {
+            let result = self.program_switch(&after_prog);
+            match result {
+                Ok(records) => applied_after = Some(records),
+                Err(ServiceError::Rejected(e)) => {
+                    self.metrics.change_rejected();
+                    warn!(error = %e, "switch rejected a change");
+                    return Err(ServiceError::Rejected(e));
+                }
+                Err(e) => warn!(error = %e, "switch unavailable; change stored, enforcement deferred"),
+            }
+        }
+        let revision = self
+            .store
+            .commit(&Actor(scope.actor()), summary, &mutations, now_ms())
+            .map_err(ServiceError::Store)?;
+        state.inventory = after;
+        state.revision = revision;
+        self.metrics.change_accepted();
+        info!(revision, actor = %scope.actor(), summary, "change committed");
+        let enforced = applied_after.is_some();
+        if let Some(records) = applied_after {
+            self.record(revision, &records)?;
+        }
+        Ok(Outcome { dry_run, revision, objects, rules, pending, enforced })
+    }
+
+    /// Plans against the switch and commits one bundle; returns what is now applied.
+    fn program_switch(&self, program: &Program) -> Result<Vec<AppliedRecord>, ServiceError> {
+        let started = Instant::now();
+        let installed = self.switch.installed().map_err(ServiceError::Switch)?;
+        let (_, applied) = self.store.applied().map_err(ServiceError::Store)?;
+        let applied: Vec<AppliedRecord> = applied
+            .into_iter()
+            .map(|a| AppliedRecord { cookie: Cookie(a.cookie), digest: a.digest, flow_count: a.flow_count, groups: a.groups })
+            .collect();
+        let plan = plan(program, &applied, &installed);
+        if !plan.is_empty() {
+            self.switch.commit(&plan.lines).map_err(|e| match e {
+                OvsError::Failed { .. } => ServiceError::Rejected(e),
+                other => ServiceError::Switch(other),
+            })?;
+        }
+        self.metrics.reconciled(
+            started.elapsed(),
+            program.flow_count(),
+            program.owners.len(),
+            program.pending.len(),
+            !plan.is_empty(),
+        );
+        Ok(plan.applied_after)
+    }
+
+    fn record(&self, revision: u64, records: &[AppliedRecord]) -> Result<(), ServiceError> {
+        let owners: Vec<AppliedOwner> = records
+            .iter()
+            .map(|r| AppliedOwner { cookie: r.cookie.0, digest: r.digest.clone(), flow_count: r.flow_count, groups: r.groups.clone() })
+            .collect();
+        self.store.record_applied(revision, &owners).map_err(ServiceError::Store)
+    }
+
+    /// Brings the switch to the desired state: at start, periodically, and when ports come
+    /// and go. Flows that are not Palisade's are never touched; nothing is flushed.
+    pub fn reconcile(&self) -> Result<Reconciled, ServiceError> {
+        let cell = self.lock();
+        let state = &cell.0;
+        let ports = self.switch.ports().map_err(|e| {
+            self.metrics.reconcile_failed();
+            ServiceError::Switch(e)
+        })?;
+        let program = compile(&state.inventory, &ports).map_err(ServiceError::Compile)?;
+        let installed = self.switch.installed().map_err(ServiceError::Switch)?;
+        let (_, applied) = self.store.applied().map_err(ServiceError::Store)?;
+        let applied: Vec<AppliedRecord> = applied
+            .into_iter()
+            .map(|a| AppliedRecord { cookie: Cookie(a.cookie), digest: a.digest, flow_count: a.flow_count, groups: a.groups })
+            .collect();
+        let p = plan(&program, &applied, &installed);
+        let started = Instant::now();
+        if !p.is_empty() {
+            if let Err(e) = self.switch.commit(&p.lines) {
+                self.metrics.reconcile_failed();
+                return Err(ServiceError::Switch(e));
+            }
+            info!(changed = p.changed.len(), removed = p.removed.len(), "switch reconciled");
+            self.record(state.revision, &p.applied_after)?;
+        }
+        self.metrics.reconciled(started.elapsed(), program.flow_count(), program.owners.len(), program.pending.len(), !p.is_empty());
+        Ok(Reconciled { changed: p.changed.len(), removed: p.removed.len(), flows: program.flow_count(), pending: program.pending })
+    }
+
+    /// Objects the caller may see, optionally of one kind.
+    pub fn objects(&self, scope: &Scope, kind: Option<Kind>) -> Vec<ObjectView> {
+        let cell = self.lock();
+        cell.0
+            .inventory
+            .objects
+            .iter()
+            .filter(|(k, o)| kind.is_none_or(|kind| k.kind == kind) && visible(scope, k, o))
+            .map(|(k, o)| view(k, o))
+            .collect()
+    }
+
+    /// One object, if the caller may see it.
+    pub fn object(&self, scope: &Scope, key: &ObjectKey) -> Result<ObjectView, ServiceError> {
+        let cell = self.lock();
+        match cell.0.inventory.objects.get(key) {
+            Some(o) if visible(scope, key, o) => Ok(view(key, o)),
+            _ => Err(ServiceError::NotFound(key.to_string())),
+        }
+    }
+
+    /// The compiled rules the caller may see, per owner.
+    pub fn flows(&self, scope: &Scope) -> Result<Program, ServiceError> {
+        let cell = self.lock();
+        let (ports, _) = self.ports();
+        let mut program = compile(&cell.0.inventory, &ports).map_err(ServiceError::Compile)?;
+        if let Scope::Tenant(t) = scope {
+            let prefix = format!("policy {t}/");
+            program.owners.retain(|_, o| o.name.starts_with(&prefix));
+            program.pending.retain(|p| p.starts_with(&prefix));
+        }
+        Ok(program)
+    }
+
+    /// The audit log the caller may see.
+    pub fn audit(&self, scope: &Scope, limit: usize) -> Result<Vec<AuditEntry>, ServiceError> {
+        self.store.audit(scope.tenant().map(|t| t.as_str()), limit).map_err(ServiceError::Store)
+    }
+
+    /// The current desired-state revision.
+    pub fn revision(&self) -> u64 {
+        self.lock().0.revision
+    }
+}
+
+fn visible_rules(scope: &Scope, _inv: &Inventory, rules: Vec<RuleChange>) -> Vec<RuleChange> {
+    match scope {
+        Scope::Admin => rules,
+        Scope::Tenant(t) => {
+            let prefix = format!("policy {t}/");
+            rules.into_iter().filter(|r| r.owner.starts_with(&prefix)).collect()
+        }
+    }
+}
+
+fn visible_pending(scope: &Scope, pending: &[String]) -> Vec<String> {
+    match scope {
+        Scope::Admin => pending.to_vec(),
+        Scope::Tenant(t) => {
+            let prefix = format!("policy {t}/");
+            pending.iter().filter(|p| p.starts_with(&prefix)).cloned().collect()
+        }
+    }
+}

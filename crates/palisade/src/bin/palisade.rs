@@ -1,0 +1,314 @@
+//! `palisade`: the Palisade command line. Talks to `palisaded` over its API; `lab` builds
+//! the single-host lab on this machine.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use palisade_client::lab::{lab_inventory, lab_spec, LabHome};
+use palisade_client::Client;
+use palisade_lab::Lab;
+use serde_json::Value;
+
+/// Palisade: security as a service for the VMs of an IaaS cloud.
+///
+/// Policies live in YAML files (see examples/). `palisade lab up` builds a small cloud on
+/// this machine and starts a controller; `palisade apply -f examples/redirect.yaml` then
+/// steers web1->web2 traffic through the firewall appliance fw1.
+#[derive(Debug, Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    /// Controller URL.
+    #[arg(long, global = true, env = "PALISADE_URL", default_value = "http://127.0.0.1:7683")]
+    url: String,
+    /// Bearer token (default: the lab's admin token, if a lab is up).
+    #[arg(long, global = true, env = "PALISADE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Human)]
+    output: Output,
+    /// Where the lab keeps its controller state.
+    #[arg(long, global = true, env = "PALISADE_LAB_DIR", default_value = "/var/lib/palisade/lab")]
+    lab_dir: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Apply a policy file: create or update every object it names (idempotent).
+    Apply {
+        /// The file (YAML or JSON).
+        #[arg(short, long)]
+        file: PathBuf,
+        /// Show what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show what applying a file would change (objects and flows), changing nothing.
+    Diff {
+        /// The file (YAML or JSON).
+        #[arg(short, long)]
+        file: PathBuf,
+    },
+    /// List objects, or show one. KIND: tenant, domain, subdomain, vm, appliance, policy.
+    Get {
+        /// Kind of object.
+        kind: Option<String>,
+        /// `name` for tenants and appliances, `tenant/name` for the rest.
+        id: Option<String>,
+    },
+    /// Delete one object (refused while others refer to it).
+    Delete {
+        /// Kind of object.
+        kind: String,
+        /// `name` for tenants and appliances, `tenant/name` for the rest.
+        id: String,
+        /// Show what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the compiled OpenFlow rules per policy.
+    Flows,
+    /// Show the audit log (who changed what, when).
+    Audit {
+        /// How many entries.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Build, inspect or tear down the single-host lab.
+    #[command(subcommand)]
+    Lab(LabCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCmd {
+    /// Build the lab (idempotent): OVS bridge, namespaces, appliance, controller, inventory.
+    Up {
+        /// Bridge name.
+        #[arg(long, default_value = "palisade0")]
+        bridge: String,
+    },
+    /// Show what exists of the lab.
+    Status {
+        /// Bridge name.
+        #[arg(long, default_value = "palisade0")]
+        bridge: String,
+    },
+    /// Remove every namespace, veth, the bridge, the controller and its state.
+    Down {
+        /// Bridge name.
+        #[arg(long, default_value = "palisade0")]
+        bridge: String,
+    },
+    /// Run a command inside a lab host's namespace, e.g. `lab exec pal-alpha-web1 -- busybox ping -c1 198.18.1.20`.
+    Exec {
+        /// Namespace name (see `lab status`).
+        netns: String,
+        /// The command.
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// Show an appliance's firewall counters.
+    Counters {
+        /// Appliance name.
+        appliance: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(&cli) {
+        eprintln!("error: {e}");
+        let mut src = e.source();
+        while let Some(s) = src {
+            eprintln!("  caused by: {s}");
+            src = s.source();
+        }
+        std::process::exit(1);
+    }
+}
+
+fn client(cli: &Cli) -> anyhow::Result<Client> {
+    let token = match &cli.token {
+        Some(t) => t.clone(),
+        None => LabHome::new(cli.lab_dir.clone())
+            .token("admin")
+            .context("no token: pass --token or PALISADE_TOKEN (or bring the lab up)")?,
+    };
+    Ok(Client::new(&cli.url, &token))
+}
+
+fn print(cli: &Cli, v: &Value, human: impl FnOnce(&Value)) {
+    match cli.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+        Output::Human => human(v),
+    }
+}
+
+fn print_outcome(v: &Value) {
+    let dry = v["dry_run"].as_bool().unwrap_or(false);
+    for o in v["objects"].as_array().into_iter().flatten() {
+        println!("{:<9} {}", o["op"].as_str().unwrap_or(""), o["object"].as_str().unwrap_or(""));
+    }
+    for r in v["rules"].as_array().into_iter().flatten() {
+        println!("  {} [{}] {}", r["op"].as_str().unwrap_or(""), r["owner"].as_str().unwrap_or(""), r["rule"].as_str().unwrap_or(""));
+    }
+    for p in v["pending"].as_array().into_iter().flatten() {
+        println!("  pending: {}", p.as_str().unwrap_or(""));
+    }
+    if dry {
+        println!("(dry run: nothing changed)");
+    } else {
+        let enforced = if v["enforced"].as_bool().unwrap_or(false) { "enforced" } else { "stored; switch unreachable, enforcement deferred" };
+        println!("revision {} ({enforced})", v["revision"]);
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Cmd::Apply { file, dry_run } => apply(cli, file, *dry_run)?,
+        Cmd::Diff { file } => apply(cli, file, true)?,
+        Cmd::Get { kind, id } => {
+            let c = client(cli)?;
+            let v = match (kind, id) {
+                (Some(k), Some(id)) => c.get(k, id)?,
+                (k, None) => c.list(k.as_deref())?,
+                (None, Some(_)) => bail!("give a kind before the name"),
+            };
+            print(cli, &v, |v| {
+                let rows: Vec<&Value> = match v.as_array() {
+                    Some(a) => a.iter().collect(),
+                    None => vec![v],
+                };
+                println!("{:<10} {:<10} {:<22} SPEC", "KIND", "TENANT", "NAME");
+                for o in rows {
+                    println!(
+                        "{:<10} {:<10} {:<22} {}",
+                        o["kind"].as_str().unwrap_or(""),
+                        o["tenant"].as_str().unwrap_or("-"),
+                        o["name"].as_str().unwrap_or(""),
+                        o["spec"]
+                    );
+                }
+            });
+        }
+        Cmd::Delete { kind, id, dry_run } => {
+            let v = client(cli)?.delete(kind, id, *dry_run)?;
+            print(cli, &v, print_outcome);
+        }
+        Cmd::Flows => {
+            let v = client(cli)?.flows()?;
+            print(cli, &v, |v| {
+                for o in v["owners"].as_object().into_iter().flat_map(|m| m.values()) {
+                    println!("{} (cookie {:#018x})", o["name"].as_str().unwrap_or(""), o["cookie"].as_u64().unwrap_or(0));
+                    for g in o["groups"].as_array().into_iter().flatten() {
+                        println!("  group_id={},{}", g["id"], g["spec"].as_str().unwrap_or(""));
+                    }
+                    for f in o["flows"].as_array().into_iter().flatten() {
+                        println!("  priority={},{} actions={}", f["priority"], f["matches"].as_str().unwrap_or(""), f["actions"].as_str().unwrap_or(""));
+                    }
+                }
+                for p in v["pending"].as_array().into_iter().flatten() {
+                    println!("pending: {}", p.as_str().unwrap_or(""));
+                }
+            });
+        }
+        Cmd::Audit { limit } => {
+            let v = client(cli)?.audit(*limit)?;
+            print(cli, &v, |v| {
+                for e in v.as_array().into_iter().flatten() {
+                    println!("rev {:<5} {:<14} {}", e["revision"], e["actor"].as_str().unwrap_or(""), e["summary"].as_str().unwrap_or(""));
+                }
+            });
+        }
+        Cmd::Lab(cmd) => lab(cli, cmd)?,
+    }
+    Ok(())
+}
+
+fn apply(cli: &Cli, file: &std::path::Path, dry_run: bool) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let v = client(cli)?.apply(&file.display().to_string(), &text, dry_run)?;
+    print(cli, &v, print_outcome);
+    Ok(())
+}
+
+fn listen_addr(url: &str) -> anyhow::Result<String> {
+    let rest = url.strip_prefix("http://").context("the lab controller URL must be http://HOST:PORT")?;
+    Ok(rest.trim_end_matches('/').to_owned())
+}
+
+fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
+    let home = LabHome::new(cli.lab_dir.clone());
+    let labx = Lab::new(cli.lab_dir.join("hosts"));
+    let inv = lab_inventory()?;
+    let mut progress = |msg: &str| eprintln!("  {msg}");
+    match cmd {
+        LabCmd::Up { bridge } => {
+            let spec = lab_spec(&inv, bridge)?;
+            eprintln!("building lab on bridge {bridge} ({} hosts)", spec.hosts.len());
+            labx.up(&spec, &mut progress)?;
+            home.ensure_tokens(&inv)?;
+            let palisaded = std::env::current_exe()?.with_file_name("palisaded");
+            if home.start_controller(&palisaded, &cli.url, &listen_addr(&cli.url)?, bridge)? {
+                eprintln!("  started palisaded (log: {})", home.log().display());
+            }
+            let token = home.token("admin").context("lab token file has no admin token")?;
+            let v = Client::new(&cli.url, &token).apply("lab.yaml", palisade_client::lab::LAB_YAML, false)?;
+            print(cli, &v, |v| {
+                println!("lab is up: {} hosts on {bridge}, controller at {}", spec.hosts.len(), cli.url);
+                println!("inventory at revision {}; tokens in {}", v["revision"], home.tokens().display());
+            });
+        }
+        LabCmd::Status { bridge } => {
+            let spec = lab_spec(&inv, bridge)?;
+            let status = labx.status(&spec)?;
+            let v = serde_json::to_value(&status)?;
+            let healthy = Client::new(&cli.url, "").healthy();
+            print(cli, &serde_json::json!({ "lab": v, "controller_healthy": healthy }), |_| {
+                println!("{status:#?}");
+                println!("controller: {}", if healthy { "healthy" } else { "not running" });
+            });
+        }
+        LabCmd::Down { bridge } => {
+            let spec = lab_spec(&inv, bridge)?;
+            if home.stop_controller() {
+                eprintln!("  stopped palisaded");
+            }
+            labx.down(&spec, &mut progress)?;
+            home.remove()?;
+            eprintln!("lab is down");
+        }
+        LabCmd::Exec { netns, argv } => {
+            let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let out = labx.exec(netns, &args)?;
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            if !out.status.success() {
+                std::process::exit(out.status.code().unwrap_or(1));
+            }
+        }
+        LabCmd::Counters { appliance } => {
+            let spec = lab_spec(&inv, "palisade0")?;
+            let host = spec
+                .hosts
+                .iter()
+                .find(|h| h.netns == format!("pal-{appliance}"))
+                .with_context(|| format!("no appliance `{appliance}` in the lab"))?;
+            let counters = labx.appliance_counters(host)?;
+            print(cli, &serde_json::to_value(&counters)?, |_| {
+                for c in &counters {
+                    println!("{:<12} {:>8} packets {:>10} bytes", c.rule, c.packets, c.bytes);
+                }
+            });
+        }
+    }
+    Ok(())
+}

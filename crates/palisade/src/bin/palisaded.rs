@@ -1,0 +1,86 @@
+//! `palisaded`: the Palisade controller. Serves the API and keeps Open vSwitch reconciled.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use palisade_controller::{api, Controller, Tokens};
+use palisade_ovs::OfctlSwitch;
+use palisade_store::SqliteStore;
+use tracing::{info, warn};
+
+/// Palisade controller: holds the desired state (SQLite), serves the REST API, and programs
+/// the Open vSwitch bridge with atomic OpenFlow bundles. Restarting it neither flushes flows
+/// nor interrupts traffic: on start it reconciles only what differs.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// SQLite database holding desired state, applied state and the audit log.
+    #[arg(long, env = "PALISADE_DB", default_value = "/var/lib/palisade/palisade.db")]
+    db: PathBuf,
+    /// Token file: {"admin": "...", "tenants": {"alpha": "..."}}.
+    #[arg(long, env = "PALISADE_TOKENS", default_value = "/var/lib/palisade/tokens.json")]
+    tokens: PathBuf,
+    /// The Open vSwitch bridge to program.
+    #[arg(long, env = "PALISADE_BRIDGE", default_value = "palisade0")]
+    bridge: String,
+    /// Address to serve the API on.
+    #[arg(long, env = "PALISADE_LISTEN", default_value = "127.0.0.1:7683")]
+    listen: SocketAddr,
+    /// How often to check the switch for drift and new ports, in milliseconds.
+    #[arg(long, env = "PALISADE_RECONCILE_MS", default_value_t = 1000)]
+    reconcile_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let tokens = Tokens::load(&args.tokens).context("loading tokens")?;
+    if let Some(dir) = args.db.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let store = SqliteStore::open(&args.db).with_context(|| format!("opening store {}", args.db.display()))?;
+    let switch = OfctlSwitch::new(args.bridge.clone());
+    let controller = Arc::new(Controller::open(Arc::new(store), Arc::new(switch)).context("loading desired state")?);
+
+    let reconciler = controller.clone();
+    let period = Duration::from_millis(args.reconcile_ms.max(50));
+    tokio::spawn(async move {
+        let mut last_ok = true;
+        loop {
+            let c = reconciler.clone();
+            match tokio::task::spawn_blocking(move || c.reconcile()).await {
+                Ok(Ok(_)) => {
+                    if !last_ok {
+                        info!("switch reachable again; reconciled");
+                    }
+                    last_ok = true;
+                }
+                Ok(Err(e)) if last_ok => {
+                    warn!(error = %e, cause = ?std::error::Error::source(&e).map(ToString::to_string), "reconcile failed; retrying");
+                    last_ok = false;
+                }
+                _ => {}
+            }
+            tokio::time::sleep(period).await;
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    info!(listen = %args.listen, bridge = %args.bridge, db = %args.db.display(), "palisaded started");
+    axum::serve(listener, api::router(controller, Arc::new(tokens)))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving the API")?;
+    info!("palisaded stopped");
+    Ok(())
+}
