@@ -41,8 +41,8 @@ pub use error::{LabError, SpecError, TeardownFailure};
 pub use nft::{render_ruleset, RuleCounter};
 pub use runner::{command_line, CommandRunner, SystemRunner};
 pub use spec::{
-    ApplianceFunction, ApplianceSpec, FirewallRule, FirewallSpec, HostRole, HostSpec, LabSpec, Proto,
-    Verdict,
+    ApplianceFunction, ApplianceSpec, FirewallRule, FirewallSpec, HostRole, HostSpec, LabSpec,
+    Proto, Verdict,
 };
 pub use status::{HostStatus, LabStatus};
 pub use validate::validate;
@@ -116,8 +116,10 @@ impl Lab {
     /// before anything is changed.
     pub fn up(&self, spec: &LabSpec, progress: &mut dyn FnMut(&str)) -> Result<UpReport, LabError> {
         validate(spec)?;
-        std::fs::create_dir_all(&self.state_dir)
-            .map_err(|source| LabError::StatePath { path: self.state_dir.clone(), source })?;
+        std::fs::create_dir_all(&self.state_dir).map_err(|source| LabError::StatePath {
+            path: self.state_dir.clone(),
+            source,
+        })?;
         let sys = self.sys();
         let mut ch = Changes::new(progress);
         sys.ensure_ovs(&mut |m| ch.note(m.to_owned()))?;
@@ -148,9 +150,15 @@ impl Lab {
             if changes.is_empty() {
                 ch.say(&format!("host {} is already up to date", h.netns));
             }
-            hosts.push(HostUpReport { netns: h.netns.clone(), changes });
+            hosts.push(HostUpReport {
+                netns: h.netns.clone(),
+                changes,
+            });
         }
-        Ok(UpReport { bridge_changes, hosts })
+        Ok(UpReport {
+            bridge_changes,
+            hosts,
+        })
     }
 
     /// Reports what exists and whether it matches the spec. Changes nothing.
@@ -176,7 +184,9 @@ impl Lab {
         let app = host
             .role
             .appliance()
-            .ok_or_else(|| LabError::NotAnAppliance { netns: host.netns.clone() })?;
+            .ok_or_else(|| LabError::NotAnAppliance {
+                netns: host.netns.clone(),
+            })?;
         appliance::counters(self.sys(), host, app)
     }
 
@@ -184,7 +194,16 @@ impl Lab {
     pub fn set_link(&self, host: &HostSpec, up: bool) -> Result<(), LabError> {
         validate::check_netns(&host.netns)?;
         let state = if up { "up" } else { "down" };
-        self.sys().run(&["ip", "-n", &host.netns, "link", "set", "dev", NS_IFACE, state])?;
+        self.sys().run(&[
+            "ip",
+            "-n",
+            &host.netns,
+            "link",
+            "set",
+            "dev",
+            NS_IFACE,
+            state,
+        ])?;
         Ok(())
     }
 

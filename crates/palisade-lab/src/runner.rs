@@ -31,13 +31,23 @@ pub struct SystemRunner;
 
 impl CommandRunner for SystemRunner {
     fn output(&self, argv: &[String], stdin: Option<&str>) -> Result<Output, LabError> {
-        let spawn_err = |source| LabError::Spawn { command: command_line(argv), source };
+        let spawn_err = |source| LabError::Spawn {
+            command: command_line(argv),
+            source,
+        };
         let (program, args) = argv.split_first().ok_or_else(|| {
-            spawn_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command line"))
+            spawn_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "empty command line",
+            ))
         })?;
         let mut cmd = Command::new(program);
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         let mut child = cmd.spawn().map_err(spawn_err)?;
         if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
             // A child that exits early closes the pipe; its exit status then tells the story,
@@ -54,12 +64,25 @@ impl CommandRunner for SystemRunner {
     }
 
     fn spawn_detached(&self, argv: &[String], log: &Path) -> Result<u32, LabError> {
-        let state_err = |source| LabError::StatePath { path: log.to_path_buf(), source };
-        let out = OpenOptions::new().create(true).append(true).open(log).map_err(state_err)?;
+        let state_err = |source| LabError::StatePath {
+            path: log.to_path_buf(),
+            source,
+        };
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(state_err)?;
         let err: File = out.try_clone().map_err(state_err)?;
-        let spawn_err = |source| LabError::Spawn { command: command_line(argv), source };
+        let spawn_err = |source| LabError::Spawn {
+            command: command_line(argv),
+            source,
+        };
         let (program, args) = argv.split_first().ok_or_else(|| {
-            spawn_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command line"))
+            spawn_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "empty command line",
+            ))
         })?;
         let mut child = Command::new(program)
             .args(args)

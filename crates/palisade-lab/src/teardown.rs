@@ -35,14 +35,22 @@ impl Failures {
 }
 
 /// Tears the lab down; `spec` must already be validated.
-pub fn down(sys: Sys<'_>, state_dir: &Path, spec: &LabSpec, ch: &mut Changes<'_>) -> Result<(), LabError> {
+pub fn down(
+    sys: Sys<'_>,
+    state_dir: &Path,
+    spec: &LabSpec,
+    ch: &mut Changes<'_>,
+) -> Result<(), LabError> {
     let mut failures = Failures(Vec::new());
 
     for host in &spec.hosts {
         let r = appliance::stop_tap(sys, state_dir, &host.netns, ch).and_then(|()| {
             // A capture whose pid file was lost, or whose namespace was deleted under it.
             for pid in capture_pids(sys, state_dir, &host.netns)? {
-                ch.note(format!("stopping unrecorded tap capture for {} (pid {pid})", host.netns));
+                ch.note(format!(
+                    "stopping unrecorded tap capture for {} (pid {pid})",
+                    host.netns
+                ));
                 appliance::kill(sys, pid, "")?;
             }
             Ok(())
@@ -67,7 +75,10 @@ pub fn down(sys: Sys<'_>, state_dir: &Path, spec: &LabSpec, ch: &mut Changes<'_>
     let ovs = sys.ensure_ovs(&mut |m| ch.note(m.to_owned()));
     let r = ovs.and_then(|()| {
         if sys.bridge_exists(&spec.bridge)? {
-            ch.note(format!("deleting bridge {} with its ports, flows and groups", spec.bridge));
+            ch.note(format!(
+                "deleting bridge {} with its ports, flows and groups",
+                spec.bridge
+            ));
             sys.vsctl(&["--if-exists", "del-br", &spec.bridge])?;
         }
         Ok(())
@@ -77,7 +88,9 @@ pub fn down(sys: Sys<'_>, state_dir: &Path, spec: &LabSpec, ch: &mut Changes<'_>
     match sys.links(None) {
         Ok(links) => {
             for host in &spec.hosts {
-                let Some(link) = links.iter().find(|l| l.ifname == host.port) else { continue };
+                let Some(link) = links.iter().find(|l| l.ifname == host.port) else {
+                    continue;
+                };
                 let object = format!("veth {}", host.port);
                 let r = if link.is_veth() {
                     ch.note(format!("deleting veth {}", host.port));
@@ -104,7 +117,9 @@ pub fn down(sys: Sys<'_>, state_dir: &Path, spec: &LabSpec, ch: &mut Changes<'_>
     if failures.0.is_empty() {
         Ok(())
     } else {
-        Err(LabError::TeardownIncomplete { failures: failures.0 })
+        Err(LabError::TeardownIncomplete {
+            failures: failures.0,
+        })
     }
 }
 
@@ -124,7 +139,13 @@ fn capture_pids(sys: Sys<'_>, state_dir: &Path, netns: &str) -> Result<Vec<u32>,
     let pcap = TapFiles::new(state_dir, netns).pcap.display().to_string();
     let pattern: String = pcap
         .chars()
-        .flat_map(|c| if ".[]()*+?{}|^$\\".contains(c) { vec!['\\', c] } else { vec![c] })
+        .flat_map(|c| {
+            if ".[]()*+?{}|^$\\".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
         .collect();
     let parts = ["pgrep", "-f", &pattern];
     let out = sys.output(&parts)?;
@@ -132,7 +153,9 @@ fn capture_pids(sys: Sys<'_>, state_dir: &Path, netns: &str) -> Result<Vec<u32>,
     if out.status.code() == Some(1) {
         return Ok(Vec::new());
     }
-    let text = String::from_utf8_lossy(&crate::runner::check(&crate::runner::argv(&parts), out)?.stdout).into_owned();
+    let text =
+        String::from_utf8_lossy(&crate::runner::check(&crate::runner::argv(&parts), out)?.stdout)
+            .into_owned();
     parse_pids(&text, &format!("pgrep -f {pattern}"))
 }
 
@@ -147,14 +170,24 @@ fn parse_pids(text: &str, command: &str) -> Result<Vec<u32>, LabError> {
         .collect()
 }
 
-fn verify_gone(sys: Sys<'_>, state_dir: &Path, spec: &LabSpec, bridge: &str, failures: &mut Failures) {
+fn verify_gone(
+    sys: Sys<'_>,
+    state_dir: &Path,
+    spec: &LabSpec,
+    bridge: &str,
+    failures: &mut Failures,
+) {
     if let Ok(list) = sys.netns_list() {
         for host in spec.hosts.iter().filter(|h| list.contains(&h.netns)) {
             failures.still_there(format!("namespace {}", host.netns));
         }
     }
     if let Ok(links) = sys.links(None) {
-        for host in spec.hosts.iter().filter(|h| links.iter().any(|l| l.ifname == h.port)) {
+        for host in spec
+            .hosts
+            .iter()
+            .filter(|h| links.iter().any(|l| l.ifname == h.port))
+        {
             failures.still_there(format!("veth {}", host.port));
         }
     }

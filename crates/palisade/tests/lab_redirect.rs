@@ -1,0 +1,158 @@
+//! Type 1 redirection with real traffic in the lab: real OVS, namespaces, nftables (issue #2).
+//!
+//! The lab's namespaces have fixed names, so the whole story runs as one test, step by step.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const URL: &str = "http://127.0.0.1:17683";
+
+struct Env {
+    dir: PathBuf,
+}
+
+impl Env {
+    fn palisade(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["--url", URL, "--lab-dir"])
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("palisade runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.palisade(args);
+        assert!(out.status.success(), "palisade {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Pings once from a lab host; returns the TTL seen, or None if no reply came.
+    fn ping(&self, netns: &str, ip: &str) -> Option<u32> {
+        let out = self.palisade(&["lab", "exec", netns, "--", "busybox", "ping", "-c", "1", "-W", "1", ip]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split("ttl=").nth(1)?.split_whitespace().next()?.parse().ok()
+    }
+
+    fn counter(&self, rule: &str) -> u64 {
+        let v: serde_json::Value = serde_json::from_str(&self.ok(&["lab", "counters", "fw1", "-o", "json"])).expect("json");
+        v.as_array().expect("array").iter().find(|c| c["rule"] == rule).and_then(|c| c["packets"].as_u64()).expect("counter exists")
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.palisade(&["lab", "down"]);
+    }
+}
+
+fn set_link(netns: &str, up: bool) {
+    let st = Command::new("ip").args(["-n", netns, "link", "set", "eth0", if up { "up" } else { "down" }]).status().expect("ip runs");
+    assert!(st.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p.display().to_string()
+}
+
+fn ofctl_dump() -> String {
+    let out = Command::new("ovs-ofctl").args(["-O", "OpenFlow13", "dump-flows", "palisade0"]).output().expect("ovs-ofctl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// How long the oldest redirect flow has been installed, in seconds.
+fn redirect_age(dump: &str) -> f64 {
+    dump.lines()
+        .filter(|l| l.contains("priority=1100"))
+        .filter_map(|l| l.split("duration=").nth(1)?.split('s').next()?.parse::<f64>().ok())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn redirect_through_appliance_in_the_lab() {
+    assert!(nix_is_root(), "this test needs root (CI runs as root)");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let env = Env { dir: tmp.path().join("lab") };
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let redirect = examples.join("redirect.yaml").display().to_string();
+    let _ = env.palisade(&["lab", "down"]);
+
+    // Up, twice: idempotent.
+    env.ok(&["lab", "up"]);
+    env.ok(&["lab", "up"]);
+
+    // Before any policy: direct path (TTL 64), both tenants, same addresses.
+    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(64));
+    assert_eq!(env.ping("pal-beta-web1", "198.18.1.20"), Some(64));
+
+    // A diff changes nothing.
+    let diff = env.ok(&["diff", "-f", &redirect]);
+    assert!(diff.contains("create    policy alpha/web1-to-web2-via-fw"), "{diff}");
+    assert!(diff.contains("(dry run: nothing changed)"));
+    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(64));
+
+    // Apply: matched traffic crosses the appliance (TTL 63, counters grow).
+    let before = env.counter("icmp");
+    env.ok(&["apply", "-f", &redirect]);
+    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(63));
+    assert!(env.counter("icmp") >= before + 2, "request and reply cross the firewall");
+    // Applying again changes nothing.
+    assert!(env.ok(&["apply", "-f", &redirect]).contains("unchanged policy alpha/web1-to-web2-via-fw"));
+
+    // Unmatched traffic does not cross it: web1 -> gateway, and the other tenant with the same IPs.
+    let counted = env.counter("forwarded");
+    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.1"), Some(64));
+    assert_eq!(env.ping("pal-beta-web1", "198.18.1.20"), Some(64));
+    assert_eq!(env.counter("forwarded"), counted);
+
+    // A bad file is rejected with file:line and changes nothing.
+    let bad = write(tmp.path(), "bad.yaml", "policies:\n  - name: x\n    tenant: alpha\n    redirect:\n      destination: { vm: web2 }\n      appliance: fw1\n      fail_mode: sometimes\n");
+    let out = env.palisade(&["apply", "-f", &bad]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:7:"), "{err}");
+    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(63));
+
+    // Controller killed with -9 and restarted: flows stay (counters not reset), traffic flows.
+    let pid = std::fs::read_to_string(env.dir.join("palisaded.pid")).expect("pid file");
+    let age = redirect_age(&ofctl_dump());
+    assert!(age > 0.0);
+    assert!(Command::new("kill").args(["-9", pid.trim()]).status().expect("kill").success());
+    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(63), "datapath keeps working without the controller");
+    env.ok(&["lab", "up"]);
+    assert!(redirect_age(&ofctl_dump()) >= age, "redirect flows were re-added on restart");
+
+    // Appliance down: `closed` drops, `open` bypasses; back up: redirected again.
+    set_link("pal-fw1", false);
+    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), None);
+    let open = write(tmp.path(), "open.yaml", &std::fs::read_to_string(&redirect).expect("read").replace("fail_mode: closed", "fail_mode: open"));
+    env.ok(&["apply", "-f", &open]);
+    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(64));
+    set_link("pal-fw1", true);
+    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(63));
+
+    // Deleting the policy restores the direct path.
+    env.ok(&["delete", "policy", "alpha/web1-to-web2-via-fw"]);
+    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(64));
+
+    // Down leaves nothing behind.
+    env.ok(&["lab", "down"]);
+    let netns = String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().expect("ip").stdout).into_owned();
+    assert!(!netns.contains("pal-"), "namespaces left: {netns}");
+    let links = String::from_utf8_lossy(&Command::new("ip").args(["-o", "link"]).output().expect("ip").stdout).into_owned();
+    assert!(!links.contains("pa-") && !links.contains("pb-") && !links.contains("pg-"), "veths left: {links}");
+    let br = Command::new("ovs-vsctl").args(["br-exists", "palisade0"]).status().expect("ovs-vsctl");
+    assert_eq!(br.code(), Some(2), "bridge left behind");
+    assert!(!Command::new("pgrep").args(["-f", "palisaded --db"]).status().expect("pgrep").success(), "palisaded left running");
+    assert!(!env.dir.exists());
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
