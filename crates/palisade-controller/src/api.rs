@@ -76,6 +76,10 @@ impl From<ServiceError> for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorBody { error: "the change is invalid; nothing was changed".to_owned(), details: errs.iter().map(ToString::to_string).collect() },
             ),
+            ServiceError::InUse(what, details) => ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorBody { error: format!("cannot delete {what}: other objects refer to it; nothing was changed"), details },
+            ),
             ServiceError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found")),
             ServiceError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, why),
             ServiceError::Rejected(_) => {

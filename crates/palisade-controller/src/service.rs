@@ -26,6 +26,9 @@ pub enum ServiceError {
     /// The file or change is invalid; each problem is located.
     #[error("the change is invalid ({} problem(s))", .0.len())]
     Invalid(Vec<FileError>),
+    /// Other objects still refer to the object being deleted.
+    #[error("{0} is still in use")]
+    InUse(String, Vec<String>),
     /// The object does not exist (or belongs to another tenant).
     #[error("{0} not found")]
     NotFound(String),
@@ -245,16 +248,9 @@ impl Controller {
         after.objects.remove(key);
         let problems = validate(&after);
         if !problems.is_empty() {
-            return Err(ServiceError::Invalid(
-                problems
-                    .into_iter()
-                    .map(|p| FileError {
-                        file: "delete".to_owned(),
-                        line: None,
-                        field: p.key.to_string(),
-                        message: format!("still refers to {key}: {}", p.message),
-                    })
-                    .collect(),
+            return Err(ServiceError::InUse(
+                key.to_string(),
+                problems.into_iter().map(|p| format!("{} ({}): {}", p.key, p.field, p.message)).collect(),
             ));
         }
         let objects = vec![ObjectChange { op: "delete", object: key.to_string() }];
