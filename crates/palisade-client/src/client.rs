@@ -60,7 +60,10 @@ impl Client {
                 Err(ClientError::Api {
                     status,
                     message: v["error"].as_str().unwrap_or("request failed").to_owned(),
-                    details: v["details"].as_array().map(|a| a.iter().filter_map(|d| d.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
+                    details: v["details"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|d| d.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default(),
                 })
             }
             Err(ureq::Error::Transport(t)) => Err(ClientError::Unreachable { url, source: Box::new(t) }),

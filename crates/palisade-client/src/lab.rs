@@ -202,13 +202,20 @@ impl LabHome {
     }
 
     /// Starts the lab's controller unless one already answers at `url`.
-    pub fn start_controller(&self, palisaded: &Path, url: &str, listen: &str, bridge: &str) -> Result<bool, LabGlueError> {
+    pub fn start_controller(
+        &self,
+        palisaded: &Path,
+        url: &str,
+        listen: &str,
+        bridge: &str,
+    ) -> Result<bool, LabGlueError> {
         let probe = Client::new(url, "");
         if probe.healthy() {
             return Ok(false);
         }
         let log_path = self.log();
-        let log = fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io("cannot open", &log_path))?;
+        let log =
+            fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io("cannot open", &log_path))?;
         let err = log.try_clone().map_err(io("cannot open", &log_path))?;
         let child = Command::new(palisaded)
             .args(["--db", &self.db().display().to_string(), "--tokens", &self.tokens().display().to_string()])

@@ -74,11 +74,17 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::Invalid(errs) => ApiError(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorBody { error: "the change is invalid; nothing was changed".to_owned(), details: errs.iter().map(ToString::to_string).collect() },
+                ErrorBody {
+                    error: "the change is invalid; nothing was changed".to_owned(),
+                    details: errs.iter().map(ToString::to_string).collect(),
+                },
             ),
             ServiceError::InUse(what, details) => ApiError(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorBody { error: format!("cannot delete {what}: other objects refer to it; nothing was changed"), details },
+                ErrorBody {
+                    error: format!("cannot delete {what}: other objects refer to it; nothing was changed"),
+                    details,
+                },
             ),
             ServiceError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found")),
             ServiceError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, why),
@@ -115,11 +121,16 @@ fn scope(state: &AppState, headers: &HeaderMap) -> Result<Scope, ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
-    state.tokens.scope_of(presented.trim()).ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid bearer token"))
+    state
+        .tokens
+        .scope_of(presented.trim())
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid bearer token"))
 }
 
 /// Runs blocking controller work off the async executor.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(ApiError::from),
         Err(e) => {
@@ -142,9 +153,15 @@ struct DryRun {
     dry_run: bool,
 }
 
-async fn apply(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<DryRun>, body: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
+async fn apply(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<DryRun>,
+    body: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
     let scope = scope(&st, &headers)?;
-    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text())))?;
+    let Json(body) =
+        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text())))?;
     let c = st.controller.clone();
     let out = blocking(move || c.apply(&scope, &body.file, &body.content, q.dry_run)).await?;
     Ok(Json(out).into_response())
@@ -159,7 +176,11 @@ fn parse_kind(s: &str) -> Result<Kind, ApiError> {
     s.parse().map_err(|e: palisade_model::types::ValueError| ApiError::new(StatusCode::BAD_REQUEST, e.0))
 }
 
-async fn list(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+async fn list(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
     let scope = scope(&st, &headers)?;
     let kind = q.kind.as_deref().map(parse_kind).transpose()?;
     Ok(Json(st.controller.objects(&scope, kind)).into_response())
@@ -176,12 +197,20 @@ fn key(kind: &str, tenant: Option<&str>, name: &str) -> Result<ObjectKey, ApiErr
     Ok(ObjectKey { kind, tenant: tenant.map(str::parse).transpose().map_err(bad)?, name: name.parse().map_err(bad)? })
 }
 
-async fn get_global(State(st): State<AppState>, headers: HeaderMap, Path((kind, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+async fn get_global(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path((kind, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let scope = scope(&st, &headers)?;
     Ok(Json(st.controller.object(&scope, &key(&kind, None, &name)?)?).into_response())
 }
 
-async fn get_owned(State(st): State<AppState>, headers: HeaderMap, Path((kind, tenant, name)): Path<(String, String, String)>) -> Result<Response, ApiError> {
+async fn get_owned(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path((kind, tenant, name)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
     let scope = scope(&st, &headers)?;
     Ok(Json(st.controller.object(&scope, &key(&kind, Some(&tenant), &name)?)?).into_response())
 }
@@ -192,12 +221,22 @@ async fn delete_key(st: AppState, headers: HeaderMap, key: ObjectKey, dry_run: b
     Ok(Json(blocking(move || c.delete(&scope, &key, dry_run)).await?).into_response())
 }
 
-async fn delete_global(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<DryRun>, Path((kind, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+async fn delete_global(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<DryRun>,
+    Path((kind, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let key = key(&kind, None, &name)?;
     delete_key(st, headers, key, q.dry_run).await
 }
 
-async fn delete_owned(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<DryRun>, Path((kind, tenant, name)): Path<(String, String, String)>) -> Result<Response, ApiError> {
+async fn delete_owned(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<DryRun>,
+    Path((kind, tenant, name)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
     let key = key(&kind, Some(&tenant), &name)?;
     delete_key(st, headers, key, q.dry_run).await
 }
@@ -213,7 +252,11 @@ struct AuditQuery {
     limit: Option<usize>,
 }
 
-async fn audit(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Result<Response, ApiError> {
+async fn audit(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
     let scope = scope(&st, &headers)?;
     let c = st.controller.clone();
     let limit = q.limit.unwrap_or(50).min(1000);

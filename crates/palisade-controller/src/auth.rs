@@ -110,7 +110,8 @@ impl Tokens {
     pub fn load(path: &Path) -> Result<Self, TokenError> {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read { path: p.clone(), source })?;
-        let tokens: Tokens = serde_json::from_str(&text).map_err(|source| TokenError::Parse { path: p.clone(), source })?;
+        let tokens: Tokens =
+            serde_json::from_str(&text).map_err(|source| TokenError::Parse { path: p.clone(), source })?;
         let weak = std::iter::once(("admin".to_owned(), &tokens.admin))
             .chain(tokens.tenants.iter().map(|(t, s)| (format!("tenant {t}"), s)))
             .find(|(_, s)| s.0.len() < 16);

@@ -63,15 +63,30 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         };
         metric("palisade_flows_programmed", "gauge", "Flows Palisade holds on the switch.", g(&self.flows_programmed));
-        metric("palisade_flow_owners", "gauge", "Flow owners (base, appliances, policies) programmed.", g(&self.owners_programmed));
+        metric(
+            "palisade_flow_owners",
+            "gauge",
+            "Flow owners (base, appliances, policies) programmed.",
+            g(&self.owners_programmed),
+        );
         metric("palisade_pending_rules", "gauge", "Rules waiting for a switch port to appear.", g(&self.pending_rules));
         metric("palisade_bundles_total", "counter", "Atomic bundles committed to the switch.", g(&self.bundles));
-        metric("palisade_reconcile_errors_total", "counter", "Reconcile passes that failed.", g(&self.reconcile_errors));
+        metric(
+            "palisade_reconcile_errors_total",
+            "counter",
+            "Reconcile passes that failed.",
+            g(&self.reconcile_errors),
+        );
         metric("palisade_changes_total", "counter", "Accepted changes to the desired state.", g(&self.changes));
         metric("palisade_changes_rejected_total", "counter", "Rejected changes.", g(&self.rejected_changes));
         let _ = writeln!(out, "# HELP palisade_reconcile_seconds Time of one reconcile pass.\n# TYPE palisade_reconcile_seconds histogram");
         for (i, b) in BUCKETS_MS.iter().enumerate() {
-            let _ = writeln!(out, "palisade_reconcile_seconds_bucket{{le=\"{}\"}} {}", *b as f64 / 1000.0, g(&self.reconcile_buckets[i]));
+            let _ = writeln!(
+                out,
+                "palisade_reconcile_seconds_bucket{{le=\"{}\"}} {}",
+                *b as f64 / 1000.0,
+                g(&self.reconcile_buckets[i])
+            );
         }
         let count = g(&self.reconciles);
         let _ = writeln!(out, "palisade_reconcile_seconds_bucket{{le=\"+Inf\"}} {count}");

@@ -182,7 +182,12 @@ impl Controller {
         }
         let revision = store.revision().map_err(ServiceError::Store)?;
         info!(revision, objects = inventory.objects.len(), "desired state loaded");
-        Ok(Self { store, switch, state: Mutex::new(StateCell(State { inventory, revision })), metrics: Metrics::default() })
+        Ok(Self {
+            store,
+            switch,
+            state: Mutex::new(StateCell(State { inventory, revision })),
+            metrics: Metrics::default(),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, StateCell> {
@@ -290,10 +295,8 @@ impl Controller {
                 Err(e) => warn!(error = %e, "switch unavailable; change stored, enforcement deferred"),
             }
         }
-        let revision = self
-            .store
-            .commit(&Actor(scope.actor()), summary, &mutations, now_ms())
-            .map_err(ServiceError::Store)?;
+        let revision =
+            self.store.commit(&Actor(scope.actor()), summary, &mutations, now_ms()).map_err(ServiceError::Store)?;
         state.inventory = after;
         state.revision = revision;
         self.metrics.change_accepted();
@@ -312,7 +315,12 @@ impl Controller {
         let (_, applied) = self.store.applied().map_err(ServiceError::Store)?;
         let applied: Vec<AppliedRecord> = applied
             .into_iter()
-            .map(|a| AppliedRecord { cookie: Cookie(a.cookie), digest: a.digest, flow_count: a.flow_count, groups: a.groups })
+            .map(|a| AppliedRecord {
+                cookie: Cookie(a.cookie),
+                digest: a.digest,
+                flow_count: a.flow_count,
+                groups: a.groups,
+            })
             .collect();
         let plan = plan(program, &applied, &installed);
         if !plan.is_empty() {
@@ -334,7 +342,12 @@ impl Controller {
     fn record(&self, revision: u64, records: &[AppliedRecord]) -> Result<(), ServiceError> {
         let owners: Vec<AppliedOwner> = records
             .iter()
-            .map(|r| AppliedOwner { cookie: r.cookie.0, digest: r.digest.clone(), flow_count: r.flow_count, groups: r.groups.clone() })
+            .map(|r| AppliedOwner {
+                cookie: r.cookie.0,
+                digest: r.digest.clone(),
+                flow_count: r.flow_count,
+                groups: r.groups.clone(),
+            })
             .collect();
         self.store.record_applied(revision, &owners).map_err(ServiceError::Store)
     }
@@ -353,7 +366,12 @@ impl Controller {
         let (_, applied) = self.store.applied().map_err(ServiceError::Store)?;
         let applied: Vec<AppliedRecord> = applied
             .into_iter()
-            .map(|a| AppliedRecord { cookie: Cookie(a.cookie), digest: a.digest, flow_count: a.flow_count, groups: a.groups })
+            .map(|a| AppliedRecord {
+                cookie: Cookie(a.cookie),
+                digest: a.digest,
+                flow_count: a.flow_count,
+                groups: a.groups,
+            })
             .collect();
         let p = plan(&program, &applied, &installed);
         let started = Instant::now();
@@ -365,8 +383,19 @@ impl Controller {
             info!(changed = p.changed.len(), removed = p.removed.len(), "switch reconciled");
             self.record(state.revision, &p.applied_after)?;
         }
-        self.metrics.reconciled(started.elapsed(), program.flow_count(), program.owners.len(), program.pending.len(), !p.is_empty());
-        Ok(Reconciled { changed: p.changed.len(), removed: p.removed.len(), flows: program.flow_count(), pending: program.pending })
+        self.metrics.reconciled(
+            started.elapsed(),
+            program.flow_count(),
+            program.owners.len(),
+            program.pending.len(),
+            !p.is_empty(),
+        );
+        Ok(Reconciled {
+            changed: p.changed.len(),
+            removed: p.removed.len(),
+            flows: program.flow_count(),
+            pending: program.pending,
+        })
     }
 
     /// Objects the caller may see, optionally of one kind.

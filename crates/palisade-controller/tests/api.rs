@@ -28,10 +28,14 @@ fn setup() -> (Router, Arc<RecordingSwitch>, Arc<SqliteStore>) {
         .collect();
     let switch = Arc::new(RecordingSwitch::with_ports(ports));
     let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-    let controller = Arc::new(Controller::open(store.clone() as Arc<dyn Store>, switch.clone() as Arc<dyn Switch>).unwrap());
+    let controller =
+        Arc::new(Controller::open(store.clone() as Arc<dyn Store>, switch.clone() as Arc<dyn Switch>).unwrap());
     let tokens = Tokens {
         admin: Secret::new(ADMIN),
-        tenants: BTreeMap::from([("alpha".parse().unwrap(), Secret::new(ALPHA)), ("beta".parse().unwrap(), Secret::new(BETA))]),
+        tenants: BTreeMap::from([
+            ("alpha".parse().unwrap(), Secret::new(ALPHA)),
+            ("beta".parse().unwrap(), Secret::new(BETA)),
+        ]),
     };
     (api::router(controller, Arc::new(tokens)), switch, store)
 }
@@ -49,7 +53,8 @@ async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>, body: 
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let v =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, v)
 }
 
@@ -72,9 +77,15 @@ async fn tenant_token_sees_only_its_tenant() {
     let (st_other, other) = call(&app, "GET", "/v1/objects/vm/alpha/web1", Some(BETA), None).await;
     let (st_none, none) = call(&app, "GET", "/v1/objects/vm/beta/nosuch", Some(BETA), None).await;
     assert_eq!((st_other, st_none), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
-    assert_eq!(other["error"].as_str().unwrap().replace("alpha/web1", "X"), none["error"].as_str().unwrap().replace("beta/nosuch", "X"));
+    assert_eq!(
+        other["error"].as_str().unwrap().replace("alpha/web1", "X"),
+        none["error"].as_str().unwrap().replace("beta/nosuch", "X")
+    );
     assert_eq!(call(&app, "GET", "/v1/objects/appliance/fw1", Some(BETA), None).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(call(&app, "DELETE", "/v1/objects/policy/alpha/web1-to-web2-via-fw", Some(BETA), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(&app, "DELETE", "/v1/objects/policy/alpha/web1-to-web2-via-fw", Some(BETA), None).await.0,
+        StatusCode::NOT_FOUND
+    );
     let (_, flows) = call(&app, "GET", "/v1/flows", Some(BETA), None).await;
     assert!(flows["owners"].as_object().unwrap().is_empty(), "{flows}");
     let (_, audit) = call(&app, "GET", "/v1/audit", Some(BETA), None).await;
@@ -91,7 +102,10 @@ async fn tenant_token_sees_only_its_tenant() {
     assert_eq!(flows["owners"].as_object().unwrap().len(), 1);
     // No token, bad token.
     assert_eq!(call(&app, "GET", "/v1/objects", None, None).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(call(&app, "GET", "/v1/objects", Some("wrong-token-0000000000"), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&app, "GET", "/v1/objects", Some("wrong-token-0000000000"), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -151,7 +165,8 @@ async fn server_matches_openapi_document() {
     apply(&app, ADMIN, "lab.yaml", LAB).await;
     apply(&app, ADMIN, "redirect.yaml", REDIRECT).await;
     let concrete = |path: &str| {
-        path.replace("{kind}/{tenant}/{name}", "policy/alpha/web1-to-web2-via-fw").replace("{kind}/{name}", "appliance/fw1")
+        path.replace("{kind}/{tenant}/{name}", "policy/alpha/web1-to-web2-via-fw")
+            .replace("{kind}/{name}", "appliance/fw1")
     };
     let mut checked = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {

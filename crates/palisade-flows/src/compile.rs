@@ -158,7 +158,9 @@ pub fn compile(inv: &Inventory, ports: &PortMap) -> Result<Program, CompileError
             id: appliance_group(&key.name, FailMode::Open),
             spec: format!("type=ff,{to_app},bucket=watch_group:{},actions=NORMAL", alive_group()),
         });
-        owner.groups.push(Group { id: appliance_group(&key.name, FailMode::Closed), spec: format!("type=ff,{to_app}") });
+        owner
+            .groups
+            .push(Group { id: appliance_group(&key.name, FailMode::Closed), spec: format!("type=ff,{to_app}") });
         owner.flows.push(Flow {
             priority: APPLIANCE_RETURN_PRIORITY,
             matches: format!("in_port={port}"),
@@ -250,7 +252,8 @@ fn redirect_flows(
         Protocol::Udp => "udp",
         Protocol::Icmp => "icmp",
     };
-    let ports_or_all: Vec<Option<u16>> = if r.ports.is_empty() { vec![None] } else { r.ports.iter().copied().map(Some).collect() };
+    let ports_or_all: Vec<Option<u16>> =
+        if r.ports.is_empty() { vec![None] } else { r.ports.iter().copied().map(Some).collect() };
     let prio = REDIRECT_BASE_PRIORITY + priority;
     let mut flows = Vec::new();
 
@@ -274,7 +277,8 @@ fn redirect_flows(
     }
 
     if r.direction == Direction::Both {
-        let dst_hosts: Vec<(String, Ipv4Addr)> = dest_vms.iter().filter_map(|(n, v)| host(n, v, &mut missing)).collect();
+        let dst_hosts: Vec<(String, Ipv4Addr)> =
+            dest_vms.iter().filter_map(|(n, v)| host(n, v, &mut missing)).collect();
         // Replies from "anywhere" enter through the domain's gateways.
         if r.destination.is_none() {
             for (skey, sub) in inv.subdomains() {

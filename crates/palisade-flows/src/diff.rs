@@ -31,7 +31,8 @@ fn rules(p: &Program) -> BTreeSet<(String, String)> {
 /// Rules in `after` but not `before` (`+`) and the reverse (`-`).
 pub fn diff(before: &Program, after: &Program) -> Vec<RuleChange> {
     let (b, a) = (rules(before), rules(after));
-    let removed = b.difference(&a).map(|(owner, rule)| RuleChange { op: '-', owner: owner.clone(), rule: rule.clone() });
+    let removed =
+        b.difference(&a).map(|(owner, rule)| RuleChange { op: '-', owner: owner.clone(), rule: rule.clone() });
     let added = a.difference(&b).map(|(owner, rule)| RuleChange { op: '+', owner: owner.clone(), rule: rule.clone() });
     removed.chain(added).collect()
 }

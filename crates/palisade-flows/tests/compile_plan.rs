@@ -29,10 +29,21 @@ fn redirect_rewrites_to_appliance_both_ways() {
     assert!(program.pending.is_empty(), "{:?}", program.pending);
     let policy = program.owners.values().find(|o| o.name == "policy alpha/web1-to-web2-via-fw").unwrap();
     let texts: Vec<String> = policy.flows.iter().map(|f| f.to_ofctl(policy.cookie)).collect();
-    let group = palisade_flows::compile::appliance_group(&"fw1".parse().unwrap(), palisade_model::types::FailMode::Closed);
+    let group =
+        palisade_flows::compile::appliance_group(&"fw1".parse().unwrap(), palisade_model::types::FailMode::Closed);
     assert_eq!(texts.len(), 2, "{texts:?}");
-    assert!(texts.iter().any(|t| t.contains(&format!("in_port=1,ip,nw_src=198.18.1.10,nw_dst=198.18.1.20,actions=group:{group}"))), "{texts:?}");
-    assert!(texts.iter().any(|t| t.contains(&format!("in_port=2,ip,nw_src=198.18.1.20,nw_dst=198.18.1.10,actions=group:{group}"))), "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains(&format!("in_port=1,ip,nw_src=198.18.1.10,nw_dst=198.18.1.20,actions=group:{group}"))),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains(&format!("in_port=2,ip,nw_src=198.18.1.20,nw_dst=198.18.1.10,actions=group:{group}"))),
+        "{texts:?}"
+    );
     let app = program.owners.values().find(|o| o.name == "appliance fw1").unwrap();
     assert!(app.groups.iter().any(|g| g.id == group && g.spec.contains("mod_dl_dst:02:00:00:65:01:fe,output:5")));
     assert!(app.flows[0].matches == "in_port=5" && app.flows[0].priority > policy.flows[0].priority);

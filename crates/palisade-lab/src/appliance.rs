@@ -26,10 +26,7 @@ pub fn converge_firewall(
     let fw = nft::effective_firewall(app);
     let table = ["list", "table", "inet", nft::TABLE];
     // A missing table makes both listings fail: that just means "load it".
-    let listing = sys.run(&Sys::in_netns(
-        Some(ns),
-        &["nft", "list", "table", "inet", nft::TABLE],
-    ));
+    let listing = sys.run(&Sys::in_netns(Some(ns), &["nft", "list", "table", "inet", nft::TABLE]));
     if let (Ok(listing), Ok(json)) = (listing, sys.nft_json(ns, &table)) {
         if nft::loaded_matches(&fw, &listing, &json) {
             return Ok(());
@@ -40,30 +37,16 @@ pub fn converge_firewall(
         fw.rules.len(),
         fw.default.nft_keyword()
     ));
-    sys.run_stdin(
-        &Sys::in_netns(Some(ns), &["nft", "-f", "-"]),
-        Some(&nft::render_ruleset(&fw)),
-    )?;
+    sys.run_stdin(&Sys::in_netns(Some(ns), &["nft", "-f", "-"]), Some(&nft::render_ruleset(&fw)))?;
     Ok(())
 }
 
 /// Reads the appliance's counters: one per rule, then `default`, then `forwarded`.
-pub fn counters(
-    sys: Sys<'_>,
-    host: &HostSpec,
-    app: &ApplianceSpec,
-) -> Result<Vec<RuleCounter>, LabError> {
+pub fn counters(sys: Sys<'_>, host: &HostSpec, app: &ApplianceSpec) -> Result<Vec<RuleCounter>, LabError> {
     let fw = nft::effective_firewall(app);
-    let json = sys.nft_json(
-        &host.netns,
-        &["list", "counters", "table", "inet", nft::TABLE],
-    )?;
-    nft::rule_counters(&fw, &nft::parse_counters(&json)).map_err(|counter| {
-        LabError::MissingCounter {
-            netns: host.netns.clone(),
-            counter,
-        }
-    })
+    let json = sys.nft_json(&host.netns, &["list", "counters", "table", "inet", nft::TABLE])?;
+    nft::rule_counters(&fw, &nft::parse_counters(&json))
+        .map_err(|counter| LabError::MissingCounter { netns: host.netns.clone(), counter })
 }
 
 /// Files the tap of one appliance keeps in the lab state directory.
@@ -94,10 +77,7 @@ impl TapFiles {
 }
 
 fn state_err(path: &Path) -> impl FnOnce(std::io::Error) -> LabError + '_ {
-    move |source| LabError::StatePath {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| LabError::StatePath { path: path.to_path_buf(), source }
 }
 
 /// The pid recorded for this tap, if a pid file exists.
@@ -120,12 +100,7 @@ pub fn running_tap(sys: Sys<'_>, state_dir: &Path, netns: &str) -> Result<Option
 }
 
 /// Starts the tap capture unless the recorded one is still running.
-pub fn converge_tap(
-    sys: Sys<'_>,
-    state_dir: &Path,
-    host: &HostSpec,
-    ch: &mut Changes<'_>,
-) -> Result<(), LabError> {
+pub fn converge_tap(sys: Sys<'_>, state_dir: &Path, host: &HostSpec, ch: &mut Changes<'_>) -> Result<(), LabError> {
     let ns = host.netns.as_str();
     let files = TapFiles::new(state_dir, ns);
     if running_tap(sys, state_dir, ns)?.is_some() {
@@ -135,14 +110,10 @@ pub fn converge_tap(
         let prev = files.pcap.with_extension("prev.pcap");
         std::fs::rename(&files.pcap, &prev).map_err(state_err(&files.pcap))?;
     }
-    ch.note(format!(
-        "starting tap capture in {ns} to {}",
-        files.pcap.display()
-    ));
+    ch.note(format!("starting tap capture in {ns} to {}", files.pcap.display()));
     let pcap = files.pcap.display().to_string();
     let argv = crate::runner::argv(&[
-        "setsid", "ip", "netns", "exec", ns, "tcpdump", "-i", NS_IFACE, "-U", "-Z", "root", "-w",
-        &pcap,
+        "setsid", "ip", "netns", "exec", ns, "tcpdump", "-i", NS_IFACE, "-U", "-Z", "root", "-w", &pcap,
     ]);
     let pid = sys.runner().spawn_detached(&argv, &files.log)?;
     // While `setsid` and `ip netns exec` exec their way to tcpdump, the command line can read
@@ -159,21 +130,13 @@ pub fn converge_tap(
             .unwrap_or_else(|e| format!("(could not read {}: {e})", files.log.display()));
         let tail: Vec<&str> = log.lines().rev().take(5).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(LabError::TapDied {
-            netns: ns.to_owned(),
-            log: tail.join(" / "),
-        });
+        return Err(LabError::TapDied { netns: ns.to_owned(), log: tail.join(" / ") });
     }
     std::fs::write(&files.pid, format!("{pid}\n")).map_err(state_err(&files.pid))
 }
 
 /// Stops the tap recorded for `netns`, if any, and removes its pid file.
-pub fn stop_tap(
-    sys: Sys<'_>,
-    state_dir: &Path,
-    netns: &str,
-    ch: &mut Changes<'_>,
-) -> Result<(), LabError> {
+pub fn stop_tap(sys: Sys<'_>, state_dir: &Path, netns: &str, ch: &mut Changes<'_>) -> Result<(), LabError> {
     let files = TapFiles::new(state_dir, netns);
     let pid = match recorded_pid(&files) {
         Ok(pid) => pid,
@@ -224,10 +187,7 @@ mod tests {
         assert_eq!(f.pcap, Path::new("/var/lib/palisade/lab/pal-fw1.pcap"));
         assert_eq!(f.pid, Path::new("/var/lib/palisade/lab/pal-fw1.tap.pid"));
         assert_eq!(f.log, Path::new("/var/lib/palisade/lab/pal-fw1.tap.log"));
-        assert_eq!(
-            f.pcap.with_extension("prev.pcap"),
-            Path::new("/var/lib/palisade/lab/pal-fw1.prev.pcap")
-        );
+        assert_eq!(f.pcap.with_extension("prev.pcap"), Path::new("/var/lib/palisade/lab/pal-fw1.prev.pcap"));
     }
 
     #[test]

@@ -20,19 +20,14 @@ pub struct Changes<'p> {
 
 impl std::fmt::Debug for Changes<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Changes")
-            .field("done", &self.done)
-            .finish_non_exhaustive()
+        f.debug_struct("Changes").field("done", &self.done).finish_non_exhaustive()
     }
 }
 
 impl<'p> Changes<'p> {
     /// Starts an empty record that reports to `progress`.
     pub fn new(progress: &'p mut dyn FnMut(&str)) -> Self {
-        Changes {
-            progress,
-            done: Vec::new(),
-        }
+        Changes { progress, done: Vec::new() }
     }
 
     /// Reports and records one change.
@@ -64,27 +59,17 @@ pub fn datapath_type() -> &'static str {
 /// Creates the bridge, or fixes its settings; never touches its flows.
 pub fn converge_bridge(sys: Sys<'_>, bridge: &str, ch: &mut Changes<'_>) -> Result<(), LabError> {
     let dp = datapath_type();
-    let settings = [
-        format!("datapath_type={dp}"),
-        "fail_mode=secure".to_owned(),
-        format!("protocols={PROTOCOLS}"),
-    ];
+    let settings = [format!("datapath_type={dp}"), "fail_mode=secure".to_owned(), format!("protocols={PROTOCOLS}")];
     let mut args = vec!["--", "set", "bridge", bridge];
     args.extend(settings.iter().map(String::as_str));
     if !sys.bridge_exists(bridge)? {
-        ch.note(format!(
-            "creating bridge {bridge} (datapath {dp}, fail_mode secure)"
-        ));
+        ch.note(format!("creating bridge {bridge} (datapath {dp}, fail_mode secure)"));
         let mut create = vec!["--may-exist", "add-br", bridge];
         create.extend_from_slice(&args);
         sys.vsctl(&create)?;
         return Ok(());
     }
-    let got = sys.ovs_get(
-        "bridge",
-        bridge,
-        &["datapath_type", "fail_mode", "protocols"],
-    )?;
+    let got = sys.ovs_get("bridge", bridge, &["datapath_type", "fail_mode", "protocols"])?;
     let want_protocols: Vec<String> = PROTOCOLS.split(',').map(str::to_owned).collect();
     if got[0] != [dp] || got[1] != ["secure"] || got[2] != want_protocols {
         ch.note(format!("resetting bridge {bridge} settings (was {got:?})"));
@@ -175,9 +160,7 @@ pub fn converge_host(
             on_bridge = false;
         }
         if port_link.is_some() {
-            ch.note(format!(
-                "deleting veth {port}: its peer is not {NS_IFACE} in {ns}"
-            ));
+            ch.note(format!("deleting veth {port}: its peer is not {NS_IFACE} in {ns}"));
             sys.run(&["ip", "link", "del", "dev", port])?;
         }
         if find(&sys.links(Some(ns))?, NS_IFACE).is_some() {
@@ -185,10 +168,7 @@ pub fn converge_host(
             sys.run(&["ip", "-n", ns, "link", "del", "dev", NS_IFACE])?;
         }
         ch.note(format!("creating veth {port} <-> {ns}:{NS_IFACE}"));
-        sys.run(&[
-            "ip", "link", "add", "name", port, "type", "veth", "peer", "name", NS_IFACE, "netns",
-            ns,
-        ])?;
+        sys.run(&["ip", "link", "add", "name", port, "type", "veth", "peer", "name", NS_IFACE, "netns", ns])?;
         ns_links = sys.links(Some(ns))?;
         port_link = find(&sys.links(None)?, port).cloned();
     }
@@ -196,18 +176,14 @@ pub fn converge_host(
         command: format!("ip -d -j link show ({what})"),
         detail: format!("{what} is missing right after it was created"),
     };
-    let eth0 = find(&ns_links, NS_IFACE)
-        .cloned()
-        .ok_or_else(|| missing(NS_IFACE))?;
+    let eth0 = find(&ns_links, NS_IFACE).cloned().ok_or_else(|| missing(NS_IFACE))?;
     let port_link = port_link.ok_or_else(|| missing(port))?;
 
     // A validated spec's MAC always parses; the error path only guards direct callers.
     let mac = format_mac(parse_mac(ns, &host.mac)?);
     if eth0.address.as_deref().map(str::to_ascii_lowercase) != Some(mac.clone()) {
         ch.note(format!("setting MAC {mac} on {ns}:{NS_IFACE}"));
-        sys.run(&[
-            "ip", "-n", ns, "link", "set", "dev", NS_IFACE, "address", &mac,
-        ])?;
+        sys.run(&["ip", "-n", ns, "link", "set", "dev", NS_IFACE, "address", &mac])?;
     }
 
     converge_sysctls(sys, host, ch)?;
@@ -235,9 +211,7 @@ pub fn converge_host(
     let addr = host.addr.to_string();
     if !parse::addrs_are(&sys.ipv4_addrs(ns, NS_IFACE)?, host.addr) {
         ch.note(format!("setting address {addr} on {ns}:{NS_IFACE}"));
-        sys.run(&[
-            "ip", "-n", ns, "addr", "flush", "dev", NS_IFACE, "scope", "global",
-        ])?;
+        sys.run(&["ip", "-n", ns, "addr", "flush", "dev", NS_IFACE, "scope", "global"])?;
         sys.run(&["ip", "-n", ns, "addr", "add", &addr, "dev", NS_IFACE])?;
     }
     let routes = sys.default_routes(ns)?;
@@ -245,9 +219,7 @@ pub fn converge_host(
         Some(gw) if !(routes.len() == 1 && routes[0].is_via(gw, NS_IFACE)) => {
             ch.note(format!("setting default route via {gw} in {ns}"));
             let gw = gw.to_string();
-            sys.run(&[
-                "ip", "-n", ns, "route", "replace", "default", "via", &gw, "dev", NS_IFACE,
-            ])?;
+            sys.run(&["ip", "-n", ns, "route", "replace", "default", "via", &gw, "dev", NS_IFACE])?;
         }
         None if !routes.is_empty() => {
             ch.note(format!("removing default route in {ns}"));
@@ -261,20 +233,8 @@ pub fn converge_host(
     let vlan = host.vlan.to_string();
     let tag = format!("tag={vlan}");
     if !on_bridge {
-        ch.note(format!(
-            "adding port {port} to bridge {bridge} in VLAN {vlan}"
-        ));
-        sys.vsctl(&[
-            "--may-exist",
-            "add-port",
-            bridge,
-            port,
-            "--",
-            "set",
-            "port",
-            port,
-            &tag,
-        ])?;
+        ch.note(format!("adding port {port} to bridge {bridge} in VLAN {vlan}"));
+        sys.vsctl(&["--may-exist", "add-port", bridge, port, "--", "set", "port", port, &tag])?;
     } else if sys.ovs_get("port", port, &["tag"])?[0] != [vlan.clone()] {
         ch.note(format!("setting VLAN {vlan} on port {port}"));
         sys.vsctl(&["set", "port", port, &tag])?;
@@ -287,25 +247,17 @@ fn converge_sysctls(sys: Sys<'_>, host: &HostSpec, ch: &mut Changes<'_>) -> Resu
     let wanted = wanted_sysctls(&host.role);
     let keys: Vec<&str> = wanted.iter().map(|(k, _)| k.as_str()).collect();
     let current = sys.sysctls(ns, &keys)?;
-    let differs: Vec<usize> = (0..wanted.len())
-        .filter(|&i| current[i] != wanted[i].1)
-        .collect();
+    let differs: Vec<usize> = (0..wanted.len()).filter(|&i| current[i] != wanted[i].1).collect();
     if differs.is_empty() {
         return Ok(());
     }
     // Writing ip_forward resets per-interface settings, so if it changes, write them all.
-    let to_write: Vec<usize> = if differs
-        .iter()
-        .any(|&i| wanted[i].0 == "net.ipv4.ip_forward")
-    {
+    let to_write: Vec<usize> = if differs.iter().any(|&i| wanted[i].0 == "net.ipv4.ip_forward") {
         (0..wanted.len()).collect()
     } else {
         differs
     };
-    let assignments: Vec<String> = to_write
-        .iter()
-        .map(|&i| format!("{}={}", wanted[i].0, wanted[i].1))
-        .collect();
+    let assignments: Vec<String> = to_write.iter().map(|&i| format!("{}={}", wanted[i].0, wanted[i].1)).collect();
     ch.note(format!("setting {} in {ns}", assignments.join(" ")));
     let mut cmd = Sys::in_netns(Some(ns), &["sysctl", "-q", "-w"]);
     cmd.extend(assignments.iter().map(String::as_str));
@@ -314,10 +266,7 @@ fn converge_sysctls(sys: Sys<'_>, host: &HostSpec, ch: &mut Changes<'_>) -> Resu
     if let Some(i) = (0..wanted.len()).find(|&i| after[i] != wanted[i].1) {
         return Err(LabError::UnexpectedOutput {
             command: format!("ip netns exec {ns} sysctl -n {}", wanted[i].0),
-            detail: format!(
-                "it reads {} right after being set to {}",
-                after[i], wanted[i].1
-            ),
+            detail: format!("it reads {} right after being set to {}", after[i], wanted[i].1),
         });
     }
     Ok(())
@@ -330,10 +279,7 @@ mod tests {
 
     #[test]
     fn vms_only_disable_ipv6() {
-        let keys: Vec<String> = wanted_sysctls(&HostRole::Vm)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let keys: Vec<String> = wanted_sysctls(&HostRole::Vm).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys.len(), 3);
         assert!(keys.iter().all(|k| k.contains("disable_ipv6")));
     }
@@ -346,19 +292,12 @@ mod tests {
         });
         let wanted = wanted_sysctls(&role);
         assert_eq!(wanted[0], ("net.ipv4.ip_forward".to_owned(), "1"));
-        for key in [
-            "net.ipv4.conf.eth0.send_redirects",
-            "net.ipv4.conf.all.rp_filter",
-            "net.ipv4.conf.default.send_redirects",
-        ] {
-            assert!(
-                wanted.iter().any(|(k, v)| k == key && *v == "0"),
-                "{key} missing"
-            );
+        for key in
+            ["net.ipv4.conf.eth0.send_redirects", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.send_redirects"]
+        {
+            assert!(wanted.iter().any(|(k, v)| k == key && *v == "0"), "{key} missing");
         }
-        assert!(wanted_sysctls(&HostRole::Gateway)
-            .iter()
-            .any(|(k, v)| k == "net.ipv4.ip_forward" && *v == "1"));
+        assert!(wanted_sysctls(&HostRole::Gateway).iter().any(|(k, v)| k == "net.ipv4.ip_forward" && *v == "1"));
     }
 
     fn link(json: &str) -> Link {
@@ -367,15 +306,12 @@ mod tests {
 
     #[test]
     fn veth_ends_must_point_at_each_other() {
-        let port = link(
-            r#"{"ifindex":10,"ifname":"pa-a","link_index":2,"link_netnsid":3,"linkinfo":{"info_kind":"veth"}}"#,
-        );
-        let eth0 = link(
-            r#"{"ifindex":2,"ifname":"eth0","link_index":10,"link_netnsid":0,"linkinfo":{"info_kind":"veth"}}"#,
-        );
-        let other = link(
-            r#"{"ifindex":2,"ifname":"eth0","link_index":11,"link_netnsid":0,"linkinfo":{"info_kind":"veth"}}"#,
-        );
+        let port =
+            link(r#"{"ifindex":10,"ifname":"pa-a","link_index":2,"link_netnsid":3,"linkinfo":{"info_kind":"veth"}}"#);
+        let eth0 =
+            link(r#"{"ifindex":2,"ifname":"eth0","link_index":10,"link_netnsid":0,"linkinfo":{"info_kind":"veth"}}"#);
+        let other =
+            link(r#"{"ifindex":2,"ifname":"eth0","link_index":11,"link_netnsid":0,"linkinfo":{"info_kind":"veth"}}"#);
         assert!(paired(Some(&port), Some(&eth0)));
         assert!(!paired(Some(&port), Some(&other)));
         assert!(!paired(Some(&port), None));

@@ -41,8 +41,7 @@ pub use error::{LabError, SpecError, TeardownFailure};
 pub use nft::{render_ruleset, RuleCounter};
 pub use runner::{command_line, CommandRunner, SystemRunner};
 pub use spec::{
-    ApplianceFunction, ApplianceSpec, FirewallRule, FirewallSpec, HostRole, HostSpec, LabSpec,
-    Proto, Verdict,
+    ApplianceFunction, ApplianceSpec, FirewallRule, FirewallSpec, HostRole, HostSpec, LabSpec, Proto, Verdict,
 };
 pub use status::{HostStatus, LabStatus};
 pub use validate::validate;
@@ -116,10 +115,8 @@ impl Lab {
     /// before anything is changed.
     pub fn up(&self, spec: &LabSpec, progress: &mut dyn FnMut(&str)) -> Result<UpReport, LabError> {
         validate(spec)?;
-        std::fs::create_dir_all(&self.state_dir).map_err(|source| LabError::StatePath {
-            path: self.state_dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&self.state_dir)
+            .map_err(|source| LabError::StatePath { path: self.state_dir.clone(), source })?;
         let sys = self.sys();
         let mut ch = Changes::new(progress);
         sys.ensure_ovs(&mut |m| ch.note(m.to_owned()))?;
@@ -150,15 +147,9 @@ impl Lab {
             if changes.is_empty() {
                 ch.say(&format!("host {} is already up to date", h.netns));
             }
-            hosts.push(HostUpReport {
-                netns: h.netns.clone(),
-                changes,
-            });
+            hosts.push(HostUpReport { netns: h.netns.clone(), changes });
         }
-        Ok(UpReport {
-            bridge_changes,
-            hosts,
-        })
+        Ok(UpReport { bridge_changes, hosts })
     }
 
     /// Reports what exists and whether it matches the spec. Changes nothing.
@@ -181,12 +172,7 @@ impl Lab {
     /// (packets that matched no rule) and `forwarded` (packets the firewall let through).
     pub fn appliance_counters(&self, host: &HostSpec) -> Result<Vec<RuleCounter>, LabError> {
         validate::check_netns(&host.netns)?;
-        let app = host
-            .role
-            .appliance()
-            .ok_or_else(|| LabError::NotAnAppliance {
-                netns: host.netns.clone(),
-            })?;
+        let app = host.role.appliance().ok_or_else(|| LabError::NotAnAppliance { netns: host.netns.clone() })?;
         appliance::counters(self.sys(), host, app)
     }
 
@@ -194,16 +180,7 @@ impl Lab {
     pub fn set_link(&self, host: &HostSpec, up: bool) -> Result<(), LabError> {
         validate::check_netns(&host.netns)?;
         let state = if up { "up" } else { "down" };
-        self.sys().run(&[
-            "ip",
-            "-n",
-            &host.netns,
-            "link",
-            "set",
-            "dev",
-            NS_IFACE,
-            state,
-        ])?;
+        self.sys().run(&["ip", "-n", &host.netns, "link", "set", "dev", NS_IFACE, state])?;
         Ok(())
     }
 

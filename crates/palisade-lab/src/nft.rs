@@ -60,10 +60,7 @@ pub fn render_ruleset(fw: &FirewallSpec) -> String {
 
 /// The table comment that identifies the ruleset generated for `fw`.
 pub fn table_comment(fw: &FirewallSpec) -> String {
-    format!(
-        "{COMMENT_PREFIX}{:016x}",
-        fnv1a64(render_body(fw).as_bytes())
-    )
+    format!("{COMMENT_PREFIX}{:016x}", fnv1a64(render_body(fw).as_bytes()))
 }
 
 fn render_body(fw: &FirewallSpec) -> String {
@@ -74,19 +71,11 @@ fn render_body(fw: &FirewallSpec) -> String {
     let _ = writeln!(s, "\tcounter {DEFAULT_COUNTER} {{}}");
     let _ = writeln!(s, "\tcounter {FORWARDED_COUNTER} {{}}");
     s.push_str("\tchain forward {\n");
-    let _ = writeln!(
-        s,
-        "\t\ttype filter hook forward priority 0; policy {};",
-        fw.default.nft_keyword()
-    );
+    let _ = writeln!(s, "\t\ttype filter hook forward priority 0; policy {};", fw.default.nft_keyword());
     for rule in &fw.rules {
         let _ = writeln!(s, "\t\t{}", render_rule(rule));
     }
-    let _ = writeln!(
-        s,
-        "\t\tcounter name \"{DEFAULT_COUNTER}\" {}",
-        fw.default.nft_keyword()
-    );
+    let _ = writeln!(s, "\t\tcounter name \"{DEFAULT_COUNTER}\" {}", fw.default.nft_keyword());
     s.push_str("\t}\n");
     s.push_str("\tchain forwarded {\n");
     s.push_str("\t\ttype filter hook forward priority 100; policy accept;\n");
@@ -125,9 +114,7 @@ fn net(n: Ipv4Net) -> String {
 
 /// 64-bit FNV-1a: small, stable across Rust versions, enough to tell rulesets apart.
 fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// Whether `nft list table inet palisade` (text) and `nft -j list table inet palisade` (JSON)
@@ -137,11 +124,8 @@ pub fn loaded_matches(fw: &FirewallSpec, listing: &str, json: &Value) -> bool {
     if !listing.lines().any(|l| l.trim() == comment) {
         return false;
     }
-    let mut expected: Vec<(String, Option<Verdict>)> = fw
-        .rules
-        .iter()
-        .map(|r| (counter_name(&r.name), Some(r.verdict)))
-        .collect();
+    let mut expected: Vec<(String, Option<Verdict>)> =
+        fw.rules.iter().map(|r| (counter_name(&r.name), Some(r.verdict))).collect();
     expected.push((DEFAULT_COUNTER.to_owned(), Some(fw.default)));
     chain_policy(json, "forward") == Some(fw.default)
         && chain_rules(json, "forward") == expected
@@ -149,16 +133,11 @@ pub fn loaded_matches(fw: &FirewallSpec, listing: &str, json: &Value) -> bool {
 }
 
 fn objects<'a>(json: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    json.get("nftables")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(move |o| o.get(kind))
+    json.get("nftables").and_then(Value::as_array).into_iter().flatten().filter_map(move |o| o.get(kind))
 }
 
 fn chain_policy(json: &Value, chain: &str) -> Option<Verdict> {
-    let c =
-        objects(json, "chain").find(|c| c.get("name").and_then(Value::as_str) == Some(chain))?;
+    let c = objects(json, "chain").find(|c| c.get("name").and_then(Value::as_str) == Some(chain))?;
     match c.get("policy").and_then(Value::as_str)? {
         "accept" => Some(Verdict::Accept),
         "drop" => Some(Verdict::Drop),
@@ -171,16 +150,9 @@ fn chain_rules(json: &Value, chain: &str) -> Vec<(String, Option<Verdict>)> {
     objects(json, "rule")
         .filter(|r| r.get("chain").and_then(Value::as_str) == Some(chain))
         .map(|r| {
-            let exprs = r
-                .get("expr")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let counter = exprs
-                .iter()
-                .find_map(|e| e.get("counter").and_then(Value::as_str))
-                .unwrap_or_default()
-                .to_owned();
+            let exprs = r.get("expr").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+            let counter =
+                exprs.iter().find_map(|e| e.get("counter").and_then(Value::as_str)).unwrap_or_default().to_owned();
             let verdict = exprs.iter().find_map(|e| {
                 if e.get("accept").is_some() {
                     Some(Verdict::Accept)
@@ -200,21 +172,14 @@ pub fn parse_counters(json: &Value) -> Vec<(String, u64, u64)> {
     objects(json, "counter")
         .filter(|c| c.get("table").and_then(Value::as_str) == Some(TABLE))
         .filter_map(|c| {
-            Some((
-                c.get("name")?.as_str()?.to_owned(),
-                c.get("packets")?.as_u64()?,
-                c.get("bytes")?.as_u64()?,
-            ))
+            Some((c.get("name")?.as_str()?.to_owned(), c.get("packets")?.as_u64()?, c.get("bytes")?.as_u64()?))
         })
         .collect()
 }
 
 /// Maps nft counters to the report order: rules in spec order, then `default`, then
 /// `forwarded`. Returns the nft name of the first counter that is missing.
-pub fn rule_counters(
-    fw: &FirewallSpec,
-    counters: &[(String, u64, u64)],
-) -> Result<Vec<RuleCounter>, String> {
+pub fn rule_counters(fw: &FirewallSpec, counters: &[(String, u64, u64)]) -> Result<Vec<RuleCounter>, String> {
     let wanted = fw
         .rules
         .iter()
@@ -222,15 +187,8 @@ pub fn rule_counters(
         .chain([DEFAULT_COUNTER, FORWARDED_COUNTER].map(|n| (n.to_owned(), n.to_owned())));
     wanted
         .map(|(rule, nft_name)| {
-            let (_, packets, bytes) = counters
-                .iter()
-                .find(|(n, _, _)| *n == nft_name)
-                .ok_or(nft_name)?;
-            Ok(RuleCounter {
-                rule,
-                packets: *packets,
-                bytes: *bytes,
-            })
+            let (_, packets, bytes) = counters.iter().find(|(n, _, _)| *n == nft_name).ok_or(nft_name)?;
+            Ok(RuleCounter { rule, packets: *packets, bytes: *bytes })
         })
         .collect()
 }
@@ -293,25 +251,16 @@ table inet palisade {
     #[test]
     fn accept_all_ruleset_still_counts() {
         let text = render_ruleset(&FirewallSpec::default());
-        assert!(
-            text.contains("policy accept;\n\t\tcounter name \"default\" accept\n"),
-            "{text}"
-        );
+        assert!(text.contains("policy accept;\n\t\tcounter name \"default\" accept\n"), "{text}");
         assert!(text.contains("\tcounter forwarded {}\n"), "{text}");
         assert!(!text.contains("rule-"), "{text}");
     }
 
     #[test]
     fn appliances_without_the_firewall_function_run_accept_all() {
-        let app = ApplianceSpec {
-            functions: vec![ApplianceFunction::Tap],
-            firewall: web_fw(),
-        };
+        let app = ApplianceSpec { functions: vec![ApplianceFunction::Tap], firewall: web_fw() };
         assert_eq!(effective_firewall(&app), FirewallSpec::default());
-        let app = ApplianceSpec {
-            functions: vec![ApplianceFunction::Firewall],
-            firewall: web_fw(),
-        };
+        let app = ApplianceSpec { functions: vec![ApplianceFunction::Firewall], firewall: web_fw() };
         assert_eq!(effective_firewall(&app), web_fw());
     }
 
@@ -349,26 +298,14 @@ table inet palisade {
     #[test]
     fn loaded_ruleset_is_recognised_only_when_comment_and_structure_match() {
         let fw = web_fw();
-        let listing = format!(
-            "table inet palisade {{\n\tcomment \"{}\"\n}}\n",
-            table_comment(&fw)
-        );
+        let listing = format!("table inet palisade {{\n\tcomment \"{}\"\n}}\n", table_comment(&fw));
         assert!(loaded_matches(&fw, &listing, &loaded_json("drop")));
-        assert!(
-            !loaded_matches(&fw, &listing, &loaded_json("accept")),
-            "policy differs"
-        );
-        assert!(
-            !loaded_matches(&fw, "table inet palisade {\n}\n", &loaded_json("drop")),
-            "no comment"
-        );
+        assert!(!loaded_matches(&fw, &listing, &loaded_json("accept")), "policy differs");
+        assert!(!loaded_matches(&fw, "table inet palisade {\n}\n", &loaded_json("drop")), "no comment");
         let mut fewer = fw.clone();
         fewer.rules.pop();
         let listing = format!("\tcomment \"{}\"\n", table_comment(&fewer));
-        assert!(
-            !loaded_matches(&fewer, &listing, &loaded_json("drop")),
-            "extra rule loaded"
-        );
+        assert!(!loaded_matches(&fewer, &listing, &loaded_json("drop")), "extra rule loaded");
     }
 
     #[test]
@@ -377,24 +314,14 @@ table inet palisade {
         let got = rule_counters(&web_fw(), &counters).expect("all counters present");
         let names: Vec<&str> = got.iter().map(|c| c.rule.as_str()).collect();
         assert_eq!(names, ["web", "no-icmp", "default", "forwarded"]);
-        assert_eq!(
-            got[0],
-            RuleCounter {
-                rule: "web".into(),
-                packets: 3,
-                bytes: 180
-            }
-        );
+        assert_eq!(got[0], RuleCounter { rule: "web".into(), packets: 3, bytes: 180 });
         assert_eq!(got[2].packets, 2);
     }
 
     #[test]
     fn a_missing_counter_is_named() {
         let counters = vec![("default".to_owned(), 0, 0), ("forwarded".to_owned(), 0, 0)];
-        assert_eq!(
-            rule_counters(&web_fw(), &counters),
-            Err("rule-web".to_owned())
-        );
+        assert_eq!(rule_counters(&web_fw(), &counters), Err("rule-web".to_owned()));
         assert!(parse_counters(&serde_json::json!({"nftables": "garbage"})).is_empty());
     }
 }

@@ -74,10 +74,7 @@ struct Netns {
 
 /// Parses `ip -j netns list` into namespace names.
 pub fn netns_names(text: &str) -> Result<Vec<String>, serde_json::Error> {
-    Ok(parse_array::<Netns>(text)?
-        .into_iter()
-        .map(|n| n.name)
-        .collect())
+    Ok(parse_array::<Netns>(text)?.into_iter().map(|n| n.name).collect())
 }
 
 #[derive(Deserialize)]
@@ -139,9 +136,7 @@ pub fn routes(text: &str) -> Result<Vec<Route>, serde_json::Error> {
 
 /// Reads the `tx-checksumming:` line of `ethtool -k`: `Some(true)` when on.
 pub fn tx_checksumming(text: &str) -> Option<bool> {
-    let value = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("tx-checksumming:"))?;
+    let value = text.lines().find_map(|l| l.trim().strip_prefix("tx-checksumming:"))?;
     match value.split_whitespace().next()? {
         "on" => Some(true),
         "off" => Some(false),
@@ -152,15 +147,8 @@ pub fn tx_checksumming(text: &str) -> Option<bool> {
 /// Parses an OVS set or scalar as `ovs-vsctl get` prints it: `[a, "b"]`, `[]`, `x`, `"x"`.
 pub fn ovs_values(text: &str) -> Vec<String> {
     let t = text.trim();
-    let inner = t
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(t);
-    inner
-        .split(',')
-        .map(|v| v.trim().trim_matches('"').to_owned())
-        .filter(|v| !v.is_empty())
-        .collect()
+    let inner = t.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(t);
+    inner.split(',').map(|v| v.trim().trim_matches('"').to_owned()).filter(|v| !v.is_empty()).collect()
 }
 
 #[cfg(test)]
@@ -202,8 +190,7 @@ mod tests {
 
     #[test]
     fn default_route_must_match_gateway_and_device() {
-        let r = routes(r#"[{"dst":"default","gateway":"198.18.0.254","dev":"eth0","flags":[]}]"#)
-            .expect("parses");
+        let r = routes(r#"[{"dst":"default","gateway":"198.18.0.254","dev":"eth0","flags":[]}]"#).expect("parses");
         let gw: Ipv4Addr = "198.18.0.254".parse().expect("ip");
         assert!(r[0].is_via(gw, "eth0"));
         assert!(!r[0].is_via(gw, "eth1"));
@@ -215,19 +202,13 @@ mod tests {
     fn ethtool_tx_checksumming_line() {
         let on = "Features for x:\nrx-checksumming: on [fixed]\ntx-checksumming: on\n\ttx-checksum-ipv4: off [fixed]\n";
         assert_eq!(tx_checksumming(on), Some(true));
-        assert_eq!(
-            tx_checksumming("tx-checksumming: off [fixed]\n"),
-            Some(false)
-        );
+        assert_eq!(tx_checksumming("tx-checksumming: off [fixed]\n"), Some(false));
         assert_eq!(tx_checksumming("nothing here"), None);
     }
 
     #[test]
     fn ovs_sets_and_scalars() {
-        assert_eq!(
-            ovs_values("[OpenFlow13, \"OpenFlow14\"]\n"),
-            ["OpenFlow13", "OpenFlow14"]
-        );
+        assert_eq!(ovs_values("[OpenFlow13, \"OpenFlow14\"]\n"), ["OpenFlow13", "OpenFlow14"]);
         assert!(ovs_values("[]\n").is_empty());
         assert_eq!(ovs_values("10\n"), ["10"]);
         assert_eq!(ovs_values("\"secure\""), ["secure"]);

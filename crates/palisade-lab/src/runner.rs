@@ -31,23 +31,13 @@ pub struct SystemRunner;
 
 impl CommandRunner for SystemRunner {
     fn output(&self, argv: &[String], stdin: Option<&str>) -> Result<Output, LabError> {
-        let spawn_err = |source| LabError::Spawn {
-            command: command_line(argv),
-            source,
-        };
-        let (program, args) = argv.split_first().ok_or_else(|| {
-            spawn_err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "empty command line",
-            ))
-        })?;
+        let spawn_err = |source| LabError::Spawn { command: command_line(argv), source };
+        let (program, args) = argv
+            .split_first()
+            .ok_or_else(|| spawn_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command line")))?;
         let mut cmd = Command::new(program);
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         let mut child = cmd.spawn().map_err(spawn_err)?;
         if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
             // A child that exits early closes the pipe; its exit status then tells the story,
@@ -64,33 +54,15 @@ impl CommandRunner for SystemRunner {
     }
 
     fn spawn_detached(&self, argv: &[String], log: &Path) -> Result<u32, LabError> {
-        let state_err = |source| LabError::StatePath {
-            path: log.to_path_buf(),
-            source,
-        };
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(state_err)?;
+        let state_err = |source| LabError::StatePath { path: log.to_path_buf(), source };
+        let out = OpenOptions::new().create(true).append(true).open(log).map_err(state_err)?;
         let err: File = out.try_clone().map_err(state_err)?;
-        let spawn_err = |source| LabError::Spawn {
-            command: command_line(argv),
-            source,
-        };
-        let (program, args) = argv.split_first().ok_or_else(|| {
-            spawn_err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "empty command line",
-            ))
-        })?;
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(spawn_err)?;
+        let spawn_err = |source| LabError::Spawn { command: command_line(argv), source };
+        let (program, args) = argv
+            .split_first()
+            .ok_or_else(|| spawn_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command line")))?;
+        let mut child =
+            Command::new(program).args(args).stdin(Stdio::null()).stdout(out).stderr(err).spawn().map_err(spawn_err)?;
         let pid = child.id();
         // Reap the child when it exits so it does not linger as a zombie while this process
         // lives; the thread ends with the child (or with this process).
@@ -186,9 +158,7 @@ mod tests {
         let cmd = argv(&["cat"]);
         let out = SystemRunner.output(&cmd, Some("hello")).expect("cat runs");
         assert_eq!(out.stdout, b"hello");
-        let err = SystemRunner
-            .output(&argv(&["/nonexistent/palisade-lab-test"]), None)
-            .expect_err("no such program");
+        let err = SystemRunner.output(&argv(&["/nonexistent/palisade-lab-test"]), None).expect_err("no such program");
         assert!(matches!(&err, LabError::Spawn { source, .. }
             if source.kind() == std::io::ErrorKind::NotFound));
     }

@@ -107,10 +107,7 @@ pub struct FirewallSpec {
 impl Default for FirewallSpec {
     /// Accept everything, no rules: what an appliance without the firewall function runs.
     fn default() -> Self {
-        FirewallSpec {
-            default: Verdict::Accept,
-            rules: Vec::new(),
-        }
+        FirewallSpec { default: Verdict::Accept, rules: Vec::new() }
     }
 }
 
@@ -204,9 +201,7 @@ mod tests {
         assert!(app.has(ApplianceFunction::Tap));
         assert_eq!(app.firewall.default, Verdict::Drop);
         assert_eq!(app.firewall.rules[0].protocol, Some(Proto::Tcp));
-        let back: LabSpec =
-            serde_json::from_str(&serde_json::to_string(&spec).expect("serializes"))
-                .expect("parses");
+        let back: LabSpec = serde_json::from_str(&serde_json::to_string(&spec).expect("serializes")).expect("parses");
         assert_eq!(back, spec);
     }
 
@@ -214,9 +209,6 @@ mod tests {
     fn vm_role_is_a_plain_lowercase_string() {
         let role: HostRole = serde_json::from_str(r#""gateway""#).expect("parses");
         assert_eq!(role, HostRole::Gateway);
-        assert_eq!(
-            serde_json::to_string(&HostRole::Vm).expect("serializes"),
-            r#""vm""#
-        );
+        assert_eq!(serde_json::to_string(&HostRole::Vm).expect("serializes"), r#""vm""#);
     }
 }

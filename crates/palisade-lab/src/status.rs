@@ -87,10 +87,7 @@ impl HostStatus {
             route_ok: false,
             firewall_loaded: host.role.appliance().map(|_| false),
             tap_pid: None,
-            tap_expected: host
-                .role
-                .appliance()
-                .is_some_and(|a| a.has(ApplianceFunction::Tap)),
+            tap_expected: host.role.appliance().is_some_and(|a| a.has(ApplianceFunction::Tap)),
         }
     }
 }
@@ -98,11 +95,7 @@ impl HostStatus {
 /// Inspects the lab; `spec` must already be validated. Changes nothing (OVS is not started).
 pub fn status(sys: Sys<'_>, state_dir: &Path, spec: &LabSpec) -> Result<LabStatus, LabError> {
     let bridge_exists = sys.bridge_exists(&spec.bridge)?;
-    let ports = if bridge_exists {
-        sys.bridge_ports(&spec.bridge)?
-    } else {
-        Vec::new()
-    };
+    let ports = if bridge_exists { sys.bridge_ports(&spec.bridge)? } else { Vec::new() };
     let netns = sys.netns_list()?;
     let mut hosts = Vec::new();
     for host in &spec.hosts {
@@ -120,11 +113,7 @@ pub fn status(sys: Sys<'_>, state_dir: &Path, spec: &LabSpec) -> Result<LabStatu
         }
         hosts.push(st);
     }
-    Ok(LabStatus {
-        bridge: spec.bridge.clone(),
-        bridge_exists,
-        hosts,
-    })
+    Ok(LabStatus { bridge: spec.bridge.clone(), bridge_exists, hosts })
 }
 
 fn inspect_netns(sys: Sys<'_>, host: &HostSpec, st: &mut HostStatus) -> Result<(), LabError> {
@@ -144,10 +133,7 @@ fn inspect_netns(sys: Sys<'_>, host: &HostSpec, st: &mut HostStatus) -> Result<(
     };
     if let Some(app) = host.role.appliance() {
         let fw = nft::effective_firewall(app);
-        let listing = sys.run(&Sys::in_netns(
-            Some(ns),
-            &["nft", "list", "table", "inet", nft::TABLE],
-        ));
+        let listing = sys.run(&Sys::in_netns(Some(ns), &["nft", "list", "table", "inet", nft::TABLE]));
         let json = sys.nft_json(ns, &["list", "table", "inet", nft::TABLE]);
         st.firewall_loaded = Some(match (listing, json) {
             (Ok(listing), Ok(json)) => nft::loaded_matches(&fw, &listing, &json),

@@ -56,10 +56,7 @@ impl<'a> Sys<'a> {
         parse: impl FnOnce(&str) -> Result<T, serde_json::Error>,
     ) -> Result<T, LabError> {
         let text = self.run(parts)?;
-        parse(&text).map_err(|source| LabError::ParseJson {
-            command: command_line(&argv(parts)),
-            source,
-        })
+        parse(&text).map_err(|source| LabError::ParseJson { command: command_line(&argv(parts)), source })
     }
 
     /// Names of all network namespaces.
@@ -76,23 +73,13 @@ impl<'a> Sys<'a> {
     }
 
     /// Global IPv4 addresses of `dev` in `netns`.
-    pub fn ipv4_addrs(
-        &self,
-        netns: &str,
-        dev: &str,
-    ) -> Result<Vec<(std::net::Ipv4Addr, u8)>, LabError> {
-        self.parsed(
-            &["ip", "-n", netns, "-j", "addr", "show", "dev", dev],
-            parse::ipv4_addrs,
-        )
+    pub fn ipv4_addrs(&self, netns: &str, dev: &str) -> Result<Vec<(std::net::Ipv4Addr, u8)>, LabError> {
+        self.parsed(&["ip", "-n", netns, "-j", "addr", "show", "dev", dev], parse::ipv4_addrs)
     }
 
     /// Default routes in `netns`.
     pub fn default_routes(&self, netns: &str) -> Result<Vec<Route>, LabError> {
-        self.parsed(
-            &["ip", "-n", netns, "-j", "route", "show", "default"],
-            parse::routes,
-        )
+        self.parsed(&["ip", "-n", netns, "-j", "route", "show", "default"], parse::routes)
     }
 
     /// `parts` prefixed to run inside `netns` (or unchanged for the root namespace).
@@ -138,12 +125,10 @@ impl<'a> Sys<'a> {
         }
         progress("starting Open vSwitch");
         let started = self.run(&[OVS_CTL, "start"]).and_then(|_| self.run(&probe));
-        started
-            .map(|_| ())
-            .map_err(|source| LabError::OvsUnavailable {
-                start_command: format!("{OVS_CTL} start"),
-                source: Box::new(source),
-            })
+        started.map(|_| ()).map_err(|source| LabError::OvsUnavailable {
+            start_command: format!("{OVS_CTL} start"),
+            source: Box::new(source),
+        })
     }
 
     /// Runs `ovs-vsctl` with a timeout.
@@ -166,20 +151,11 @@ impl<'a> Sys<'a> {
 
     /// Ports on `bridge` (which must exist).
     pub fn bridge_ports(&self, bridge: &str) -> Result<Vec<String>, LabError> {
-        Ok(self
-            .vsctl(&["list-ports", bridge])?
-            .lines()
-            .map(str::to_owned)
-            .collect())
+        Ok(self.vsctl(&["list-ports", bridge])?.lines().map(str::to_owned).collect())
     }
 
     /// The values of `columns` of OVS record `table`/`record`, each as an OVS set.
-    pub fn ovs_get(
-        &self,
-        table: &str,
-        record: &str,
-        columns: &[&str],
-    ) -> Result<Vec<Vec<String>>, LabError> {
+    pub fn ovs_get(&self, table: &str, record: &str, columns: &[&str]) -> Result<Vec<Vec<String>>, LabError> {
         let mut args = vec!["get", table, record];
         args.extend_from_slice(columns);
         let text = self.vsctl(&args)?;

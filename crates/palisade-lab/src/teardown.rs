@@ -35,22 +35,14 @@ impl Failures {
 }
 
 /// Tears the lab down; `spec` must already be validated.
-pub fn down(
-    sys: Sys<'_>,
-    state_dir: &Path,
-    spec: &LabSpec,
-    ch: &mut Changes<'_>,
-) -> Result<(), LabError> {
+pub fn down(sys: Sys<'_>, state_dir: &Path, spec: &LabSpec, ch: &mut Changes<'_>) -> Result<(), LabError> {
     let mut failures = Failures(Vec::new());
 
     for host in &spec.hosts {
         let r = appliance::stop_tap(sys, state_dir, &host.netns, ch).and_then(|()| {
             // A capture whose pid file was lost, or whose namespace was deleted under it.
             for pid in capture_pids(sys, state_dir, &host.netns)? {
-                ch.note(format!(
-                    "stopping unrecorded tap capture for {} (pid {pid})",
-                    host.netns
-                ));
+                ch.note(format!("stopping unrecorded tap capture for {} (pid {pid})", host.netns));
                 appliance::kill(sys, pid, "")?;
             }
             Ok(())
@@ -75,10 +67,7 @@ pub fn down(
     let ovs = sys.ensure_ovs(&mut |m| ch.note(m.to_owned()));
     let r = ovs.and_then(|()| {
         if sys.bridge_exists(&spec.bridge)? {
-            ch.note(format!(
-                "deleting bridge {} with its ports, flows and groups",
-                spec.bridge
-            ));
+            ch.note(format!("deleting bridge {} with its ports, flows and groups", spec.bridge));
             sys.vsctl(&["--if-exists", "del-br", &spec.bridge])?;
         }
         Ok(())
@@ -117,9 +106,7 @@ pub fn down(
     if failures.0.is_empty() {
         Ok(())
     } else {
-        Err(LabError::TeardownIncomplete {
-            failures: failures.0,
-        })
+        Err(LabError::TeardownIncomplete { failures: failures.0 })
     }
 }
 
@@ -137,25 +124,15 @@ fn kill_netns_processes(sys: Sys<'_>, netns: &str, ch: &mut Changes<'_>) -> Resu
 /// Pids of processes whose command line names this appliance's pcap file.
 fn capture_pids(sys: Sys<'_>, state_dir: &Path, netns: &str) -> Result<Vec<u32>, LabError> {
     let pcap = TapFiles::new(state_dir, netns).pcap.display().to_string();
-    let pattern: String = pcap
-        .chars()
-        .flat_map(|c| {
-            if ".[]()*+?{}|^$\\".contains(c) {
-                vec!['\\', c]
-            } else {
-                vec![c]
-            }
-        })
-        .collect();
+    let pattern: String =
+        pcap.chars().flat_map(|c| if ".[]()*+?{}|^$\\".contains(c) { vec!['\\', c] } else { vec![c] }).collect();
     let parts = ["pgrep", "-f", &pattern];
     let out = sys.output(&parts)?;
     // pgrep exits 1 when nothing matches.
     if out.status.code() == Some(1) {
         return Ok(Vec::new());
     }
-    let text =
-        String::from_utf8_lossy(&crate::runner::check(&crate::runner::argv(&parts), out)?.stdout)
-            .into_owned();
+    let text = String::from_utf8_lossy(&crate::runner::check(&crate::runner::argv(&parts), out)?.stdout).into_owned();
     parse_pids(&text, &format!("pgrep -f {pattern}"))
 }
 
@@ -170,24 +147,14 @@ fn parse_pids(text: &str, command: &str) -> Result<Vec<u32>, LabError> {
         .collect()
 }
 
-fn verify_gone(
-    sys: Sys<'_>,
-    state_dir: &Path,
-    spec: &LabSpec,
-    bridge: &str,
-    failures: &mut Failures,
-) {
+fn verify_gone(sys: Sys<'_>, state_dir: &Path, spec: &LabSpec, bridge: &str, failures: &mut Failures) {
     if let Ok(list) = sys.netns_list() {
         for host in spec.hosts.iter().filter(|h| list.contains(&h.netns)) {
             failures.still_there(format!("namespace {}", host.netns));
         }
     }
     if let Ok(links) = sys.links(None) {
-        for host in spec
-            .hosts
-            .iter()
-            .filter(|h| links.iter().any(|l| l.ifname == h.port))
-        {
+        for host in spec.hosts.iter().filter(|h| links.iter().any(|l| l.ifname == h.port)) {
             failures.still_there(format!("veth {}", host.port));
         }
     }

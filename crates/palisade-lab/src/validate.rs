@@ -17,9 +17,7 @@ pub const MAX_NETNS: usize = 64;
 pub const MAX_RULE_NAME: usize = 32;
 
 /// Interface names that `ip link` parses as keywords, or that the host itself relies on.
-const RESERVED_IFNAMES: &[&str] = &[
-    "lo", "eth0", "all", "default", "dev", "name", "type", "vf", "help", "up", "down",
-];
+const RESERVED_IFNAMES: &[&str] = &["lo", "eth0", "all", "default", "dev", "name", "type", "vf", "help", "up", "down"];
 /// Counter names the lab reserves for the default verdict and the forwarded total.
 pub const RESERVED_RULE_NAMES: &[&str] = &["default", "forwarded"];
 
@@ -43,10 +41,7 @@ pub fn validate(spec: &LabSpec) -> Result<(), SpecError> {
             return Err(dup("MAC", &host.mac));
         }
         if !addrs.insert((host.vlan, host.addr.addr())) {
-            return Err(dup(
-                "address",
-                &format!("{} in VLAN {}", host.addr.addr(), host.vlan),
-            ));
+            return Err(dup("address", &format!("{} in VLAN {}", host.addr.addr(), host.vlan)));
         }
     }
     Ok(())
@@ -58,10 +53,7 @@ pub fn check_netns(name: &str) -> Result<(), SpecError> {
 }
 
 fn dup(kind: &'static str, value: &str) -> SpecError {
-    SpecError::Duplicate {
-        kind,
-        value: value.to_owned(),
-    }
+    SpecError::Duplicate { kind, value: value.to_owned() }
 }
 
 fn check_host(host: &HostSpec) -> Result<(), SpecError> {
@@ -70,23 +62,15 @@ fn check_host(host: &HostSpec) -> Result<(), SpecError> {
     check_not_reserved("port", &host.port)?;
     parse_mac(&host.netns, &host.mac)?;
     if !(1..=4094).contains(&host.vlan) {
-        return Err(SpecError::BadVlan {
-            netns: host.netns.clone(),
-            vlan: host.vlan,
-        });
+        return Err(SpecError::BadVlan { netns: host.netns.clone(), vlan: host.vlan });
     }
-    let bad = |reason: String| SpecError::BadAddress {
-        netns: host.netns.clone(),
-        reason,
-    };
+    let bad = |reason: String| SpecError::BadAddress { netns: host.netns.clone(), reason };
     let net = host.addr;
     if net.prefix_len() == 0 {
         return Err(bad(format!("address {net} has a zero-length prefix")));
     }
     if net.prefix_len() <= 30 && (net.addr() == net.network() || net.addr() == net.broadcast()) {
-        return Err(bad(format!(
-            "address {net} is the network or broadcast address"
-        )));
+        return Err(bad(format!("address {net} is the network or broadcast address")));
     }
     if let Some(gw) = host.gateway {
         if gw == net.addr() {
@@ -103,10 +87,7 @@ fn check_host(host: &HostSpec) -> Result<(), SpecError> {
 }
 
 fn check_appliance(netns: &str, app: &ApplianceSpec) -> Result<(), SpecError> {
-    let bad = |reason: String| SpecError::BadAppliance {
-        netns: netns.to_owned(),
-        reason,
-    };
+    let bad = |reason: String| SpecError::BadAppliance { netns: netns.to_owned(), reason };
     if app.functions.is_empty() {
         return Err(bad("it has no functions".to_owned()));
     }
@@ -117,9 +98,7 @@ fn check_appliance(netns: &str, app: &ApplianceSpec) -> Result<(), SpecError> {
         }
     }
     if !app.has(ApplianceFunction::Firewall) && app.firewall != FirewallSpec::default() {
-        return Err(bad(
-            "it has firewall rules or a drop default but not the firewall function".to_owned(),
-        ));
+        return Err(bad("it has firewall rules or a drop default but not the firewall function".to_owned()));
     }
     let mut names = HashSet::new();
     for rule in &app.firewall.rules {
@@ -136,10 +115,7 @@ fn check_appliance(netns: &str, app: &ApplianceSpec) -> Result<(), SpecError> {
         }
         if let Some(port) = rule.dst_port {
             if !matches!(rule.protocol, Some(Proto::Tcp | Proto::Udp)) {
-                return Err(bad(format!(
-                    "rule {} has a dst_port but no tcp/udp protocol",
-                    rule.name
-                )));
+                return Err(bad(format!("rule {} has a dst_port but no tcp/udp protocol", rule.name)));
             }
             if port == 0 {
                 return Err(bad(format!("rule {} has dst_port 0", rule.name)));
@@ -150,24 +126,14 @@ fn check_appliance(netns: &str, app: &ApplianceSpec) -> Result<(), SpecError> {
 }
 
 fn check_name(kind: &'static str, name: &str, max: usize) -> Result<(), SpecError> {
-    let bad = |reason: String| SpecError::BadName {
-        kind,
-        name: name.to_owned(),
-        reason,
-    };
+    let bad = |reason: String| SpecError::BadName { kind, name: name.to_owned(), reason };
     if name.is_empty() {
         return Err(bad("it is empty".to_owned()));
     }
     if name.len() > max {
-        return Err(bad(format!(
-            "it is {} characters long; the limit is {max}",
-            name.len()
-        )));
+        return Err(bad(format!("it is {} characters long; the limit is {max}", name.len())));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
-    {
+    if let Some(c) = name.chars().find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-')) {
         return Err(bad(format!("character {c:?} is outside [a-z0-9_-]")));
     }
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
@@ -189,17 +155,11 @@ fn check_not_reserved(kind: &'static str, name: &str) -> Result<(), SpecError> {
 
 /// Parses `aa:bb:cc:dd:ee:ff` (either case) into bytes; rejects multicast and all-zero MACs.
 pub fn parse_mac(netns: &str, mac: &str) -> Result<[u8; 6], SpecError> {
-    let bad = |reason| SpecError::BadMac {
-        netns: netns.to_owned(),
-        mac: mac.to_owned(),
-        reason,
-    };
+    let bad = |reason| SpecError::BadMac { netns: netns.to_owned(), mac: mac.to_owned(), reason };
     let mut out = [0u8; 6];
     let mut parts = mac.split(':');
     for byte in &mut out {
-        let part = parts
-            .next()
-            .ok_or_else(|| bad("it needs six colon-separated bytes"))?;
+        let part = parts.next().ok_or_else(|| bad("it needs six colon-separated bytes"))?;
         let digits: Option<Vec<u32>> = part.chars().map(|c| c.to_digit(16)).collect();
         let Some(&[hi, lo]) = digits.as_deref() else {
             return Err(bad("each byte must be two hex digits"));
@@ -243,10 +203,7 @@ mod tests {
     }
 
     fn lab(hosts: Vec<HostSpec>) -> LabSpec {
-        LabSpec {
-            bridge: "pal0".into(),
-            hosts,
-        }
+        LabSpec { bridge: "pal0".into(), hosts }
     }
 
     fn two_vms() -> LabSpec {
@@ -266,10 +223,7 @@ mod tests {
         let mut spec = two_vms();
         spec.hosts[0].port = "pa-0123456789abc".into();
         let err = validate(&spec).expect_err("16-character port");
-        assert!(
-            matches!(err, SpecError::BadName { kind: "port", .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, SpecError::BadName { kind: "port", .. }), "{err:?}");
         assert!(err.to_string().contains("limit is 15"), "{err}");
     }
 
@@ -278,16 +232,7 @@ mod tests {
         for bad in ["Pal-a", "pal a", "-pal", "pal/a", ""] {
             let mut spec = two_vms();
             spec.hosts[0].netns = bad.into();
-            assert!(
-                matches!(
-                    validate(&spec),
-                    Err(SpecError::BadName {
-                        kind: "namespace",
-                        ..
-                    })
-                ),
-                "{bad:?} accepted"
-            );
+            assert!(matches!(validate(&spec), Err(SpecError::BadName { kind: "namespace", .. })), "{bad:?} accepted");
         }
     }
 
@@ -295,16 +240,10 @@ mod tests {
     fn reserved_interface_names_are_rejected() {
         let mut spec = two_vms();
         spec.hosts[1].port = "vf".into();
-        assert!(matches!(
-            validate(&spec),
-            Err(SpecError::BadName { kind: "port", .. })
-        ));
+        assert!(matches!(validate(&spec), Err(SpecError::BadName { kind: "port", .. })));
         let mut spec = two_vms();
         spec.bridge = "eth0".into();
-        assert!(matches!(
-            validate(&spec),
-            Err(SpecError::BadName { kind: "bridge", .. })
-        ));
+        assert!(matches!(validate(&spec), Err(SpecError::BadName { kind: "bridge", .. })));
     }
 
     #[test]
@@ -320,43 +259,19 @@ mod tests {
         assert_eq!(validate(&spec), Err(dup("MAC", "02:00:00:00:00:01")));
         let mut spec = two_vms();
         spec.hosts[1].addr = "198.18.0.1/24".parse().expect("addr");
-        assert!(matches!(
-            validate(&spec),
-            Err(SpecError::Duplicate {
-                kind: "address",
-                ..
-            })
-        ));
+        assert!(matches!(validate(&spec), Err(SpecError::Duplicate { kind: "address", .. })));
         spec.hosts[1].vlan = 11;
-        assert_eq!(
-            validate(&spec),
-            Ok(()),
-            "same address in another VLAN is fine"
-        );
+        assert_eq!(validate(&spec), Ok(()), "same address in another VLAN is fine");
     }
 
     #[test]
     fn macs_are_parsed_strictly() {
-        assert_eq!(
-            parse_mac("n", "02:AB:00:00:00:01"),
-            Ok([2, 0xab, 0, 0, 0, 1])
-        );
-        for bad in [
-            "02:00:00:00:00",
-            "02:00:00:00:00:01:02",
-            "02:00:00:00:00:1",
-            "0g:00:00:00:00:01",
-        ] {
+        assert_eq!(parse_mac("n", "02:AB:00:00:00:01"), Ok([2, 0xab, 0, 0, 0, 1]));
+        for bad in ["02:00:00:00:00", "02:00:00:00:00:01:02", "02:00:00:00:00:1", "0g:00:00:00:00:01"] {
             assert!(parse_mac("n", bad).is_err(), "{bad} accepted");
         }
-        assert!(
-            parse_mac("n", "01:00:5e:00:00:01").is_err(),
-            "multicast accepted"
-        );
-        assert!(
-            parse_mac("n", "00:00:00:00:00:00").is_err(),
-            "zero accepted"
-        );
+        assert!(parse_mac("n", "01:00:5e:00:00:01").is_err(), "multicast accepted");
+        assert!(parse_mac("n", "00:00:00:00:00:00").is_err(), "zero accepted");
         assert_eq!(format_mac([2, 0xab, 0, 0, 0, 1]), "02:ab:00:00:00:01");
     }
 
@@ -377,86 +292,48 @@ mod tests {
     fn vlan_zero_is_rejected() {
         let mut spec = two_vms();
         spec.hosts[0].vlan = 0;
-        assert!(matches!(
-            validate(&spec),
-            Err(SpecError::BadVlan { vlan: 0, .. })
-        ));
+        assert!(matches!(validate(&spec), Err(SpecError::BadVlan { vlan: 0, .. })));
     }
 
     fn appliance(functions: Vec<ApplianceFunction>, firewall: FirewallSpec) -> HostRole {
-        HostRole::Appliance(ApplianceSpec {
-            functions,
-            firewall,
-        })
+        HostRole::Appliance(ApplianceSpec { functions, firewall })
     }
 
     fn rule(name: &str, protocol: Option<Proto>, dst_port: Option<u16>) -> FirewallRule {
-        FirewallRule {
-            name: name.into(),
-            verdict: Verdict::Accept,
-            protocol,
-            dst_port,
-            src: None,
-            dst: None,
-        }
+        FirewallRule { name: name.into(), verdict: Verdict::Accept, protocol, dst_port, src: None, dst: None }
     }
 
     #[test]
     fn appliance_rules_are_checked() {
-        let fw = |rules| FirewallSpec {
-            default: Verdict::Drop,
-            rules,
-        };
+        let fw = |rules| FirewallSpec { default: Verdict::Drop, rules };
         let cases = [
             (vec![rule("web", None, Some(80))], "dst_port but no tcp/udp"),
-            (
-                vec![rule("web", Some(Proto::Icmp), Some(80))],
-                "dst_port but no tcp/udp",
-            ),
+            (vec![rule("web", Some(Proto::Icmp), Some(80))], "dst_port but no tcp/udp"),
             (vec![rule("web", Some(Proto::Tcp), Some(0))], "dst_port 0"),
             (vec![rule("default", None, None)], "reserved"),
-            (
-                vec![rule("a", None, None), rule("a", None, None)],
-                "more than one",
-            ),
+            (vec![rule("a", None, None), rule("a", None, None)], "more than one"),
         ];
         for (rules, expected) in cases {
             let mut spec = two_vms();
             spec.hosts[0].role = appliance(vec![ApplianceFunction::Firewall], fw(rules));
             let err = validate(&spec).expect_err(expected);
-            assert!(
-                err.to_string().contains(expected),
-                "{err} lacks {expected:?}"
-            );
+            assert!(err.to_string().contains(expected), "{err} lacks {expected:?}");
         }
         let mut spec = two_vms();
-        spec.hosts[0].role = appliance(
-            vec![ApplianceFunction::Firewall],
-            fw(vec![rule("web", Some(Proto::Tcp), Some(80))]),
-        );
+        spec.hosts[0].role =
+            appliance(vec![ApplianceFunction::Firewall], fw(vec![rule("web", Some(Proto::Tcp), Some(80))]));
         assert_eq!(validate(&spec), Ok(()));
     }
 
     #[test]
     fn firewall_rules_without_the_firewall_function_are_rejected() {
         let mut spec = two_vms();
-        spec.hosts[0].role = appliance(
-            vec![ApplianceFunction::Tap],
-            FirewallSpec {
-                default: Verdict::Drop,
-                rules: vec![],
-            },
-        );
-        assert!(matches!(
-            validate(&spec),
-            Err(SpecError::BadAppliance { .. })
-        ));
+        spec.hosts[0].role =
+            appliance(vec![ApplianceFunction::Tap], FirewallSpec { default: Verdict::Drop, rules: vec![] });
+        assert!(matches!(validate(&spec), Err(SpecError::BadAppliance { .. })));
         spec.hosts[0].role = appliance(vec![ApplianceFunction::Tap], FirewallSpec::default());
         assert_eq!(validate(&spec), Ok(()));
         spec.hosts[0].role = appliance(vec![], FirewallSpec::default());
-        assert!(matches!(
-            validate(&spec),
-            Err(SpecError::BadAppliance { .. })
-        ));
+        assert!(matches!(validate(&spec), Err(SpecError::BadAppliance { .. })));
     }
 }

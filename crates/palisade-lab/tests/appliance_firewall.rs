@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{add_normal_flow, ping, require_root, tag, vm, Guard};
 use palisade_lab::{
-    ApplianceFunction, ApplianceSpec, FirewallRule, FirewallSpec, HostRole, HostSpec, Lab, LabSpec,
-    Proto, RuleCounter, Verdict,
+    ApplianceFunction, ApplianceSpec, FirewallRule, FirewallSpec, HostRole, HostSpec, Lab, LabSpec, Proto, RuleCounter,
+    Verdict,
 };
 
 const APPLIANCE_IP: &str = "198.18.0.9";
@@ -56,19 +56,12 @@ fn lab_spec(t: &str, default: Verdict) -> LabSpec {
     };
     LabSpec {
         bridge: format!("{t}br"),
-        hosts: vec![
-            vm(t, 1, Some(APPLIANCE_IP)),
-            vm(t, 2, Some(APPLIANCE_IP)),
-            appliance,
-        ],
+        hosts: vec![vm(t, 1, Some(APPLIANCE_IP)), vm(t, 2, Some(APPLIANCE_IP)), appliance],
     }
 }
 
 fn packets(counters: &[RuleCounter]) -> Vec<(&str, u64)> {
-    counters
-        .iter()
-        .map(|c| (c.rule.as_str(), c.packets))
-        .collect()
+    counters.iter().map(|c| (c.rule.as_str(), c.packets)).collect()
 }
 
 #[test]
@@ -78,81 +71,41 @@ fn appliance_filters_counts_and_captures_forwarded_traffic() {
     let spec = lab_spec(&t, Verdict::Drop);
     let dir = tempfile::tempdir().expect("state dir");
     let lab = Lab::new(dir.path().to_path_buf());
-    let guard = Guard {
-        lab: &lab,
-        spec: spec.clone(),
-    };
+    let guard = Guard { lab: &lab, spec: spec.clone() };
     lab.up(&spec, &mut |_| {}).expect("up");
     add_normal_flow(&spec.bridge);
     let fw = &spec.hosts[2];
     let (vm1, vm2) = (format!("{t}-vm1"), format!("{t}-vm2"));
 
-    assert!(
-        ping(&lab, &vm1, APPLIANCE_IP),
-        "vm1 cannot reach the appliance"
-    );
-    assert!(
-        !ping(&lab, &vm1, NOWHERE),
-        "nothing should answer for {NOWHERE}"
-    );
-    assert!(
-        !ping(&lab, &vm2, NOWHERE),
-        "nothing should answer for {NOWHERE}"
-    );
+    assert!(ping(&lab, &vm1, APPLIANCE_IP), "vm1 cannot reach the appliance");
+    assert!(!ping(&lab, &vm1, NOWHERE), "nothing should answer for {NOWHERE}");
+    assert!(!ping(&lab, &vm2, NOWHERE), "nothing should answer for {NOWHERE}");
     let counters = lab.appliance_counters(fw).expect("counters");
     assert_eq!(
         packets(&counters),
-        [
-            ("web", 0),
-            ("icmp-from-vm1", 1),
-            ("default", 1),
-            ("forwarded", 1)
-        ],
+        [("web", 0), ("icmp-from-vm1", 1), ("default", 1), ("forwarded", 1)],
         "vm1's echo request is accepted and forwarded, vm2's is dropped by default"
     );
-    assert_eq!(
-        counters[1].bytes, 84,
-        "one 56-byte-payload ICMP echo request"
-    );
+    assert_eq!(counters[1].bytes, 84, "one 56-byte-payload ICMP echo request");
 
     let pcap = lab.tap_files(&fw.netns).pcap;
     let start = Instant::now();
-    while std::fs::metadata(&pcap).map(|m| m.len()).unwrap_or(0) <= 24
-        && start.elapsed() < Duration::from_secs(3)
-    {
+    while std::fs::metadata(&pcap).map(|m| m.len()).unwrap_or(0) <= 24 && start.elapsed() < Duration::from_secs(3) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(
-        std::fs::metadata(&pcap).expect("pcap exists").len() > 24,
-        "the tap captured no packet"
-    );
+    assert!(std::fs::metadata(&pcap).expect("pcap exists").len() > 24, "the tap captured no packet");
 
     lab.set_link(fw, false).expect("appliance link down");
-    assert!(
-        !ping(&lab, &vm1, APPLIANCE_IP),
-        "appliance answers with its link down"
-    );
+    assert!(!ping(&lab, &vm1, APPLIANCE_IP), "appliance answers with its link down");
     let st = lab.status(&spec).expect("status");
     assert!(!st.hosts[2].link_up && !st.ok());
     lab.set_link(fw, true).expect("appliance link up");
-    assert!(
-        ping(&lab, &vm1, APPLIANCE_IP),
-        "appliance does not answer after its link came back"
-    );
+    assert!(ping(&lab, &vm1, APPLIANCE_IP), "appliance does not answer after its link came back");
     let st = lab.status(&spec).expect("status");
-    assert!(
-        !st.hosts[2].route_ok,
-        "the kernel drops routes via a link that went down"
-    );
-    assert!(
-        st.hosts[2].tap_pid.is_some(),
-        "the tap died with the link flap"
-    );
+    assert!(!st.hosts[2].route_ok, "the kernel drops routes via a link that went down");
+    assert!(st.hosts[2].tap_pid.is_some(), "the tap died with the link flap");
     let repaired = lab.up(&spec, &mut |_| {}).expect("up repairs the route");
-    assert_eq!(
-        repaired.hosts[2].changes,
-        [format!("setting default route via 198.18.0.2 in {t}-fw")]
-    );
+    assert_eq!(repaired.hosts[2].changes, [format!("setting default route via 198.18.0.2 in {t}-fw")]);
     let st = lab.status(&spec).expect("status");
     assert!(st.ok(), "{st:#?}");
 
@@ -160,19 +113,11 @@ fn appliance_filters_counts_and_captures_forwarded_traffic() {
     let report = lab.up(&open, &mut |_| {}).expect("up with a new default");
     let changes: Vec<&String> = report.hosts.iter().flat_map(|h| &h.changes).collect();
     assert_eq!(changes.len(), 1, "{report:#?}");
-    assert!(
-        changes[0].starts_with("loading nftables ruleset"),
-        "{report:#?}"
-    );
+    assert!(changes[0].starts_with("loading nftables ruleset"), "{report:#?}");
     assert!(!ping(&lab, &vm2, NOWHERE));
     assert_eq!(
         packets(&lab.appliance_counters(fw).expect("counters")),
-        [
-            ("web", 0),
-            ("icmp-from-vm1", 0),
-            ("default", 1),
-            ("forwarded", 1)
-        ],
+        [("web", 0), ("icmp-from-vm1", 0), ("default", 1), ("forwarded", 1)],
         "the reloaded ruleset starts from zero and now lets vm2's packet through"
     );
 

@@ -33,9 +33,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::locate::LineIndex;
-use crate::types::{
-    ApplianceFunction, Direction, FailMode, MacAddr, Name, PortName, Protocol, Verdict,
-};
+use crate::types::{ApplianceFunction, Direction, FailMode, MacAddr, Name, PortName, Protocol, Verdict};
 
 /// A whole policy file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -285,11 +283,8 @@ fn locate_serde_error(file: &str, lines: &LineIndex, err: &serde_yaml::Error) ->
         return FileError { file: file.to_owned(), line: lines.line_of(path), field: path.to_owned(), message };
     }
     let line = err.location().map(|l| l.line());
-    let field = if prefix.is_empty() {
-        line.and_then(|l| lines.path_at_line(l)).unwrap_or("").to_owned()
-    } else {
-        prefix
-    };
+    let field =
+        if prefix.is_empty() { line.and_then(|l| lines.path_at_line(l)).unwrap_or("").to_owned() } else { prefix };
     FileError { file: file.to_owned(), line, field, message }
 }
 

@@ -31,8 +31,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, parents before children.
-    pub const ALL: [Kind; 6] =
-        [Kind::Tenant, Kind::Domain, Kind::Subdomain, Kind::Vm, Kind::Appliance, Kind::Policy];
+    pub const ALL: [Kind; 6] = [Kind::Tenant, Kind::Domain, Kind::Subdomain, Kind::Vm, Kind::Appliance, Kind::Policy];
 
     /// The kind's name as used in files, the API and the CLI.
     pub fn as_str(self) -> &'static str {
@@ -350,8 +349,6 @@ impl FileObjects {
 }
 
 fn parse_domain_ref(s: &str) -> Result<(Name, Name), String> {
-    let (t, d) = s
-        .split_once('/')
-        .ok_or_else(|| format!("expected `tenant/domain`, found `{s}`"))?;
+    let (t, d) = s.split_once('/').ok_or_else(|| format!("expected `tenant/domain`, found `{s}`"))?;
     Ok((t.parse().map_err(|e: ValueError| e.0)?, d.parse().map_err(|e: ValueError| e.0)?))
 }

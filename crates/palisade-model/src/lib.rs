@@ -55,7 +55,11 @@ pub fn merge_file(file: &str, text: &str, current: &Inventory) -> Result<Merge, 
                 file: file.to_owned(),
                 line: None,
                 field: format!("{} (already stored)", p.key),
-                message: format!("{}{}", if p.field.is_empty() { String::new() } else { format!("{}: ", p.field) }, p.message),
+                message: format!(
+                    "{}{}",
+                    if p.field.is_empty() { String::new() } else { format!("{}: ", p.field) },
+                    p.message
+                ),
             },
         })
         .collect())

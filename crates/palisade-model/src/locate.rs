@@ -103,9 +103,7 @@ impl LineIndex {
     pub fn build(text: &str) -> Result<Self, (usize, String)> {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
-        parser
-            .load(&mut builder, false)
-            .map_err(|e| (e.marker().line().max(1), e.info().to_owned()))?;
+        parser.load(&mut builder, false).map_err(|e| (e.marker().line().max(1), e.info().to_owned()))?;
         Ok(Self { by_path: builder.by_path, scalars: builder.scalars })
     }
 
@@ -125,18 +123,19 @@ impl LineIndex {
     pub fn find_value(&self, under: &str, value: &str) -> Option<&str> {
         self.scalars
             .iter()
-            .filter(|(p, _)| under.is_empty() || p.as_str() == under || p.starts_with(&format!("{under}.")) || p.starts_with(&format!("{under}[")))
+            .filter(|(p, _)| {
+                under.is_empty()
+                    || p.as_str() == under
+                    || p.starts_with(&format!("{under}."))
+                    || p.starts_with(&format!("{under}["))
+            })
             .find(|(_, v)| v.as_str() == value)
             .map(|(p, _)| p.as_str())
     }
 
     /// The deepest field path that starts on `line`, for errors that only know their line.
     pub fn path_at_line(&self, line: usize) -> Option<&str> {
-        self.by_path
-            .iter()
-            .filter(|(_, l)| **l == line)
-            .map(|(p, _)| p.as_str())
-            .max_by_key(|p| p.len())
+        self.by_path.iter().filter(|(_, l)| **l == line).map(|(p, _)| p.as_str()).max_by_key(|p| p.len())
     }
 }
 

@@ -53,9 +53,7 @@ macro_rules! string_newtype {
 }
 
 fn check_name(s: &str) -> Result<(), ValueError> {
-    let ok_chars = s
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let ok_chars = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     let starts = s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     if s.is_empty() || s.len() > 63 || !ok_chars || !starts {
         return Err(ValueError(format!(
@@ -66,9 +64,7 @@ fn check_name(s: &str) -> Result<(), ValueError> {
 }
 
 fn check_port(s: &str) -> Result<(), ValueError> {
-    let ok_chars = s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    let ok_chars = s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if s.is_empty() || s.len() > 15 || !ok_chars {
         return Err(ValueError(format!(
             "invalid port name `{s}`: a Linux interface name has 1-15 characters of a-z, A-Z, 0-9, '-', '_' and '.'"
@@ -201,7 +197,9 @@ mod tests {
     fn mac_roundtrip_and_rejects() {
         let mac: MacAddr = "02:0A:00:00:00:ff".parse().unwrap();
         assert_eq!(mac.to_string(), "02:0a:00:00:00:ff");
-        for bad in ["", "02:00:00:00:00", "02:00:00:00:00:00:00", "0g:00:00:00:00:00", "01:00:00:00:00:00", "2:00:00:00:00:00"] {
+        for bad in
+            ["", "02:00:00:00:00", "02:00:00:00:00:00:00", "0g:00:00:00:00:00", "01:00:00:00:00:00", "2:00:00:00:00:00"]
+        {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad} accepted");
         }
     }

@@ -70,11 +70,7 @@ pub fn resolve_endpoint<'a>(
             .subdomains()
             .find(|(k, _)| k.tenant.as_ref() == Some(tenant) && &k.name == name)
             .ok_or(("subdomain", format!("unknown subdomain `{name}` in tenant `{tenant}`")))?;
-        return Ok(Selection {
-            vms: subdomain_vms(&key.name),
-            nets: vec![sub.cidr],
-            domain: Some(&sub.domain),
-        });
+        return Ok(Selection { vms: subdomain_vms(&key.name), nets: vec![sub.cidr], domain: Some(&sub.domain) });
     }
     let name = ep.domain.as_ref().ok_or(("", "empty selector".to_owned()))?;
     let (dkey, _) = inv
@@ -95,18 +91,20 @@ pub fn validate(inv: &Inventory) -> Vec<Problem> {
     let mut problem = |key: &ObjectKey, field: &str, message: String| {
         out.push(Problem { key: key.clone(), field: field.to_owned(), message });
     };
-    let tenant_exists = |t: &Name| inv.objects.contains_key(&ObjectKey { kind: Kind::Tenant, tenant: None, name: t.clone() });
+    let tenant_exists =
+        |t: &Name| inv.objects.contains_key(&ObjectKey { kind: Kind::Tenant, tenant: None, name: t.clone() });
 
     // Per domain: addresses and MACs in use, to find duplicates. Key: (tenant, domain).
     let mut ips: BTreeMap<(Name, Name, Ipv4Addr), ObjectKey> = BTreeMap::new();
     let mut macs: BTreeMap<(Name, Name, String), ObjectKey> = BTreeMap::new();
     let mut segments: BTreeMap<u16, ObjectKey> = BTreeMap::new();
     let mut ports: BTreeMap<String, ObjectKey> = BTreeMap::new();
-    let mut claim_port = |problem: &mut dyn FnMut(&ObjectKey, &str, String), key: &ObjectKey, field: &str, port: &str| {
-        if let Some(other) = ports.insert(port.to_owned(), key.clone()) {
-            problem(key, field, format!("switch port `{port}` is already used by {other}"));
-        }
-    };
+    let mut claim_port =
+        |problem: &mut dyn FnMut(&ObjectKey, &str, String), key: &ObjectKey, field: &str, port: &str| {
+            if let Some(other) = ports.insert(port.to_owned(), key.clone()) {
+                problem(key, field, format!("switch port `{port}` is already used by {other}"));
+            }
+        };
 
     for (key, obj) in &inv.objects {
         let owner_ok = match (&key.tenant, key.kind) {
@@ -140,7 +138,9 @@ pub fn validate(inv: &Inventory) -> Vec<Problem> {
                     problem(key, "gateway", format!("gateway {} is outside subnet {}", s.gateway, s.cidr));
                 }
                 for (okey, other) in inv.subdomains() {
-                    if okey < key && okey.tenant == key.tenant && other.domain == s.domain
+                    if okey < key
+                        && okey.tenant == key.tenant
+                        && other.domain == s.domain
                         && (other.cidr.contains(&s.cidr) || s.cidr.contains(&other.cidr))
                     {
                         problem(key, "cidr", format!("{} overlaps {} of {okey}", s.cidr, other.cidr));
@@ -148,11 +148,19 @@ pub fn validate(inv: &Inventory) -> Vec<Problem> {
                 }
                 let dom = (t.clone(), s.domain.clone());
                 if let Some(other) = ips.insert((dom.0.clone(), dom.1.clone(), s.gateway), key.clone()) {
-                    problem(key, "gateway", format!("address {} is already used by {other} in domain `{}`", s.gateway, dom.1));
+                    problem(
+                        key,
+                        "gateway",
+                        format!("address {} is already used by {other} in domain `{}`", s.gateway, dom.1),
+                    );
                 }
                 if let Some(mac) = s.gateway_mac {
                     if let Some(other) = macs.insert((dom.0, dom.1.clone(), mac.to_string()), key.clone()) {
-                        problem(key, "gateway_mac", format!("MAC {mac} is already used by {other} in domain `{}`", dom.1));
+                        problem(
+                            key,
+                            "gateway_mac",
+                            format!("MAC {mac} is already used by {other} in domain `{}`", dom.1),
+                        );
                     }
                 }
                 if let Some(port) = &s.gateway_port {
@@ -178,9 +186,9 @@ pub fn validate(inv: &Inventory) -> Vec<Problem> {
                     problem(key, "domain", format!("unknown domain `{}/{}`", a.tenant, a.domain));
                     continue;
                 }
-                let in_subnet = inv
-                    .subdomains()
-                    .any(|(k, s)| k.tenant.as_ref() == Some(&a.tenant) && s.domain == a.domain && s.cidr.contains(&a.ip));
+                let in_subnet = inv.subdomains().any(|(k, s)| {
+                    k.tenant.as_ref() == Some(&a.tenant) && s.domain == a.domain && s.cidr.contains(&a.ip)
+                });
                 if !in_subnet {
                     problem(key, "ip", format!("{} is in no subdomain of domain `{}/{}`", a.ip, a.tenant, a.domain));
                 }
@@ -235,7 +243,11 @@ fn check_redirect(
         return;
     };
     if &app.tenant != tenant {
-        problem(key, "redirect.appliance", format!("appliance `{}` is not attached to a domain of tenant `{tenant}`", r.appliance));
+        problem(
+            key,
+            "redirect.appliance",
+            format!("appliance `{}` is not attached to a domain of tenant `{tenant}`", r.appliance),
+        );
         return;
     }
     if r.source.is_none() && r.destination.is_none() {
@@ -256,13 +268,21 @@ fn check_redirect(
             }
             Ok(sel) => {
                 if sel.domain != Some(&app.domain) {
-                    problem(key, &format!("redirect.{field}"), format!(
-                        "selects objects outside domain `{}`, where appliance `{}` is attached",
-                        app.domain, r.appliance
-                    ));
+                    problem(
+                        key,
+                        &format!("redirect.{field}"),
+                        format!(
+                            "selects objects outside domain `{}`, where appliance `{}` is attached",
+                            app.domain, r.appliance
+                        ),
+                    );
                 }
                 if let Some((name, _)) = sel.vms.iter().find(|(_, vm)| vm.port.is_none()) {
-                    problem(key, &format!("redirect.{field}"), format!("vm `{name}` has no switch port, so its traffic cannot be steered"));
+                    problem(
+                        key,
+                        &format!("redirect.{field}"),
+                        format!("vm `{name}` has no switch port, so its traffic cannot be steered"),
+                    );
                 }
             }
         }

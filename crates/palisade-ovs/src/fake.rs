@@ -87,11 +87,17 @@ impl Switch for RecordingSwitch {
                 flows.remove(&cookie_of(rule).ok_or_else(bad)?);
             } else if let Some(rule) = line.strip_prefix("group add ") {
                 if !groups.insert(group_of(rule).ok_or_else(bad)?) {
-                    return Err(OvsError::Failed { command: "fake bundle".to_owned(), stderr: format!("group exists: {line}") });
+                    return Err(OvsError::Failed {
+                        command: "fake bundle".to_owned(),
+                        stderr: format!("group exists: {line}"),
+                    });
                 }
             } else if let Some(rule) = line.strip_prefix("group modify ") {
                 if !groups.contains(&group_of(rule).ok_or_else(bad)?) {
-                    return Err(OvsError::Failed { command: "fake bundle".to_owned(), stderr: format!("no such group: {line}") });
+                    return Err(OvsError::Failed {
+                        command: "fake bundle".to_owned(),
+                        stderr: format!("no such group: {line}"),
+                    });
                 }
             } else if let Some(rule) = line.strip_prefix("group delete ") {
                 groups.remove(&group_of(rule).ok_or_else(bad)?);

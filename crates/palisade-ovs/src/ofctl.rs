@@ -66,7 +66,11 @@ impl Switch for OfctlSwitch {
         if names.is_empty() {
             return Ok(PortMap::new());
         }
-        let all = self.run("ovs-vsctl", &["--format=csv", "--no-headings", "--columns=name,ofport", "list", "Interface"], None)?;
+        let all = self.run(
+            "ovs-vsctl",
+            &["--format=csv", "--no-headings", "--columns=name,ofport", "list", "Interface"],
+            None,
+        )?;
         let mut ports = parse_interfaces(&all);
         ports.retain(|name, _| names.contains(&name.as_str()));
         Ok(ports)

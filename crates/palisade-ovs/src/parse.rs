@@ -61,7 +61,10 @@ mod tests {
 
     #[test]
     fn groups_and_interfaces() {
-        let g = parse_dump_groups("OFPST_GROUP_DESC reply:\n group_id=1,type=indirect,bucket=actions=drop\n group_id=1511000000,type=ff\n").unwrap();
+        let g = parse_dump_groups(
+            "OFPST_GROUP_DESC reply:\n group_id=1,type=indirect,bucket=actions=drop\n group_id=1511000000,type=ff\n",
+        )
+        .unwrap();
         assert_eq!(g.into_iter().collect::<Vec<_>>(), vec![1, 1511000000]);
         let i = parse_interfaces("pa-web1,1\n\"pa-fw1\",3\nbr0,65534\nbroken,-1\nx,[]\n");
         assert_eq!(i.len(), 2);

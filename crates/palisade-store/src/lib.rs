@@ -21,9 +21,7 @@ mod types;
 
 pub use error::{BackendError, StoreError};
 pub use sqlite::SqliteStore;
-pub use types::{
-    Actor, AppliedOwner, AuditEntry, AuditMutation, AuditOp, Mutation, ObjectKey, StoredObject,
-};
+pub use types::{Actor, AppliedOwner, AuditEntry, AuditMutation, AuditOp, Mutation, ObjectKey, StoredObject};
 
 /// The controller's durable state, independent of the backend that keeps it.
 ///

@@ -22,25 +22,13 @@ pub struct ObjectKey {
 
 impl ObjectKey {
     /// A key for an object owned by `tenant`.
-    pub fn tenant(
-        kind: impl Into<String>,
-        tenant: impl Into<String>,
-        name: impl Into<String>,
-    ) -> Self {
-        Self {
-            kind: kind.into(),
-            tenant: Some(tenant.into()),
-            name: name.into(),
-        }
+    pub fn tenant(kind: impl Into<String>, tenant: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { kind: kind.into(), tenant: Some(tenant.into()), name: name.into() }
     }
 
     /// A key for a global object (no owning tenant).
     pub fn global(kind: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            kind: kind.into(),
-            tenant: None,
-            name: name.into(),
-        }
+        Self { kind: kind.into(), tenant: None, name: name.into() }
     }
 }
 

@@ -7,20 +7,13 @@ use palisade_store::{AppliedOwner, ObjectKey, SqliteStore, Store, StoreError};
 use serde_json::json;
 
 fn owner(cookie: u64, digest: &str, groups: &[u32]) -> AppliedOwner {
-    AppliedOwner {
-        cookie,
-        digest: digest.into(),
-        flow_count: groups.len() as u32 * 3,
-        groups: groups.to_vec(),
-    }
+    AppliedOwner { cookie, digest: digest.into(), flow_count: groups.len() as u32 * 3, groups: groups.to_vec() }
 }
 
 fn advance_to(store: &dyn Store, revision: u64) {
     for i in 0..revision {
         let key = ObjectKey::global("counter", "c");
-        store
-            .commit(&admin(), "tick", &[put(&key, json!(i))], 0)
-            .unwrap();
+        store.commit(&admin(), "tick", &[put(&key, json!(i))], 0).unwrap();
     }
 }
 
@@ -35,11 +28,7 @@ fn nothing_recorded_reads_as_revision_zero_and_no_owners() {
 fn recorded_state_reads_back_sorted_by_cookie_with_all_64_bits() {
     for f in stores() {
         advance_to(f.store.as_ref(), 2);
-        let owners = [
-            owner(u64::MAX, "ff", &[9]),
-            owner(5, "05", &[]),
-            owner(1 << 63, "80", &[1, 2]),
-        ];
+        let owners = [owner(u64::MAX, "ff", &[9]), owner(5, "05", &[]), owner(1 << 63, "80", &[1, 2])];
 
         f.store.record_applied(2, &owners).unwrap();
 
@@ -52,18 +41,11 @@ fn recorded_state_reads_back_sorted_by_cookie_with_all_64_bits() {
 fn recording_replaces_the_whole_previous_record() {
     for f in stores() {
         advance_to(f.store.as_ref(), 3);
-        f.store
-            .record_applied(2, &[owner(1, "a", &[1]), owner(2, "b", &[2])])
-            .unwrap();
+        f.store.record_applied(2, &[owner(1, "a", &[1]), owner(2, "b", &[2])]).unwrap();
 
         f.store.record_applied(3, &[owner(2, "b2", &[])]).unwrap();
 
-        assert_eq!(
-            f.store.applied().unwrap(),
-            (3, vec![owner(2, "b2", &[])]),
-            "{}",
-            f.name
-        );
+        assert_eq!(f.store.applied().unwrap(), (3, vec![owner(2, "b2", &[])]), "{}", f.name);
     }
 }
 
@@ -75,23 +57,8 @@ fn recording_a_revision_ahead_of_the_desired_state_fails_and_keeps_the_old_recor
 
         let err = f.store.record_applied(4, &[]).unwrap_err();
 
-        assert!(
-            matches!(
-                err,
-                StoreError::AppliedAhead {
-                    applied: 4,
-                    current: 1
-                }
-            ),
-            "{}: {err:?}",
-            f.name
-        );
-        assert_eq!(
-            f.store.applied().unwrap(),
-            (1, vec![owner(1, "a", &[])]),
-            "{}",
-            f.name
-        );
+        assert!(matches!(err, StoreError::AppliedAhead { applied: 4, current: 1 }), "{}: {err:?}", f.name);
+        assert_eq!(f.store.applied().unwrap(), (1, vec![owner(1, "a", &[])]), "{}", f.name);
     }
 }
 
@@ -100,22 +67,10 @@ fn duplicate_cookies_are_rejected_and_keep_the_old_record() {
     for f in stores() {
         f.store.record_applied(0, &[owner(7, "x", &[])]).unwrap();
 
-        let err = f
-            .store
-            .record_applied(0, &[owner(9, "a", &[]), owner(9, "b", &[])])
-            .unwrap_err();
+        let err = f.store.record_applied(0, &[owner(9, "a", &[]), owner(9, "b", &[])]).unwrap_err();
 
-        assert!(
-            matches!(err, StoreError::DuplicateCookie { cookie: 9 }),
-            "{}: {err:?}",
-            f.name
-        );
-        assert_eq!(
-            f.store.applied().unwrap(),
-            (0, vec![owner(7, "x", &[])]),
-            "{}",
-            f.name
-        );
+        assert!(matches!(err, StoreError::DuplicateCookie { cookie: 9 }), "{}: {err:?}", f.name);
+        assert_eq!(f.store.applied().unwrap(), (0, vec![owner(7, "x", &[])]), "{}", f.name);
     }
 }
 
@@ -130,8 +85,5 @@ fn applied_state_survives_reopening_the_file() {
 
     let reopened = SqliteStore::open(&path).unwrap();
 
-    assert_eq!(
-        reopened.applied().unwrap(),
-        (1, vec![owner(42, "d", &[3, 4])])
-    );
+    assert_eq!(reopened.applied().unwrap(), (1, vec![owner(42, "d", &[3, 4])]));
 }

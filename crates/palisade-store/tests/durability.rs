@@ -39,12 +39,7 @@ fn child_writer() {
     let store = SqliteStore::open(path).expect("child opens the store");
     for i in 0..CHILD_COMMITS {
         let rev = store
-            .commit(
-                &admin(),
-                &format!("write {i}"),
-                &[put(&key(i), json!({ "i": i }))],
-                i as i64,
-            )
+            .commit(&admin(), &format!("write {i}"), &[put(&key(i), json!({ "i": i }))], i as i64)
             .expect("child commit");
         // stdout is line-buffered: the line leaves the process before the next commit starts.
         println!("ACK {rev} {i}");
@@ -56,13 +51,7 @@ fn acknowledged_commits_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("state.db");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_writer",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["child_writer", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env(CHILD_DB_ENV, &db)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -92,47 +81,23 @@ fn acknowledged_commits_survive_sigkill() {
     }
     let status = child.wait().unwrap();
     let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
 
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "child must die by SIGKILL mid-way; status {status:?}, stderr:\n{err}"
-    );
-    assert!(
-        acks.len() >= KILL_AFTER_ACKS,
-        "only {} acks before exit; stderr:\n{err}",
-        acks.len()
-    );
+    assert_eq!(status.signal(), Some(9), "child must die by SIGKILL mid-way; status {status:?}, stderr:\n{err}");
+    assert!(acks.len() >= KILL_AFTER_ACKS, "only {} acks before exit; stderr:\n{err}", acks.len());
     assert_eq!(acks[0], (1, 0), "the first acknowledgement was not parsed");
 
     let store = SqliteStore::open(&db).expect("reopen after SIGKILL");
     let last_ack = acks.last().unwrap().0;
     let revision = store.revision().unwrap();
-    assert!(
-        revision >= last_ack,
-        "store at revision {revision}, but {last_ack} was acknowledged"
-    );
+    assert!(revision >= last_ack, "store at revision {revision}, but {last_ack} was acknowledged");
     let objects = store.objects().unwrap();
     let log = store.audit(None, usize::MAX).unwrap();
     for &(rev, i) in &acks {
         let obj = objects.iter().find(|o| o.key == key(i));
-        let obj =
-            obj.unwrap_or_else(|| panic!("acknowledged object {i} (revision {rev}) is missing"));
-        assert_eq!(
-            (obj.revision, &obj.spec),
-            (rev, &json!({ "i": i })),
-            "object {i}"
-        );
-        assert!(
-            log.iter().any(|e| e.revision == rev),
-            "audit entry for revision {rev} is missing"
-        );
+        let obj = obj.unwrap_or_else(|| panic!("acknowledged object {i} (revision {rev}) is missing"));
+        assert_eq!((obj.revision, &obj.spec), (rev, &json!({ "i": i })), "object {i}");
+        assert!(log.iter().any(|e| e.revision == rev), "audit entry for revision {rev} is missing");
     }
     // Revisions are dense: nothing was lost in the middle either.
     let mut revs: Vec<_> = log.iter().map(|e| e.revision).collect();

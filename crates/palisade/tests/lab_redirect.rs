@@ -23,7 +23,12 @@ impl Env {
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.palisade(args);
-        assert!(out.status.success(), "palisade {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "palisade {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -35,8 +40,14 @@ impl Env {
     }
 
     fn counter(&self, rule: &str) -> u64 {
-        let v: serde_json::Value = serde_json::from_str(&self.ok(&["lab", "counters", "fw1", "-o", "json"])).expect("json");
-        v.as_array().expect("array").iter().find(|c| c["rule"] == rule).and_then(|c| c["packets"].as_u64()).expect("counter exists")
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["lab", "counters", "fw1", "-o", "json"])).expect("json");
+        v.as_array()
+            .expect("array")
+            .iter()
+            .find(|c| c["rule"] == rule)
+            .and_then(|c| c["packets"].as_u64())
+            .expect("counter exists")
     }
 }
 
@@ -47,7 +58,10 @@ impl Drop for Env {
 }
 
 fn set_link(netns: &str, up: bool) {
-    let st = Command::new("ip").args(["-n", netns, "link", "set", "eth0", if up { "up" } else { "down" }]).status().expect("ip runs");
+    let st = Command::new("ip")
+        .args(["-n", netns, "link", "set", "eth0", if up { "up" } else { "down" }])
+        .status()
+        .expect("ip runs");
     assert!(st.success());
     std::thread::sleep(std::time::Duration::from_millis(300));
 }
@@ -59,7 +73,8 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 }
 
 fn ofctl_dump() -> String {
-    let out = Command::new("ovs-ofctl").args(["-O", "OpenFlow13", "dump-flows", "palisade0"]).output().expect("ovs-ofctl");
+    let out =
+        Command::new("ovs-ofctl").args(["-O", "OpenFlow13", "dump-flows", "palisade0"]).output().expect("ovs-ofctl");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -128,7 +143,11 @@ fn redirect_through_appliance_in_the_lab() {
     // Appliance down: `closed` drops, `open` bypasses; back up: redirected again.
     set_link("pal-fw1", false);
     assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), None);
-    let open = write(tmp.path(), "open.yaml", &std::fs::read_to_string(&redirect).expect("read").replace("fail_mode: closed", "fail_mode: open"));
+    let open = write(
+        tmp.path(),
+        "open.yaml",
+        &std::fs::read_to_string(&redirect).expect("read").replace("fail_mode: closed", "fail_mode: open"),
+    );
     env.ok(&["apply", "-f", &open]);
     assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(64));
     set_link("pal-fw1", true);
@@ -140,13 +159,18 @@ fn redirect_through_appliance_in_the_lab() {
 
     // Down leaves nothing behind.
     env.ok(&["lab", "down"]);
-    let netns = String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().expect("ip").stdout).into_owned();
+    let netns =
+        String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().expect("ip").stdout).into_owned();
     assert!(!netns.contains("pal-"), "namespaces left: {netns}");
-    let links = String::from_utf8_lossy(&Command::new("ip").args(["-o", "link"]).output().expect("ip").stdout).into_owned();
+    let links =
+        String::from_utf8_lossy(&Command::new("ip").args(["-o", "link"]).output().expect("ip").stdout).into_owned();
     assert!(!links.contains("pa-") && !links.contains("pb-") && !links.contains("pg-"), "veths left: {links}");
     let br = Command::new("ovs-vsctl").args(["br-exists", "palisade0"]).status().expect("ovs-vsctl");
     assert_eq!(br.code(), Some(2), "bridge left behind");
-    assert!(!Command::new("pgrep").args(["-f", "palisaded --db"]).status().expect("pgrep").success(), "palisaded left running");
+    assert!(
+        !Command::new("pgrep").args(["-f", "palisaded --db"]).status().expect("pgrep").success(),
+        "palisaded left running"
+    );
     assert!(!env.dir.exists());
 }
 

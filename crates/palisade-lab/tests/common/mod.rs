@@ -38,35 +38,19 @@ pub fn vm(t: &str, n: u8, gateway: Option<&str>) -> HostSpec {
 
 /// Runs a command that must succeed and returns its stdout.
 pub fn sh(argv: &[&str]) -> String {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "{argv:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(argv[0]).args(&argv[1..]).output().expect("spawn");
+    assert!(out.status.success(), "{argv:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Installs the plain L2 flow the controller would otherwise provide.
 pub fn add_normal_flow(bridge: &str) {
-    sh(&[
-        "ovs-ofctl",
-        "-O",
-        "OpenFlow13",
-        "add-flow",
-        bridge,
-        "priority=0,actions=NORMAL",
-    ]);
+    sh(&["ovs-ofctl", "-O", "OpenFlow13", "add-flow", bridge, "priority=0,actions=NORMAL"]);
 }
 
 /// Pings `dst` once from `netns`; true if a reply came back.
 pub fn ping(lab: &Lab, netns: &str, dst: &str) -> bool {
-    let out = lab
-        .exec(netns, &["busybox", "ping", "-c", "1", "-W", "2", dst])
-        .expect("ping runs");
+    let out = lab.exec(netns, &["busybox", "ping", "-c", "1", "-W", "2", dst]).expect("ping runs");
     out.status.success()
 }
 
@@ -92,10 +76,7 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
             continue;
         };
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            if String::from_utf8_lossy(&cmdline)
-                .replace('\0', " ")
-                .contains(needle)
-            {
+            if String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle) {
                 pids.push(pid);
             }
         }
@@ -109,29 +90,18 @@ pub fn assert_gone(lab: &Lab, spec: &LabSpec) {
     let links = sh(&["ip", "-o", "link", "show"]);
     for h in &spec.hosts {
         assert!(
-            !netns
-                .lines()
-                .any(|l| l.split_whitespace().next() == Some(h.netns.as_str())),
+            !netns.lines().any(|l| l.split_whitespace().next() == Some(h.netns.as_str())),
             "namespace {} remains",
             h.netns
         );
         assert!(
-            !links.contains(&format!(": {}@", h.port))
-                && !links.contains(&format!(": {}:", h.port)),
+            !links.contains(&format!(": {}@", h.port)) && !links.contains(&format!(": {}:", h.port)),
             "veth {} remains",
             h.port
         );
         let pcap = lab.tap_files(&h.netns).pcap.display().to_string();
-        assert_eq!(
-            processes_mentioning(&pcap),
-            Vec::<u32>::new(),
-            "tap process for {} remains",
-            h.netns
-        );
+        assert_eq!(processes_mentioning(&pcap), Vec::<u32>::new(), "tap process for {} remains", h.netns);
     }
-    let br = Command::new("ovs-vsctl")
-        .args(["br-exists", &spec.bridge])
-        .status()
-        .expect("ovs-vsctl");
+    let br = Command::new("ovs-vsctl").args(["br-exists", &spec.bridge]).status().expect("ovs-vsctl");
     assert_eq!(br.code(), Some(2), "bridge {} remains", spec.bridge);
 }

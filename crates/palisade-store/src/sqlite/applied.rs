@@ -27,26 +27,16 @@ pub(super) fn applied(conn: &Connection) -> Result<(u64, Vec<AppliedOwner>), Sto
     // One read transaction so the revision and the owners come from the same record.
     let tx = conn.unchecked_transaction().map_err(read_failed)?;
     let revision: Option<i64> = tx
-        .query_row(
-            "SELECT revision FROM applied_state WHERE singleton = 1",
-            [],
-            |row| row.get(0),
-        )
+        .query_row("SELECT revision FROM applied_state WHERE singleton = 1", [], |row| row.get(0))
         .optional()
         .map_err(read_failed)?;
     let revision = to_u64("applied revision", revision.unwrap_or(0))?;
 
-    let mut stmt = tx
-        .prepare("SELECT cookie, digest, flow_count, groups_json FROM applied_owners")
-        .map_err(read_failed)?;
+    let mut stmt =
+        tx.prepare("SELECT cookie, digest, flow_count, groups_json FROM applied_owners").map_err(read_failed)?;
     let rows = stmt
         .query_map([], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, String>(3)?,
-            ))
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?, row.get::<_, String>(3)?))
         })
         .map_err(read_failed)?
         .collect::<Result<Vec<_>, _>>()
@@ -58,10 +48,8 @@ pub(super) fn applied(conn: &Connection) -> Result<(u64, Vec<AppliedOwner>), Sto
             Ok(AppliedOwner {
                 cookie,
                 digest,
-                flow_count: u32::try_from(flow_count).or(Err(StoreError::Inconsistent {
-                    what: "applied flow count",
-                    value: flow_count.to_string(),
-                }))?,
+                flow_count: u32::try_from(flow_count)
+                    .or(Err(StoreError::Inconsistent { what: "applied flow count", value: flow_count.to_string() }))?,
                 groups: serde_json::from_str(&groups)
                     .map_err(|source| StoreError::CorruptApplied { cookie, source })?,
             })
@@ -71,24 +59,15 @@ pub(super) fn applied(conn: &Connection) -> Result<(u64, Vec<AppliedOwner>), Sto
     Ok((revision, owners))
 }
 
-pub(super) fn record_applied(
-    conn: &mut Connection,
-    revision: u64,
-    owners: &[AppliedOwner],
-) -> Result<(), StoreError> {
+pub(super) fn record_applied(conn: &mut Connection, revision: u64, owners: &[AppliedOwner]) -> Result<(), StoreError> {
     let mut seen = HashSet::with_capacity(owners.len());
     if let Some(dup) = owners.iter().find(|o| !seen.insert(o.cookie)) {
         return Err(StoreError::DuplicateCookie { cookie: dup.cookie });
     }
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(record_failed)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(record_failed)?;
     let current = current_revision(&tx, record_failed)?;
     if revision > current {
-        return Err(StoreError::AppliedAhead {
-            applied: revision,
-            current,
-        });
+        return Err(StoreError::AppliedAhead { applied: revision, current });
     }
     tx.execute(
         "INSERT INTO applied_state (singleton, revision) VALUES (1, ?1) \
@@ -96,8 +75,7 @@ pub(super) fn record_applied(
         [revision_sql(revision)?],
     )
     .map_err(record_failed)?;
-    tx.execute("DELETE FROM applied_owners", [])
-        .map_err(record_failed)?;
+    tx.execute("DELETE FROM applied_owners", []).map_err(record_failed)?;
     {
         let mut insert = tx
             .prepare(

@@ -21,9 +21,7 @@ pub(super) fn commit(
 ) -> Result<u64, StoreError> {
     // IMMEDIATE: take the write lock before reading the current revision, so the revision we
     // compute cannot be taken by another writer of the same file.
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(commit_failed)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(commit_failed)?;
     let current = current_revision(&tx, commit_failed)?;
     let next = current + 1;
     // Written first because objects and audit rows reference it; rolled back below if the
@@ -82,42 +80,20 @@ pub(super) fn commit(
     Ok(next)
 }
 
-fn insert_object(
-    tx: &Transaction<'_>,
-    key: &ObjectKey,
-    spec: &Value,
-    rev: u64,
-) -> Result<(), StoreError> {
+fn insert_object(tx: &Transaction<'_>, key: &ObjectKey, spec: &Value, rev: u64) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO objects (kind, tenant, name, spec_json, revision) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            key.kind,
-            key.tenant,
-            key.name,
-            spec.to_string(),
-            revision_sql(rev)?
-        ],
+        params![key.kind, key.tenant, key.name, spec.to_string(), revision_sql(rev)?],
     )
     .map_err(commit_failed)?;
     Ok(())
 }
 
-fn update_object(
-    tx: &Transaction<'_>,
-    key: &ObjectKey,
-    spec: &Value,
-    rev: u64,
-) -> Result<(), StoreError> {
+fn update_object(tx: &Transaction<'_>, key: &ObjectKey, spec: &Value, rev: u64) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE objects SET spec_json = ?4, revision = ?5 \
          WHERE kind = ?1 AND tenant IS ?2 AND name = ?3",
-        params![
-            key.kind,
-            key.tenant,
-            key.name,
-            spec.to_string(),
-            revision_sql(rev)?
-        ],
+        params![key.kind, key.tenant, key.name, spec.to_string(), revision_sql(rev)?],
     )
     .map_err(commit_failed)?;
     Ok(())
@@ -135,8 +111,5 @@ fn delete_object(tx: &Transaction<'_>, key: &ObjectKey) -> Result<(), StoreError
 /// A revision as SQLite's i64. Revisions grow by one per commit from 1, so exceeding i64 would
 /// take longer than the age of the universe; the check keeps the conversion honest anyway.
 pub(super) fn revision_sql(rev: u64) -> Result<i64, StoreError> {
-    i64::try_from(rev).or(Err(StoreError::Inconsistent {
-        what: "revision",
-        value: rev.to_string(),
-    }))
+    i64::try_from(rev).or(Err(StoreError::Inconsistent { what: "revision", value: rev.to_string() }))
 }

@@ -36,9 +36,7 @@ pub struct SqliteStore {
 
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("location", &self.location)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("location", &self.location).finish_non_exhaustive()
     }
 }
 
@@ -51,20 +49,16 @@ impl SqliteStore {
     /// newer build.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let location = path.as_ref().to_path_buf();
-        let conn = Connection::open(&location).map_err(|e| StoreError::Open {
-            location: location.clone(),
-            source: e.into(),
-        })?;
+        let conn = Connection::open(&location)
+            .map_err(|e| StoreError::Open { location: location.clone(), source: e.into() })?;
         Self::init(location, conn, true)
     }
 
     /// A store that lives in memory and vanishes when dropped, for tests.
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let location = PathBuf::from(":memory:");
-        let conn = Connection::open_in_memory().map_err(|e| StoreError::Open {
-            location: location.clone(),
-            source: e.into(),
-        })?;
+        let conn = Connection::open_in_memory()
+            .map_err(|e| StoreError::Open { location: location.clone(), source: e.into() })?;
         Self::init(location, conn, false)
     }
 
@@ -76,10 +70,7 @@ impl SqliteStore {
     fn init(location: PathBuf, mut conn: Connection, on_disk: bool) -> Result<Self, StoreError> {
         configure(&conn, on_disk)?;
         schema::migrate(&mut conn)?;
-        Ok(Self {
-            location,
-            conn: Mutex::new(conn),
-        })
+        Ok(Self { location, conn: Mutex::new(conn) })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -92,16 +83,10 @@ impl SqliteStore {
 
 /// Apply the connection settings the store's guarantees rest on, and check that they took.
 fn configure(conn: &Connection, on_disk: bool) -> Result<(), StoreError> {
-    let failed = |setting: &'static str| {
-        move |e: rusqlite::Error| StoreError::Configure {
-            setting,
-            source: Some(e.into()),
-        }
-    };
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(failed("the busy timeout could not be set"))?;
-    conn.pragma_update(None, "foreign_keys", true)
-        .map_err(failed("foreign key checks could not be enabled"))?;
+    let failed =
+        |setting: &'static str| move |e: rusqlite::Error| StoreError::Configure { setting, source: Some(e.into()) };
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(failed("the busy timeout could not be set"))?;
+    conn.pragma_update(None, "foreign_keys", true).map_err(failed("foreign key checks could not be enabled"))?;
     if on_disk {
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
@@ -109,16 +94,12 @@ fn configure(conn: &Connection, on_disk: bool) -> Result<(), StoreError> {
         if !mode.eq_ignore_ascii_case("wal") {
             // SQLite reports the mode it kept instead of failing (e.g. on some network file
             // systems). Without WAL our durability reasoning does not hold: refuse loudly.
-            return Err(StoreError::Configure {
-                setting: "write-ahead logging could not be enabled",
-                source: None,
-            });
+            return Err(StoreError::Configure { setting: "write-ahead logging could not be enabled", source: None });
         }
     }
     // FULL: in WAL mode the log is fsynced at every commit, so an acknowledged commit survives
     // power loss, not only a process crash.
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(failed("full synchronous writes could not be enabled"))?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(failed("full synchronous writes could not be enabled"))?;
     Ok(())
 }
 
@@ -157,10 +138,7 @@ impl Store for SqliteStore {
 /// SQLite integers are i64; the store only writes values that fit, so a negative one is damage.
 fn to_u64(what: &'static str, value: i64) -> Result<u64, StoreError> {
     if value < 0 {
-        return Err(StoreError::Inconsistent {
-            what,
-            value: value.to_string(),
-        });
+        return Err(StoreError::Inconsistent { what, value: value.to_string() });
     }
     Ok(value.unsigned_abs())
 }

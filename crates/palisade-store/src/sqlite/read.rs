@@ -17,24 +17,13 @@ pub(super) fn read_failed(e: rusqlite::Error) -> StoreError {
 
 /// Decode one stored JSON document belonging to `key`.
 pub(super) fn parse_doc(key: &ObjectKey, text: &str) -> Result<Value, StoreError> {
-    serde_json::from_str(text).map_err(|source| StoreError::Corrupt {
-        key: key.clone(),
-        source,
-    })
+    serde_json::from_str(text).map_err(|source| StoreError::Corrupt { key: key.clone(), source })
 }
 
 /// Highest committed revision, 0 when none. `wrap` says which operation a driver error belongs to.
-pub(super) fn current_revision(
-    conn: &Connection,
-    wrap: fn(rusqlite::Error) -> StoreError,
-) -> Result<u64, StoreError> {
-    let raw: i64 = conn
-        .query_row(
-            "SELECT ifnull(max(revision), 0) FROM revisions",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(wrap)?;
+pub(super) fn current_revision(conn: &Connection, wrap: fn(rusqlite::Error) -> StoreError) -> Result<u64, StoreError> {
+    let raw: i64 =
+        conn.query_row("SELECT ifnull(max(revision), 0) FROM revisions", [], |row| row.get(0)).map_err(wrap)?;
     to_u64("revision", raw)
 }
 
@@ -64,11 +53,7 @@ pub(super) fn objects(conn: &Connection) -> Result<Vec<StoredObject>, StoreError
         .map_err(read_failed)?;
     let rows = stmt
         .query_map([], |row| {
-            let key = ObjectKey {
-                kind: row.get(0)?,
-                tenant: row.get(1)?,
-                name: row.get(2)?,
-            };
+            let key = ObjectKey { kind: row.get(0)?, tenant: row.get(1)?, name: row.get(2)? };
             Ok((key, row.get::<_, String>(3)?, row.get::<_, i64>(4)?))
         })
         .map_err(read_failed)?
@@ -77,11 +62,7 @@ pub(super) fn objects(conn: &Connection) -> Result<Vec<StoredObject>, StoreError
     let mut out = rows
         .into_iter()
         .map(|(key, text, revision)| {
-            Ok(StoredObject {
-                spec: parse_doc(&key, &text)?,
-                revision: to_u64("object revision", revision)?,
-                key,
-            })
+            Ok(StoredObject { spec: parse_doc(&key, &text)?, revision: to_u64("object revision", revision)?, key })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     // SQLite's BINARY collation already matches `String`'s byte order; sorting here makes the
@@ -97,11 +78,7 @@ struct RawMutation {
     after: Option<String>,
 }
 
-pub(super) fn audit(
-    conn: &Connection,
-    tenant: Option<&str>,
-    limit: usize,
-) -> Result<Vec<AuditEntry>, StoreError> {
+pub(super) fn audit(conn: &Connection, tenant: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     // ?1 is the tenant filter (NULL = none): an entry qualifies if any of its mutations touched
     // that tenant's objects, and only those mutations are returned with it.
@@ -115,12 +92,7 @@ pub(super) fn audit(
         .map_err(read_failed)?;
     let heads = heads
         .query_map(params![tenant, limit], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get(2)?,
-                row.get(3)?,
-            ))
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get(2)?, row.get(3)?))
         })
         .map_err(read_failed)?
         .collect::<Result<Vec<(i64, i64, String, String)>, _>>()
@@ -138,11 +110,7 @@ pub(super) fn audit(
             .query_map(params![revision, tenant], |row| {
                 Ok(RawMutation {
                     op: row.get(0)?,
-                    key: ObjectKey {
-                        kind: row.get(1)?,
-                        tenant: row.get(2)?,
-                        name: row.get(3)?,
-                    },
+                    key: ObjectKey { kind: row.get(1)?, tenant: row.get(2)?, name: row.get(3)? },
                     before: row.get(4)?,
                     after: row.get(5)?,
                 })
@@ -150,17 +118,8 @@ pub(super) fn audit(
             .map_err(read_failed)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(read_failed)?;
-        let mutations = raw
-            .into_iter()
-            .map(decode_mutation)
-            .collect::<Result<_, _>>()?;
-        out.push(AuditEntry {
-            revision: to_u64("revision", revision)?,
-            at_unix_ms,
-            actor,
-            summary,
-            mutations,
-        });
+        let mutations = raw.into_iter().map(decode_mutation).collect::<Result<_, _>>()?;
+        out.push(AuditEntry { revision: to_u64("revision", revision)?, at_unix_ms, actor, summary, mutations });
     }
     Ok(out)
 }
@@ -169,18 +128,8 @@ fn decode_mutation(raw: RawMutation) -> Result<AuditMutation, StoreError> {
     let op = match raw.op.as_str() {
         "put" => AuditOp::Put,
         "delete" => AuditOp::Delete,
-        _ => {
-            return Err(StoreError::Inconsistent {
-                what: "audit operation",
-                value: raw.op,
-            })
-        }
+        _ => return Err(StoreError::Inconsistent { what: "audit operation", value: raw.op }),
     };
     let doc = |text: Option<String>| text.map(|t| parse_doc(&raw.key, &t)).transpose();
-    Ok(AuditMutation {
-        op,
-        before: doc(raw.before)?,
-        after: doc(raw.after)?,
-        key: raw.key,
-    })
+    Ok(AuditMutation { op, before: doc(raw.before)?, after: doc(raw.after)?, key: raw.key })
 }

@@ -83,11 +83,7 @@ fn migrate_with(conn: &mut Connection, steps: &[&str]) -> Result<(), StoreError>
             return Ok(());
         }
         let to = found + 1;
-        let failed = |e: rusqlite::Error| StoreError::Migrate {
-            from: found,
-            to,
-            source: e.into(),
-        };
+        let failed = |e: rusqlite::Error| StoreError::Migrate { from: found, to, source: e.into() };
         tx.execute_batch(steps[found as usize]).map_err(failed)?;
         tx.pragma_update(None, "user_version", to).map_err(failed)?;
         tx.commit().map_err(failed)?;
@@ -99,10 +95,7 @@ fn user_version(conn: &Connection) -> Result<u32, StoreError> {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(|e| StoreError::Read { source: e.into() })?;
     // user_version is a signed 32-bit header field; we only ever write small positive values.
-    u32::try_from(raw).or(Err(StoreError::Inconsistent {
-        what: "schema version",
-        value: raw.to_string(),
-    }))
+    u32::try_from(raw).or(Err(StoreError::Inconsistent { what: "schema version", value: raw.to_string() }))
 }
 
 #[cfg(test)]
@@ -110,11 +103,9 @@ mod tests {
     use super::*;
 
     fn table_exists(conn: &Connection, name: &str) -> bool {
-        conn.query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-            [name],
-            |row| row.get::<_, i64>(0),
-        )
+        conn.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1", [name], |row| {
+            row.get::<_, i64>(0)
+        })
         .unwrap()
             == 1
     }
@@ -126,13 +117,7 @@ mod tests {
         migrate(&mut conn).unwrap();
 
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
-        for table in [
-            "revisions",
-            "objects",
-            "audit_mutations",
-            "applied_state",
-            "applied_owners",
-        ] {
+        for table in ["revisions", "objects", "audit_mutations", "applied_state", "applied_owners"] {
             assert!(table_exists(&conn, table), "missing table {table}");
         }
     }
@@ -141,28 +126,21 @@ mod tests {
     fn migrating_a_current_database_again_is_a_no_op() {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate(&mut conn).unwrap();
-        conn.execute(
-            "INSERT INTO applied_state (singleton, revision) VALUES (1, 0)",
-            [],
-        )
-        .unwrap();
+        conn.execute("INSERT INTO applied_state (singleton, revision) VALUES (1, 0)", []).unwrap();
 
         // Re-running step 1 would fail ("table revisions already exists"), so success means no
         // step ran, and the row proves nothing was recreated.
         migrate(&mut conn).unwrap();
 
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
-        let rows: i64 = conn
-            .query_row("SELECT count(*) FROM applied_state", [], |r| r.get(0))
-            .unwrap();
+        let rows: i64 = conn.query_row("SELECT count(*) FROM applied_state", [], |r| r.get(0)).unwrap();
         assert_eq!(rows, 1);
     }
 
     #[test]
     fn database_from_a_newer_build_is_rejected_naming_both_versions() {
         let mut conn = Connection::open_in_memory().unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 7)
-            .unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 7).unwrap();
 
         let err = migrate(&mut conn).unwrap_err();
 
@@ -174,36 +152,21 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains(&(SCHEMA_VERSION + 7).to_string()), "{msg}");
         assert!(msg.contains(&format!("version {SCHEMA_VERSION}")), "{msg}");
-        assert!(
-            !table_exists(&conn, "revisions"),
-            "nothing may be created in a newer database"
-        );
+        assert!(!table_exists(&conn, "revisions"), "nothing may be created in a newer database");
     }
 
     #[test]
     fn failed_step_rolls_back_and_leaves_the_previous_version() {
         let mut conn = Connection::open_in_memory().unwrap();
-        let steps = [
-            "CREATE TABLE a (x INTEGER);",
-            "CREATE TABLE b (x INTEGER); SELECT no_such_fn();",
-        ];
+        let steps = ["CREATE TABLE a (x INTEGER);", "CREATE TABLE b (x INTEGER); SELECT no_such_fn();"];
 
         let err = migrate_with(&mut conn, &steps).unwrap_err();
 
-        assert!(
-            matches!(err, StoreError::Migrate { from: 1, to: 2, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, StoreError::Migrate { from: 1, to: 2, .. }), "{err:?}");
         assert_eq!(user_version(&conn).unwrap(), 1);
         assert!(table_exists(&conn, "a"));
-        assert!(
-            !table_exists(&conn, "b"),
-            "half of the failed step was kept"
-        );
-        assert!(
-            !err.to_string().contains("no_such_fn"),
-            "SQL leaked into the message: {err}"
-        );
+        assert!(!table_exists(&conn, "b"), "half of the failed step was kept");
+        assert!(!err.to_string().contains("no_such_fn"), "SQL leaked into the message: {err}");
     }
 
     #[test]
@@ -211,11 +174,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate_with(&mut conn, &["CREATE TABLE a (x INTEGER);"]).unwrap();
 
-        migrate_with(
-            &mut conn,
-            &["CREATE TABLE a (x INTEGER);", "CREATE TABLE b (x INTEGER);"],
-        )
-        .unwrap();
+        migrate_with(&mut conn, &["CREATE TABLE a (x INTEGER);", "CREATE TABLE b (x INTEGER);"]).unwrap();
 
         assert_eq!(user_version(&conn).unwrap(), 2);
         assert!(table_exists(&conn, "b"));

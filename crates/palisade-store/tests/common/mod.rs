@@ -23,11 +23,7 @@ pub fn stores() -> Vec<Fixture> {
             store: Box::new(SqliteStore::open_in_memory().expect("open in-memory store")),
             _dir: None,
         },
-        Fixture {
-            name: "file",
-            store: Box::new(file),
-            _dir: Some(dir),
-        },
+        Fixture { name: "file", store: Box::new(file), _dir: Some(dir) },
     ]
 }
 
@@ -36,10 +32,7 @@ pub fn admin() -> Actor {
 }
 
 pub fn put(key: &ObjectKey, spec: Value) -> Mutation {
-    Mutation::Put {
-        key: key.clone(),
-        spec,
-    }
+    Mutation::Put { key: key.clone(), spec }
 }
 
 pub fn delete(key: &ObjectKey) -> Mutation {

@@ -158,7 +158,12 @@ fn print_outcome(v: &Value) {
         println!("{:<9} {}", o["op"].as_str().unwrap_or(""), o["object"].as_str().unwrap_or(""));
     }
     for r in v["rules"].as_array().into_iter().flatten() {
-        println!("  {} [{}] {}", r["op"].as_str().unwrap_or(""), r["owner"].as_str().unwrap_or(""), r["rule"].as_str().unwrap_or(""));
+        println!(
+            "  {} [{}] {}",
+            r["op"].as_str().unwrap_or(""),
+            r["owner"].as_str().unwrap_or(""),
+            r["rule"].as_str().unwrap_or("")
+        );
     }
     for p in v["pending"].as_array().into_iter().flatten() {
         println!("  pending: {}", p.as_str().unwrap_or(""));
@@ -166,7 +171,11 @@ fn print_outcome(v: &Value) {
     if dry {
         println!("(dry run: nothing changed)");
     } else {
-        let enforced = if v["enforced"].as_bool().unwrap_or(false) { "enforced" } else { "stored; switch unreachable, enforcement deferred" };
+        let enforced = if v["enforced"].as_bool().unwrap_or(false) {
+            "enforced"
+        } else {
+            "stored; switch unreachable, enforcement deferred"
+        };
         println!("revision {} ({enforced})", v["revision"]);
     }
 }
@@ -207,12 +216,21 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let v = client(cli)?.flows()?;
             print(cli, &v, |v| {
                 for o in v["owners"].as_object().into_iter().flat_map(|m| m.values()) {
-                    println!("{} (cookie {:#018x})", o["name"].as_str().unwrap_or(""), o["cookie"].as_u64().unwrap_or(0));
+                    println!(
+                        "{} (cookie {:#018x})",
+                        o["name"].as_str().unwrap_or(""),
+                        o["cookie"].as_u64().unwrap_or(0)
+                    );
                     for g in o["groups"].as_array().into_iter().flatten() {
                         println!("  group_id={},{}", g["id"], g["spec"].as_str().unwrap_or(""));
                     }
                     for f in o["flows"].as_array().into_iter().flatten() {
-                        println!("  priority={},{} actions={}", f["priority"], f["matches"].as_str().unwrap_or(""), f["actions"].as_str().unwrap_or(""));
+                        println!(
+                            "  priority={},{} actions={}",
+                            f["priority"],
+                            f["matches"].as_str().unwrap_or(""),
+                            f["actions"].as_str().unwrap_or("")
+                        );
                     }
                 }
                 for p in v["pending"].as_array().into_iter().flatten() {
@@ -224,7 +242,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let v = client(cli)?.audit(*limit)?;
             print(cli, &v, |v| {
                 for e in v.as_array().into_iter().flatten() {
-                    println!("rev {:<5} {:<14} {}", e["revision"], e["actor"].as_str().unwrap_or(""), e["summary"].as_str().unwrap_or(""));
+                    println!(
+                        "rev {:<5} {:<14} {}",
+                        e["revision"],
+                        e["actor"].as_str().unwrap_or(""),
+                        e["summary"].as_str().unwrap_or("")
+                    );
                 }
             });
         }

@@ -73,7 +73,8 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     info!(listen = %args.listen, bridge = %args.bridge, db = %args.db.display(), "palisaded started");
     axum::serve(listener, api::router(controller, Arc::new(tokens)))
         .with_graceful_shutdown(async {
