@@ -312,16 +312,7 @@ impl Controller {
     fn program_switch(&self, program: &Program) -> Result<Vec<AppliedRecord>, ServiceError> {
         let started = Instant::now();
         let installed = self.switch.installed().map_err(ServiceError::Switch)?;
-        let (_, applied) = self.store.applied().map_err(ServiceError::Store)?;
-        let applied: Vec<AppliedRecord> = applied
-            .into_iter()
-            .map(|a| AppliedRecord {
-                cookie: Cookie(a.cookie),
-                digest: a.digest,
-                flow_count: a.flow_count,
-                groups: a.groups,
-            })
-            .collect();
+        let applied = self.applied_records()?;
         let plan = plan(program, &applied, &installed);
         if !plan.is_empty() {
             self.switch.commit(&plan.lines).map_err(|e| match e {
@@ -337,6 +328,20 @@ impl Controller {
             !plan.is_empty(),
         );
         Ok(plan.applied_after)
+    }
+
+    /// What the store says was last applied, as the planner wants it.
+    fn applied_records(&self) -> Result<Vec<AppliedRecord>, ServiceError> {
+        let (_, applied) = self.store.applied().map_err(ServiceError::Store)?;
+        Ok(applied
+            .into_iter()
+            .map(|a| AppliedRecord {
+                cookie: Cookie(a.cookie),
+                digest: a.digest,
+                flow_count: a.flow_count,
+                groups: a.groups,
+            })
+            .collect())
     }
 
     fn record(&self, revision: u64, records: &[AppliedRecord]) -> Result<(), ServiceError> {
@@ -363,16 +368,7 @@ impl Controller {
         })?;
         let program = compile(&state.inventory, &ports).map_err(ServiceError::Compile)?;
         let installed = self.switch.installed().map_err(ServiceError::Switch)?;
-        let (_, applied) = self.store.applied().map_err(ServiceError::Store)?;
-        let applied: Vec<AppliedRecord> = applied
-            .into_iter()
-            .map(|a| AppliedRecord {
-                cookie: Cookie(a.cookie),
-                digest: a.digest,
-                flow_count: a.flow_count,
-                groups: a.groups,
-            })
-            .collect();
+        let applied = self.applied_records()?;
         let p = plan(&program, &applied, &installed);
         let started = Instant::now();
         if !p.is_empty() {
