@@ -242,13 +242,12 @@ impl Controller {
     pub fn delete(&self, scope: &Scope, key: &ObjectKey, dry_run: bool) -> Result<Outcome, ServiceError> {
         let mut cell = self.lock();
         let state = &mut cell.0;
-        let Some(obj) = state.inventory.objects.get(key).filter(|o| visible(scope, key, o)) else {
+        if !state.inventory.objects.get(key).is_some_and(|o| visible(scope, key, o)) {
             return Err(ServiceError::NotFound(key.to_string()));
-        };
+        }
         if scope != &Scope::Admin && key.kind == Kind::Appliance {
             return Err(ServiceError::Forbidden("appliances are managed by the operator".to_owned()));
         }
-        let _ = obj;
         let mut after = state.inventory.clone();
         after.objects.remove(key);
         let problems = validate(&after);
@@ -277,8 +276,10 @@ impl Controller {
         let (ports, reachable) = self.ports();
         let before_prog = compile(&state.inventory, &ports).map_err(ServiceError::Compile)?;
         let after_prog = compile(&after, &ports).map_err(ServiceError::Compile)?;
-        let rules = visible_rules(scope, &after, diff(&before_prog, &after_prog));
-        let pending = visible_pending(scope, &after_prog.pending);
+        let mut rules = diff(&before_prog, &after_prog);
+        rules.retain(|r| sees_owner(scope, &r.owner));
+        let mut pending = after_prog.pending.clone();
+        pending.retain(|p| sees_owner(scope, p));
         if dry_run || mutations.is_empty() {
             return Ok(Outcome { dry_run, revision: state.revision, objects, rules, pending, enforced: reachable });
         }
@@ -420,11 +421,8 @@ impl Controller {
         let cell = self.lock();
         let (ports, _) = self.ports();
         let mut program = compile(&cell.0.inventory, &ports).map_err(ServiceError::Compile)?;
-        if let Scope::Tenant(t) = scope {
-            let prefix = format!("policy {t}/");
-            program.owners.retain(|_, o| o.name.starts_with(&prefix));
-            program.pending.retain(|p| p.starts_with(&prefix));
-        }
+        program.owners.retain(|_, o| sees_owner(scope, &o.name));
+        program.pending.retain(|p| sees_owner(scope, p));
         Ok(program)
     }
 
@@ -439,22 +437,13 @@ impl Controller {
     }
 }
 
-fn visible_rules(scope: &Scope, _inv: &Inventory, rules: Vec<RuleChange>) -> Vec<RuleChange> {
+/// True if `scope` may see rules of the owner named (or a message starting with that name):
+/// the admin sees all, a tenant only its own policies.
+fn sees_owner(scope: &Scope, owner: &str) -> bool {
     match scope {
-        Scope::Admin => rules,
+        Scope::Admin => true,
         Scope::Tenant(t) => {
-            let prefix = format!("policy {t}/");
-            rules.into_iter().filter(|r| r.owner.starts_with(&prefix)).collect()
-        }
-    }
-}
-
-fn visible_pending(scope: &Scope, pending: &[String]) -> Vec<String> {
-    match scope {
-        Scope::Admin => pending.to_vec(),
-        Scope::Tenant(t) => {
-            let prefix = format!("policy {t}/");
-            pending.iter().filter(|p| p.starts_with(&prefix)).cloned().collect()
+            owner.strip_prefix("policy ").and_then(|r| r.strip_prefix(t.as_str())).is_some_and(|r| r.starts_with('/'))
         }
     }
 }
