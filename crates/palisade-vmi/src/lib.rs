@@ -17,6 +17,8 @@
 
 mod addr;
 pub mod memory;
+pub mod paging;
 
 pub use addr::{Gpa, Gva};
-pub use memory::{MemoryError, PhysMemory};
+pub use memory::{FakeMemory, MemoryError, PhysMemory, RamFile, RamLayout, RamRegion};
+pub use paging::{AddressSpace, PartialRead, TranslateError, Translation, VirtMemory};
