@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+pub mod gdb;
 pub mod memory;
 pub mod paging;
 
