@@ -17,6 +17,7 @@
 
 mod addr;
 pub mod gdb;
+pub mod hijack;
 pub mod kallsyms;
 pub mod memory;
 pub mod paging;

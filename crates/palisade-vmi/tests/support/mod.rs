@@ -57,7 +57,7 @@ pub fn kernel() -> PathBuf {
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
-grep -E ' (_text|__x64_sys_read|__x64_sys_getpid|module_alloc|jiffies)$' /proc/kallsyms | sed 's/^/SYM /'
+grep -E ' (_text|__x64_sys_read|__x64_sys_getpid|module_alloc|jiffies|int_sqrt|gcd)$' /proc/kallsyms | sed 's/^/SYM /'
 echo PALISADE-READY
 i=0
 while [ $i -lt $(cat /proc/cmdline | sed -n 's/.*workload=\([0-9]*\).*/\1/p') ]; do

@@ -1,0 +1,189 @@
+//! Hijacked kernel calls (paper §3.3.1(2)): make the guest kernel call one of its own
+//! functions with chosen arguments, on a vCPU stopped in process context, and return its
+//! result — then put the vCPU back exactly as it was.
+//!
+//! ```text
+//!   break at safe point (a syscall handler) ─► save registers ─► rsp := aligned frame below
+//!   the live stack, [rsp] := safe point (trap) ─► rdi.. := args, rip := func ─► continue
+//!   ─► trap at safe point with rsp == frame (other hits are stepped over) ─► rax
+//!   ─► write back every register that differs ─► check ─► guest stopped at the safe point
+//! ```
+//!
+//! The return trap reuses the safe point's breakpoint: the function `ret`s to the safe point's
+//! address, and the stop is ours only if rsp is our frame's. Registers wider than 64 bits
+//! (x87, SSE) are not saved: kernel code does not touch them outside `kernel_fpu_begin`.
+
+use std::time::{Duration, Instant};
+
+use crate::gdb::{Breakpoint, GdbClient, GdbError, Registers, StopReply, Transport};
+use crate::Gva;
+
+/// System V argument registers, in order.
+const ARG_REGS: [&str; 6] = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
+/// How far below the interrupted stack pointer the call's frame starts.
+const STACK_GAP: u64 = 512;
+
+/// Why a hijacked call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HijackError {
+    /// Talking to the gdb stub failed.
+    #[error("gdb request failed during a hijacked call")]
+    Gdb(#[from] GdbError),
+    /// More arguments than registers.
+    #[error("at most 6 register arguments are supported, {0} given")]
+    TooManyArgs(usize),
+    /// The safe point was not reached in time; the guest is stopped, breakpoint removed.
+    #[error("no vCPU reached the safe point {0} within {1:?}")]
+    SafePointNotReached(Gva, Duration),
+    /// The function did not return in time. The vCPU is stopped inside it and its registers
+    /// are NOT restored: restoring mid-call could leave kernel locks held.
+    #[error("hijacked call to {0} did not return within {1:?}")]
+    NoReturn(Gva, Duration),
+    /// The guest stopped for another reason (the guest is stopped).
+    #[error("guest stopped unexpectedly during a hijacked call: {0:?}")]
+    UnexpectedStop(StopReply),
+    /// After the call, a register could not be put back.
+    #[error("register {name} reads {actual:#x} after restore, expected {expected:#x}")]
+    NotRestored {
+        /// The register.
+        name: String,
+        /// Saved value.
+        expected: u64,
+        /// Value read back.
+        actual: u64,
+    },
+}
+
+/// Calls `func(args..)` in the guest kernel and returns its `rax`.
+///
+/// The guest must be stopped. If it is not already stopped at `safe_point`, a breakpoint there
+/// is set and the guest resumed until a vCPU hits it (so `safe_point` should be a frequently
+/// called system-call handler: process context, no locks held, interrupts on). On success the
+/// guest is left stopped at `safe_point` with every register as it was; resume it with
+/// [`GdbClient::cont`] or make another call.
+pub fn hijack_call<T: Transport>(
+    gdb: &mut GdbClient<T>,
+    safe_point: Gva,
+    func: Gva,
+    args: &[u64],
+    timeout: Duration,
+) -> Result<u64, HijackError> {
+    if args.len() > ARG_REGS.len() {
+        return Err(HijackError::TooManyArgs(args.len()));
+    }
+    let deadline = Instant::now() + timeout;
+    gdb.insert_breakpoint(Breakpoint::Software, safe_point, 1)?;
+    let result = call_with_breakpoint(gdb, safe_point, func, args, timeout, deadline);
+    // Leave no breakpoint behind, whatever happened (the stub may be gone on I/O errors).
+    let removed = gdb.remove_breakpoint(Breakpoint::Software, safe_point, 1);
+    let value = result?;
+    removed?;
+    Ok(value)
+}
+
+fn call_with_breakpoint<T: Transport>(
+    gdb: &mut GdbClient<T>,
+    safe_point: Gva,
+    func: Gva,
+    args: &[u64],
+    timeout: Duration,
+    deadline: Instant,
+) -> Result<u64, HijackError> {
+    // 1. A vCPU at the safe point (QEMU points register requests at the vCPU that stopped).
+    if gdb.read_register("rip")? != safe_point.0 {
+        gdb.cont()?;
+        wait_for(gdb, safe_point, None, deadline)
+            .map_err(|e| stopped_or(e, HijackError::SafePointNotReached(safe_point, timeout)))?
+            .ok_or(HijackError::SafePointNotReached(safe_point, timeout))?;
+    }
+    let saved = gdb.read_registers()?;
+    let get = |name: &str| saved.get(name).ok_or_else(|| GdbError::UnknownRegister(name.into()));
+
+    // 2. A call frame below the live stack: 16-byte aligned before the return address is
+    //    pushed, as at a `call`; the return address is the safe point (where we trap).
+    let frame = (get("rsp")? - STACK_GAP) & !0xf;
+    let ret_slot = frame - 8;
+    gdb.write_memory(Gva(ret_slot), &safe_point.0.to_le_bytes())?;
+    for (reg, &value) in ARG_REGS.iter().zip(args) {
+        gdb.write_register(reg, value)?;
+    }
+    gdb.write_register("rsp", ret_slot)?;
+    gdb.write_register("rip", func.0)?;
+
+    // 3. Run until our `ret` lands on the safe point with rsp == frame.
+    gdb.cont()?;
+    let stop = wait_for(gdb, safe_point, Some(frame), deadline)
+        .map_err(|e| stopped_or(e, HijackError::NoReturn(func, timeout)))?;
+    if stop.is_none() {
+        return Err(HijackError::NoReturn(func, timeout));
+    }
+    let value = gdb.read_register("rax")?;
+
+    // 4. Put back every register that differs, then check all of them.
+    restore(gdb, &saved)?;
+    Ok(value)
+}
+
+/// Maps a timeout into `timeout_error`, keeping other failures.
+fn stopped_or(e: HijackError, timeout_error: HijackError) -> HijackError {
+    match e {
+        HijackError::Gdb(GdbError::Timeout(_)) => timeout_error,
+        other => other,
+    }
+}
+
+/// Waits until a vCPU stops at `addr` (with rsp == `rsp` if given). Other hits of `addr` are
+/// stepped over and the guest resumed. `Ok(None)`: deadline passed, the guest was interrupted
+/// and is stopped.
+fn wait_for<T: Transport>(
+    gdb: &mut GdbClient<T>,
+    addr: Gva,
+    rsp: Option<u64>,
+    deadline: Instant,
+) -> Result<Option<StopReply>, HijackError> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let stop = match gdb.wait_stop(left.max(Duration::from_millis(1))) {
+            Ok(stop) => stop,
+            Err(GdbError::Timeout(_)) => {
+                // Stop the guest so the caller gets it back in a known state.
+                gdb.interrupt()?;
+                gdb.wait_stop(Duration::from_secs(5))?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !matches!(stop, StopReply::Stopped { signal: 5, .. }) {
+            return Err(HijackError::UnexpectedStop(stop));
+        }
+        if gdb.read_register("rip")? != addr.0 {
+            return Err(HijackError::UnexpectedStop(stop));
+        }
+        if rsp.is_none_or(|want| gdb.read_register("rsp").ok() == Some(want)) {
+            return Ok(Some(stop));
+        }
+        // Someone else's call: step over the breakpoint and go on.
+        tracing::debug!("hijack: ignoring another hit of {addr}");
+        gdb.remove_breakpoint(Breakpoint::Software, addr, 1)?;
+        let stepped = gdb.step();
+        gdb.insert_breakpoint(Breakpoint::Software, addr, 1)?;
+        stepped?;
+        gdb.cont()?;
+    }
+}
+
+fn restore<T: Transport>(gdb: &mut GdbClient<T>, saved: &Registers) -> Result<(), HijackError> {
+    let now = gdb.read_registers()?;
+    for ((name, want), (_, have)) in saved.0.iter().zip(&now.0) {
+        if want != have {
+            gdb.write_register(name, *want)?;
+        }
+    }
+    let after = gdb.read_registers()?;
+    for ((name, expected), (_, actual)) in saved.0.iter().zip(&after.0) {
+        if expected != actual {
+            return Err(HijackError::NotRestored { name: name.clone(), expected: *expected, actual: *actual });
+        }
+    }
+    Ok(())
+}
