@@ -187,3 +187,6 @@ fn restore<T: Transport>(gdb: &mut GdbClient<T>, saved: &Registers) -> Result<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
