@@ -25,6 +25,9 @@ mod scan;
 mod symbols;
 mod window;
 
+#[cfg(test)]
+mod tests;
+
 pub use addrs::PhysAnchor;
 pub use error::{KallsymsError, Reject, Rejection};
 pub use symbols::{AddressLayout, KernelSymbols, Symbol, SymbolAddr, TableLayout, DEFAULT_TEXT};

@@ -79,6 +79,13 @@ fn marker_candidates(win: &Window, table: u64) -> Vec<MarkerCandidate> {
             if n == 0 {
                 continue;
             }
+            // Seqs entries are symbol indexes: the first and last must be below n.
+            let below_n = |at: u64| {
+                win.slice(at, 3).is_some_and(|b| (u64::from(b[0]) << 16 | u64::from(b[1]) << 8 | u64::from(b[2])) < n)
+            };
+            if !below_n(s) || !below_n(s + 3 * (n - 1)) {
+                continue;
+            }
             let count = n.div_ceil(256);
             for width in [8u8, 4] {
                 let Some(len) = align8(count * u64::from(width)) else { continue };
@@ -111,7 +118,7 @@ fn walk_back(win: &Window, end: u64, width: u8) -> Option<MarkerCandidate> {
         above = v;
         at = at.checked_sub(w)?;
     }
-    if at % 8 != 0 {
+    if at & 7 != 0 {
         return None;
     }
     values.reverse();
