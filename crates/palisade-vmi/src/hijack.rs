@@ -156,6 +156,10 @@ fn wait_for<T: Transport>(
         if !matches!(stop, StopReply::Stopped { signal: 5, .. }) {
             return Err(HijackError::UnexpectedStop(stop));
         }
+        // QEMU already points register requests at the vCPU that stopped; say so anyway.
+        if let Some(thread) = stop.thread() {
+            gdb.set_thread(thread)?;
+        }
         if gdb.read_register("rip")? != addr.0 {
             return Err(HijackError::UnexpectedStop(stop));
         }

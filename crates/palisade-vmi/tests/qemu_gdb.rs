@@ -12,7 +12,7 @@ use support::{TestGuest, MEM_MIB};
 
 #[test]
 fn gdb_registers_memory_and_breakpoints_agree_with_the_page_walk() {
-    let guest = TestGuest::boot("gdb", 1_000_000);
+    let guest = TestGuest::boot("gdb", 2, 1_000_000);
     let mut gdb = GdbClient::connect_unix(&guest.gdb).expect("connect to QEMU's gdb stub");
     gdb.set_timeout(Duration::from_secs(10));
 
@@ -92,7 +92,7 @@ fn gdb_registers_memory_and_breakpoints_agree_with_the_page_walk() {
 
     // Threads, and breakpoints on a kernel function the guest's workload calls.
     let threads = gdb.threads().unwrap();
-    assert_eq!(threads.len(), 1);
+    assert_eq!(threads.len(), 2, "one thread per vCPU");
     gdb.set_thread(threads[0]).unwrap();
     let sys_read = guest.symbol("__x64_sys_read");
     for kind in [Breakpoint::Software, Breakpoint::Hardware] {

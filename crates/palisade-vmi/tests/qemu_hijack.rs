@@ -13,7 +13,7 @@ use support::TestGuest;
 
 #[test]
 fn hijacked_module_alloc_returns_a_module_area_address_and_the_guest_carries_on() {
-    let mut guest = TestGuest::boot("hijack", 150);
+    let mut guest = TestGuest::boot("hijack", 2, 150);
     let safe_point = Gva(guest.symbol("__x64_sys_read"));
     let mut gdb = GdbClient::connect_unix(&guest.gdb).expect("connect to QEMU's gdb stub");
 

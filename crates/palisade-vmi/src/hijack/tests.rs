@@ -168,6 +168,7 @@ impl Sim {
                 self.bps.remove(&hex_arg(c[3..].split_once(',').unwrap().0));
                 ok
             }
+            c if c.starts_with("Hg") => ok,
             "s" => {
                 self.regs[reg("rip")] += 1;
                 Some(b"T05thread:01;".to_vec())

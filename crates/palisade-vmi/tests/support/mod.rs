@@ -94,8 +94,9 @@ pub struct TestGuest {
 }
 
 impl TestGuest {
-    /// Boots a guest that runs `workload` iterations of its syscall loop after boot.
-    pub fn boot(name: &str, workload: u32) -> TestGuest {
+    /// Boots a guest with `vcpus` vCPUs that runs `workload` iterations of its syscall loop
+    /// after boot.
+    pub fn boot(name: &str, vcpus: u32, workload: u32) -> TestGuest {
         let qemu = which("qemu-system-x86_64").expect("qemu-system-x86_64 missing: apt-get install qemu-system-x86");
         let kernel = kernel();
         let dir = tempfile::tempdir().unwrap();
@@ -104,7 +105,9 @@ impl TestGuest {
         let gdb = dir.path().join("gdb.sock");
         let serial = dir.path().join("ttyS0.log");
         let child = Command::new(qemu)
-            .args(["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m"])
+            .args(["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp"])
+            .arg(vcpus.to_string())
+            .arg("-m")
             .arg(format!("{MEM_MIB}M"))
             .arg("-object")
             .arg(format!("memory-backend-file,id=ram0,size={MEM_MIB}M,mem-path={},share=on", ram.display()))
