@@ -2,15 +2,21 @@
 # Type 1 benchmarks, each beside its baseline in the same run (results: docs/benchmarks.md).
 #  1. Ping RTT: tenant alpha web1->web2 redirected through fw1 vs tenant beta web1->web2 direct
 #     (same topology, same addresses), pings interleaved so both see the same machine load.
-#  2. Flow programming rate: Palisade's bundle path (`ovs-ofctl bundle`, flow add lines with
+#  2. Policy change -> enforced in the datapath, p50/p99, with 1, 100 and 1000 policies installed
+#     (palisade-bench policy-latency: probes from web1, sniffer in fw1's namespace).
+#  3. Controller restart (SIGKILL, then SIGTERM) with 10,000 flows installed during a ping flood,
+#     beside the same flood without a restart (palisade-bench restart).
+#  4. Flow programming rate: Palisade's bundle path (`ovs-ofctl bundle`, flow add lines with
 #     cookies) vs plain `ovs-ofctl --bundle add-flows`, N flows each, on a scratch bridge.
 # Needs root; builds release binaries; brings the lab up and down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N_PING=${N_PING:-200}
 N_FLOWS=${N_FLOWS:-20000}
+N_CHANGES=${N_CHANGES:-100}
+N_RESTART_FLOWS=${N_RESTART_FLOWS:-10000}
 ./scripts/setup.sh
-cargo build --release --locked -q
+cargo build --release --locked -q -p palisade -p palisade-bench
 P=target/release/palisade
 export PALISADE_LAB_DIR=$(mktemp -d)/lab
 $P lab down >/dev/null 2>&1 || true
@@ -31,6 +37,15 @@ red=$(mktemp); dir=$(mktemp)
 for _ in $(seq $((N_PING / 10))); do rtts pal-alpha-web1 10 >>"$red"; rtts pal-beta-web1 10 >>"$dir"; done
 rm_=$(median <"$red"); dm=$(median <"$dir")
 echo "ping RTT (ms, $N_PING each): direct median $dm p99 $(p99 <"$dir") | redirected median $rm_ p99 $(p99 <"$red") | ratio $(awk -v a="$rm_" -v b="$dm" 'BEGIN{printf "%.2f", a/b}')"
+
+token() { sed -n 's/.*"admin": *"\([0-9a-f]*\)".*/\1/p' "$PALISADE_LAB_DIR/tokens.json"; }
+$P delete policy alpha/web1-to-web2-via-fw >/dev/null
+echo "policy change -> enforced ($N_CHANGES changes per size; times from the API call to the probe's first/last sighting at fw1):"
+PALISADE_TOKEN=$(token) target/release/palisade-bench policy-latency --iterations "$N_CHANGES"
+$P lab down >/dev/null 2>&1
+$P lab up >/dev/null 2>&1
+echo "controller restart under a ping flood:"
+PALISADE_TOKEN=$(token) target/release/palisade-bench restart --flows "$N_RESTART_FLOWS"
 $P lab down >/dev/null 2>&1
 
 # Flow programming rate on a scratch bridge.

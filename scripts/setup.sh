@@ -2,7 +2,7 @@
 # Installs what Palisade needs on a fresh Debian 12 machine (as root) and starts Open vSwitch.
 set -euo pipefail
 need=()
-for pkg in openvswitch-switch nftables busybox iproute2 ethtool tcpdump procps; do
+for pkg in openvswitch-switch nftables busybox iproute2 ethtool tcpdump procps iputils-ping qemu-system-x86; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -27,6 +27,9 @@ struct AppState {
     tokens: Arc<Tokens>,
 }
 
+/// Largest request body accepted: policy files for thousands of policies run to a few MB.
+pub const MAX_BODY_BYTES: usize = 32 << 20;
+
 /// Builds the router.
 pub fn router(controller: Arc<Controller>, tokens: Arc<Tokens>) -> Router {
     let v1 = Router::new()
@@ -43,6 +46,7 @@ pub fn router(controller: Arc<Controller>, tokens: Arc<Tokens>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .nest("/v1", v1)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(AppState { controller, tokens })
 }
 

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use palisade_flows::{compile, diff, plan, AppliedRecord, Cookie, PortMap, Program, RuleChange};
+use palisade_flows::{compile, diff, plan, AppliedRecord, Cookie, Installed, PortMap, Program, RuleChange};
 use palisade_model::types::ValueError;
 use palisade_model::validate::validate;
 use palisade_model::{merge_file, FileError, Inventory, Kind, Object, ObjectKey};
@@ -113,6 +113,18 @@ pub struct Reconciled {
 struct State {
     inventory: Inventory,
     revision: u64,
+    /// The controller's model of the switch: ports and what Palisade holds on it. Refreshed by
+    /// every reconcile pass (a full read-back) and advanced by every committed change, so a
+    /// change does not wait for a dump of the switch. Dropped on any switch error.
+    view: Option<SwitchView>,
+    /// Bumped by every change; lets a reconcile pass read the switch without holding the lock.
+    epoch: u64,
+}
+
+#[derive(Debug, Clone)]
+struct SwitchView {
+    ports: PortMap,
+    installed: Installed,
 }
 
 /// The controller.
@@ -185,7 +197,7 @@ impl Controller {
         Ok(Self {
             store,
             switch,
-            state: Mutex::new(StateCell(State { inventory, revision })),
+            state: Mutex::new(StateCell(State { inventory, revision, view: None, epoch: 0 })),
             metrics: Metrics::default(),
         })
     }
@@ -273,9 +285,18 @@ impl Controller {
         summary: &str,
         dry_run: bool,
     ) -> Result<Outcome, ServiceError> {
-        let (ports, reachable) = self.ports();
+        // Ports from the last view of the switch; read them afresh if that view is missing or
+        // lacks a port the change needs (a VM attached since the last reconcile pass).
+        let (mut ports, mut reachable) = match &state.view {
+            Some(v) => (v.ports.clone(), true),
+            None => self.ports(),
+        };
+        let mut after_prog = compile(&after, &ports).map_err(ServiceError::Compile)?;
+        if state.view.is_some() && !after_prog.pending.is_empty() {
+            (ports, reachable) = self.ports();
+            after_prog = compile(&after, &ports).map_err(ServiceError::Compile)?;
+        }
         let before_prog = compile(&state.inventory, &ports).map_err(ServiceError::Compile)?;
-        let after_prog = compile(&after, &ports).map_err(ServiceError::Compile)?;
         let mut rules = diff(&before_prog, &after_prog);
         rules.retain(|r| sees_owner(scope, &r.owner));
         let mut pending = after_prog.pending.clone();
@@ -285,21 +306,37 @@ impl Controller {
         }
         let mut applied_after = None;
         if reachable {
-            let result = self.program_switch(&after_prog);
+            let known = state.view.as_ref().map(|v| v.installed.clone());
+            let mut result = self.program_switch(&after_prog, known.as_ref());
+            if let (Some(known), Err(_)) = (&known, &result) {
+                // If the model of the switch was stale (someone else touched the switch), plan
+                // once more against a read-back; if it was current, the rejection stands.
+                state.view = None;
+                if self.switch.installed().ok().as_ref() != Some(known) {
+                    result = self.program_switch(&after_prog, None);
+                }
+            }
             match result {
-                Ok(records) => applied_after = Some(records),
+                Ok(records) => {
+                    applied_after = Some(records);
+                    state.view = Some(SwitchView { ports, installed: Installed::of(&after_prog) });
+                }
                 Err(ServiceError::Rejected(e)) => {
                     self.metrics.change_rejected();
                     warn!(error = %e, "switch rejected a change");
                     return Err(ServiceError::Rejected(e));
                 }
-                Err(e) => warn!(error = %e, "switch unavailable; change stored, enforcement deferred"),
+                Err(e) => {
+                    state.view = None;
+                    warn!(error = %e, "switch unavailable; change stored, enforcement deferred");
+                }
             }
         }
         let revision =
             self.store.commit(&Actor(scope.actor()), summary, &mutations, now_ms()).map_err(ServiceError::Store)?;
         state.inventory = after;
         state.revision = revision;
+        state.epoch += 1;
         self.metrics.change_accepted();
         info!(revision, actor = %scope.actor(), summary, "change committed");
         let enforced = applied_after.is_some();
@@ -309,10 +346,14 @@ impl Controller {
         Ok(Outcome { dry_run, revision, objects, rules, pending, enforced })
     }
 
-    /// Plans against the switch and commits one bundle; returns what is now applied.
-    fn program_switch(&self, program: &Program) -> Result<Vec<AppliedRecord>, ServiceError> {
+    /// Plans against the switch (its read-back, or `known` when the caller's model is current)
+    /// and commits one bundle; returns what is now applied.
+    fn program_switch(&self, program: &Program, known: Option<&Installed>) -> Result<Vec<AppliedRecord>, ServiceError> {
         let started = Instant::now();
-        let installed = self.switch.installed().map_err(ServiceError::Switch)?;
+        let installed = match known {
+            Some(i) => i.clone(),
+            None => self.switch.installed().map_err(ServiceError::Switch)?,
+        };
         let applied = self.applied_records()?;
         let plan = plan(program, &applied, &installed);
         if !plan.is_empty() {
@@ -361,25 +402,55 @@ impl Controller {
     /// Brings the switch to the desired state: at start, periodically, and when ports come
     /// and go. Flows that are not Palisade's are never touched; nothing is flushed.
     pub fn reconcile(&self) -> Result<Reconciled, ServiceError> {
-        let cell = self.lock();
-        let state = &cell.0;
-        let ports = self.switch.ports().map_err(|e| {
+        // The read-back runs without the state lock so changes are not held up by it; if a
+        // change lands meanwhile, read again (the third try reads while holding the lock).
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let epoch = self.lock().0.epoch;
+            let read = self.read_switch();
+            let mut cell = self.lock();
+            if cell.0.epoch != epoch && tries < 3 {
+                continue;
+            }
+            let read = if cell.0.epoch == epoch { read } else { self.read_switch() };
+            let state = &mut cell.0;
+            state.view = None;
+            let (ports, installed) = read?;
+            return self.reconcile_locked(state, ports, installed);
+        }
+    }
+
+    /// Ports and Palisade's rules as the switch reports them.
+    fn read_switch(&self) -> Result<(PortMap, Installed), ServiceError> {
+        let read = self.switch.ports().and_then(|ports| Ok((ports, self.switch.installed()?)));
+        read.map_err(|e| {
             self.metrics.reconcile_failed();
             ServiceError::Switch(e)
-        })?;
+        })
+    }
+
+    fn reconcile_locked(
+        &self,
+        state: &mut State,
+        ports: PortMap,
+        installed: Installed,
+    ) -> Result<Reconciled, ServiceError> {
         let program = compile(&state.inventory, &ports).map_err(ServiceError::Compile)?;
-        let installed = self.switch.installed().map_err(ServiceError::Switch)?;
         let applied = self.applied_records()?;
         let p = plan(&program, &applied, &installed);
         let started = Instant::now();
         if !p.is_empty() {
             if let Err(e) = self.switch.commit(&p.lines) {
+                // The read-back may be stale by now; the next pass reads it again.
                 self.metrics.reconcile_failed();
                 return Err(ServiceError::Switch(e));
             }
             info!(changed = p.changed.len(), removed = p.removed.len(), "switch reconciled");
             self.record(state.revision, &p.applied_after)?;
         }
+        let installed = if p.is_empty() { installed } else { Installed::of(&program) };
+        state.view = Some(SwitchView { ports, installed });
         self.metrics.reconciled(
             started.elapsed(),
             program.flow_count(),
@@ -419,7 +490,10 @@ impl Controller {
     /// The compiled rules the caller may see, per owner.
     pub fn flows(&self, scope: &Scope) -> Result<Program, ServiceError> {
         let cell = self.lock();
-        let (ports, _) = self.ports();
+        let (ports, _) = match &cell.0.view {
+            Some(v) => (v.ports.clone(), true),
+            None => self.ports(),
+        };
         let mut program = compile(&cell.0.inventory, &ports).map_err(ServiceError::Compile)?;
         program.owners.retain(|_, o| sees_owner(scope, &o.name));
         program.pending.retain(|p| sees_owner(scope, p));

@@ -138,6 +138,27 @@ async fn rejected_bundle_leaves_store_and_switch_unchanged() {
     assert_eq!(apply(&app, ADMIN, "redirect.yaml", REDIRECT).await.0, StatusCode::OK);
 }
 
+/// Changes plan against the controller's model of the switch (no read-back per change); when
+/// someone changed the switch behind its back, the change still lands (issue #2).
+#[tokio::test]
+async fn a_change_repairs_a_switch_changed_behind_its_back() {
+    let (app, switch, _) = setup();
+    apply(&app, ADMIN, "lab.yaml", LAB).await;
+    apply(&app, ADMIN, "redirect.yaml", REDIRECT).await;
+    let groups = switch.installed().unwrap().groups;
+    assert!(!groups.is_empty());
+    let delete: Vec<String> = groups.iter().map(|g| format!("group delete group_id={g}")).collect();
+    switch.commit(&delete).unwrap();
+
+    // Moving the appliance to a new MAC modifies its group, which is no longer there.
+    let moved = LAB.replace("02:00:00:65:01:fe", "02:00:00:65:01:fd");
+    let (st, body) = apply(&app, ADMIN, "lab.yaml", &moved).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(switch.installed().unwrap().groups, groups);
+    let last = switch.bundles().last().cloned().unwrap();
+    assert!(last.iter().any(|l| l.starts_with("group add") && l.contains("02:00:00:65:01:fd")), "{last:?}");
+}
+
 #[tokio::test]
 async fn dry_run_and_idempotent_apply() {
     let (app, switch, store) = setup();

@@ -20,6 +20,22 @@ pub struct Installed {
     pub groups: BTreeSet<u32>,
 }
 
+impl Installed {
+    /// What the switch holds once a plan for `program` has committed: exactly the program's
+    /// owners and groups (the plan removes every other Palisade cookie and group).
+    pub fn of(program: &Program) -> Installed {
+        Installed {
+            flows: program
+                .owners
+                .values()
+                .filter(|o| !o.flows.is_empty())
+                .map(|o| (o.cookie, o.flows.len() as u32))
+                .collect(),
+            groups: program.owners.values().flat_map(|o| o.groups.iter().map(|g| g.id)).collect(),
+        }
+    }
+}
+
 /// What the controller last applied for one owner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedRecord {

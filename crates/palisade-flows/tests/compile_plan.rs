@@ -64,11 +64,19 @@ fn plan_is_idempotent_and_removes_stale_owners() {
     assert!(first.lines.iter().any(|l| l.starts_with("group add")));
     assert_eq!(first.changed.len(), with.owners.len());
 
-    // Pretend the bundle landed.
-    let installed = Installed {
-        flows: with.owners.values().map(|o| (o.cookie, o.flows.len() as u32)).collect(),
-        groups: with.owners.values().flat_map(|o| o.groups.iter().map(|g| g.id)).collect(),
-    };
+    // Pretend the bundle landed: count what its lines add, per cookie and group.
+    let mut installed = Installed::default();
+    for line in &first.lines {
+        if let Some(rest) = line.strip_prefix("flow add cookie=0x") {
+            let cookie = u64::from_str_radix(rest.split(',').next().unwrap(), 16).unwrap();
+            *installed.flows.entry(palisade_flows::Cookie(cookie)).or_default() += 1;
+        } else if let Some(rest) = line.strip_prefix("group add group_id=") {
+            installed.groups.insert(rest.split(',').next().unwrap().parse().unwrap());
+        }
+    }
+    // The controller's model of the switch after a commit is exactly that (issue #2: changes
+    // plan against it instead of dumping the switch each time).
+    assert_eq!(Installed::of(&with), installed);
     let again = plan(&with, &first.applied_after, &installed);
     assert!(again.is_empty(), "{:?}", again.lines);
 

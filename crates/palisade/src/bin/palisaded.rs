@@ -77,11 +77,30 @@ async fn main() -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     info!(listen = %args.listen, bridge = %args.bridge, db = %args.db.display(), "palisaded started");
     axum::serve(listener, api::router(controller, Arc::new(tokens)))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving the API")?;
     info!("palisaded stopped");
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM (what systemd and `kill` send). Flows stay installed: stopping
+/// the controller never interrupts traffic.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops palisaded gracefully");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received; stopping"),
+        _ = term => info!("SIGTERM received; stopping"),
+    }
 }

@@ -1,0 +1,54 @@
+//! `palisade-bench`: datapath benchmarks that need more than a shell loop (see `bench/type1.sh`).
+//!
+//! `policy-latency` measures the time from a policy change sent to the API until the datapath
+//! enforces it, observed with real packets: a probe in the source VM sends numbered UDP
+//! datagrams every `interval` and a sniffer in the appliance's namespace reports when they start
+//! (policy added) or stop (policy deleted) crossing it. `restart` runs a ping flood across the
+//! redirected path while the controller is killed and restarted, with a flood without a restart
+//! as the baseline.
+
+mod latency;
+mod probe;
+mod restart;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Sends numbered UDP probes to DST forever (run inside the source VM's namespace).
+    Probe {
+        /// Destination, e.g. 198.18.1.20:40000.
+        #[arg(long)]
+        dst: std::net::SocketAddrV4,
+        /// Gap between probes in microseconds.
+        #[arg(long, default_value_t = 200)]
+        interval_us: u64,
+    },
+    /// Prints `seq unix_ns` for every probe seen on any interface of this namespace.
+    Sniff {
+        /// UDP destination port of the probes.
+        #[arg(long)]
+        port: u16,
+    },
+    /// Policy change -> enforced latency with N policies installed (lab and controller up).
+    PolicyLatency(latency::Args),
+    /// Controller restart under a ping flood with many flows installed (lab and controller up).
+    Restart(restart::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Probe { dst, interval_us } => probe::send(dst, interval_us),
+        Cmd::Sniff { port } => probe::sniff(port),
+        Cmd::PolicyLatency(args) => latency::run(&args),
+        Cmd::Restart(args) => restart::run(&args),
+    }
+}
