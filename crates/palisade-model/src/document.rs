@@ -108,6 +108,9 @@ pub struct VmDoc {
     /// The switch port the VM is attached to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<PortName>,
+    /// Boot the VM as a QEMU guest (its `port` is then its tap device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<crate::GuestSpec>,
 }
 
 /// A security appliance attached to one tenant domain.

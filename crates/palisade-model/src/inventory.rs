@@ -141,6 +141,9 @@ pub struct Vm {
     /// Its switch port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<PortName>,
+    /// Boot it as a QEMU guest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<crate::GuestSpec>,
 }
 
 /// A security appliance.
@@ -307,7 +310,13 @@ impl FileObjects {
                     for (vi, v) in s.vms.iter().enumerate() {
                         out.push((
                             ObjectKey::owned(Kind::Vm, &t.name, &v.name),
-                            Object::Vm(Vm { subdomain: s.name.clone(), mac: v.mac, ip: v.ip, port: v.port.clone() }),
+                            Object::Vm(Vm {
+                                subdomain: s.name.clone(),
+                                mac: v.mac,
+                                ip: v.ip,
+                                port: v.port.clone(),
+                                guest: v.guest.clone(),
+                            }),
                             format!("{sp}.vms[{vi}]"),
                         ));
                     }

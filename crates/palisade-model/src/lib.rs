@@ -6,12 +6,14 @@
 #![forbid(unsafe_code)]
 
 pub mod document;
+pub mod guest;
 pub mod inventory;
 mod locate;
 pub mod types;
 pub mod validate;
 
 pub use document::{Document, FileError, ParsedFile};
+pub use guest::{GuestKernel, GuestSpec};
 pub use inventory::{Inventory, Kind, Object, ObjectKey};
 pub use locate::LineIndex;
 pub use types::{MacAddr, Name, PortName};

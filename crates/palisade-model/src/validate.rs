@@ -180,6 +180,14 @@ pub fn validate(inv: &Inventory) -> Vec<Problem> {
                 if let Some(port) = &v.port {
                     claim_port(&mut problem, key, "port", port.as_str());
                 }
+                if let Some(guest) = &v.guest {
+                    if v.port.is_none() {
+                        problem(key, "guest", "a guest needs a `port` (its tap device on the switch)".to_owned());
+                    }
+                    for (field, message) in guest.problems() {
+                        problem(key, field, message);
+                    }
+                }
             }
             Object::Appliance(a) => {
                 if !tenant_exists(&a.tenant) || inv.domain(&a.tenant, &a.domain).is_none() {

@@ -117,3 +117,25 @@ fn every_problem_is_reported() {
     let errs = merge_file("bad.yaml", text, &lab()).unwrap_err();
     assert_eq!(errs.len(), 2, "{errs:?}");
 }
+
+/// Issue #3: a VM can be a QEMU guest; its spec is checked like everything else.
+#[test]
+fn guest_vms_are_parsed_and_checked() {
+    const GUEST: &str = include_str!("../../../examples/guest.yaml");
+    let merged = merge_file("guest.yaml", GUEST, &lab()).expect("guest.yaml is valid");
+    let vm = merged.after.vms().find(|(k, _)| k.name.as_str() == "guest1").expect("guest1").1;
+    let guest = vm.guest.as_ref().expect("guest1 is a guest");
+    assert_eq!((guest.memory_mb, guest.vcpus), (512, 1));
+    assert_eq!(merged.after.vms().count(), 5, "the other VMs are kept");
+
+    let big = GUEST.replace("memory_mb: 512", "memory_mb: 99999");
+    let err = one_error(&big);
+    assert!(err.starts_with("bad.yaml:") && err.contains("guest.memory_mb") && err.contains("99999"), "{err}");
+    let line: usize = err.split(':').nth(1).unwrap().parse().unwrap();
+    assert_eq!(GUEST.lines().nth(line - 1).unwrap().trim(), "memory_mb: 512");
+
+    let portless = GUEST.replace("                port: pa-guest1\n", "");
+    assert!(one_error(&portless).contains("a guest needs a `port`"));
+    let unknown = GUEST.replace("vcpus: 1", "vcpus: 1\n                  gpu: true");
+    assert!(one_error(&unknown).contains("unknown field `gpu`"));
+}
