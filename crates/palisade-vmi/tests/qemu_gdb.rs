@@ -1,5 +1,6 @@
 //! gdb client, page walk and RAM file against a real QEMU guest (TCG, `-cpu max`: LA57).
-//! Needs root, qemu-system-x86, busybox-static and cpio; fails loudly without them.
+//! Needs root and qemu-system-x86 (kernel and busybox-static are fetched with apt); fails
+//! loudly without them.
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Hijacked kernel calls on a real QEMU guest: arguments in, result out, state restored, and
 //! the guest finishes its workload and powers off afterwards.
-//! Needs root, qemu-system-x86, busybox-static and cpio; fails loudly without them.
+//! Needs root and qemu-system-x86 (kernel and busybox-static are fetched with apt); fails
+//! loudly without them.
 
 mod support;
 

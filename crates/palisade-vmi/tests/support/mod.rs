@@ -3,8 +3,8 @@
 //! /proc/kallsyms lines (test-only symbol source), then runs a syscall workload and powers off.
 //!
 //! Started directly with qemu-system-x86_64 (TCG, `-cpu max`, so 5-level paging) until
-//! `palisade-guest`'s `Guest::start` is settled. Missing tools fail the test loudly: CI runs
-//! as root with qemu-system-x86, busybox-static and cpio installed.
+//! `palisade-guest`'s `Guest::start` is settled. A missing QEMU fails the test loudly: CI runs
+//! as root with qemu-system-x86 installed; kernel and busybox-static come from apt.
 
 #![allow(dead_code)]
 
@@ -67,19 +67,51 @@ echo PALISADE-WORKLOAD-DONE
 poweroff -f
 "#;
 
-/// The test initramfs (rebuilt every run: it is small).
-pub fn initramfs(dir: &Path) -> PathBuf {
-    let busybox = Path::new("/bin/busybox");
-    assert!(busybox.exists(), "/bin/busybox missing: apt-get install busybox-static");
-    let root = dir.join("initramfs");
-    for d in ["bin", "proc", "dev"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
+/// Debian's statically linked busybox, fetched with apt and unpacked on first use (the host's
+/// /bin/busybox may be the dynamic one).
+pub fn static_busybox() -> PathBuf {
+    let dir = Path::new(CACHE).join("busybox-static");
+    let bin = dir.join("bin/busybox");
+    if !bin.exists() {
+        let dl = dir.join("deb");
+        std::fs::create_dir_all(&dl).unwrap();
+        run(Command::new("apt-get").args(["download", "busybox-static"]).current_dir(&dl));
+        let deb = std::fs::read_dir(&dl).unwrap().flatten().map(|e| e.path()).next().unwrap();
+        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir));
     }
-    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-    std::fs::write(root.join("init"), INIT).unwrap();
-    run(Command::new("chmod").arg("755").arg(root.join("init")));
+    bin
+}
+
+/// Appends one newc cpio entry.
+fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, data: &[u8]) {
+    let fields = [ino, mode, 0, 0, 1, 0, data.len() as u32, 0, 0, 0, 0, name.len() as u32 + 1, 0];
+    out.extend_from_slice(b"070701");
+    for f in fields {
+        out.extend_from_slice(format!("{f:08x}").as_bytes());
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+    out.extend_from_slice(data);
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+}
+
+/// The test initramfs (rebuilt every run: it is small), written as a newc cpio archive.
+pub fn initramfs(dir: &Path) -> PathBuf {
+    let busybox = std::fs::read(static_busybox()).unwrap();
+    let mut cpio = Vec::new();
+    for (ino, d) in ["bin", "proc", "dev"].iter().enumerate() {
+        cpio_entry(&mut cpio, ino as u32 + 1, d, 0o040755, &[]);
+    }
+    cpio_entry(&mut cpio, 10, "bin/busybox", 0o100755, &busybox);
+    cpio_entry(&mut cpio, 11, "init", 0o100755, INIT.as_bytes());
+    cpio_entry(&mut cpio, 0, "TRAILER!!!", 0, &[]);
     let out = dir.join("initramfs.cpio");
-    run(Command::new("sh").arg("-c").arg(format!("find . | cpio -o -H newc > {}", out.display())).current_dir(&root));
+    std::fs::write(&out, cpio).unwrap();
     out
 }
 
