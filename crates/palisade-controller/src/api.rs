@@ -40,7 +40,9 @@ pub fn router(controller: Arc<Controller>, tokens: Arc<Tokens>) -> Router {
         .route("/flows", get(flows))
         .route("/audit", get(audit))
         .route("/status", get(status))
-        .route("/reconcile", post(reconcile));
+        .route("/reconcile", post(reconcile))
+        .route("/guests", get(guests))
+        .route("/vmi/{tenant}/{vm}/symbols", get(symbols));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -92,6 +94,8 @@ impl From<ServiceError> for ApiError {
             ),
             ServiceError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found")),
             ServiceError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, why),
+            ServiceError::GuestNotReady(why) => ApiError::new(StatusCode::CONFLICT, why),
+            ServiceError::Introspection(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, why),
             ServiceError::Rejected(_) => {
                 error!(error = %DisplayChain(&e), "change rejected by the switch");
                 ApiError::new(StatusCode::CONFLICT, "the switch rejected the change; the previous rules stay in place")
@@ -167,7 +171,13 @@ async fn apply(
     let Json(body) =
         body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text())))?;
     let c = st.controller.clone();
-    let out = blocking(move || c.apply(&scope, &body.file, &body.content, q.dry_run)).await?;
+    let out = blocking(move || {
+        let out = c.apply(&scope, &body.file, &body.content, q.dry_run)?;
+        // Guests added or removed start or stop now rather than at the next reconcile pass.
+        c.reconcile_guests();
+        Ok(out)
+    })
+    .await?;
     Ok(Json(out).into_response())
 }
 
@@ -219,10 +229,69 @@ async fn get_owned(
     Ok(Json(st.controller.object(&scope, &key(&kind, Some(&tenant), &name)?)?).into_response())
 }
 
+async fn guests(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    Ok(Json(st.controller.guests(&scope)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct SymbolQuery {
+    /// A regular expression the names must match.
+    grep: Option<String>,
+}
+
+/// A guest's symbol table, optionally filtered.
+#[derive(Debug, Serialize)]
+struct SymbolsBody<'a> {
+    vm: String,
+    virt_base: String,
+    phys_base: String,
+    kaslr_slide: i64,
+    layout: &'a str,
+    recovery_ms: u64,
+    total: usize,
+    symbols: Vec<&'a crate::guests::SymbolEntry>,
+}
+
+async fn symbols(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<SymbolQuery>,
+    Path((tenant, vm)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    let filter = match &q.grep {
+        Some(p) => Some(regex::Regex::new(p).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("grep: not a valid regular expression: {e}"))
+        })?),
+        None => None,
+    };
+    let key = key("vm", Some(&tenant), &vm)?;
+    let c = st.controller.clone();
+    let table = blocking(move || c.symbols(&scope, &key)).await?;
+    let body = SymbolsBody {
+        vm: format!("{tenant}/{vm}"),
+        virt_base: format!("{:#x}", table.virt_base),
+        phys_base: format!("{:#x}", table.phys_base),
+        kaslr_slide: table.kaslr_slide,
+        layout: &table.layout,
+        recovery_ms: table.recovery_ms,
+        total: table.symbols.len(),
+        symbols: table.symbols.iter().filter(|s| filter.as_ref().is_none_or(|f| f.is_match(&s.name))).collect(),
+    };
+    Ok(Json(body).into_response())
+}
+
 async fn delete_key(st: AppState, headers: HeaderMap, key: ObjectKey, dry_run: bool) -> Result<Response, ApiError> {
     let scope = scope(&st, &headers)?;
     let c = st.controller.clone();
-    Ok(Json(blocking(move || c.delete(&scope, &key, dry_run)).await?).into_response())
+    let out = blocking(move || {
+        let out = c.delete(&scope, &key, dry_run)?;
+        c.reconcile_guests();
+        Ok(out)
+    })
+    .await?;
+    Ok(Json(out).into_response())
 }
 
 async fn delete_global(
@@ -283,7 +352,13 @@ async fn reconcile(State(st): State<AppState>, headers: HeaderMap) -> Result<Res
         return Err(ApiError::new(StatusCode::FORBIDDEN, "reconcile needs the admin token"));
     }
     let c = st.controller.clone();
-    Ok(Json(blocking(move || c.reconcile()).await?).into_response())
+    let out = blocking(move || {
+        let out = c.reconcile()?;
+        c.reconcile_guests();
+        Ok(out)
+    })
+    .await?;
+    Ok(Json(out).into_response())
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {

@@ -8,8 +8,10 @@
 
 pub mod api;
 pub mod auth;
+pub mod guests;
 pub mod metrics;
 pub mod service;
 
 pub use auth::{Scope, Secret, Tokens};
+pub use guests::{GuestRuntime, GuestState, GuestStatus, SymbolTable};
 pub use service::{Controller, ServiceError};

@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::guests::{desired_guests, GuestRuntime, GuestRuntimeError, GuestStatus, NoGuests, SymbolTable};
 use palisade_flows::{compile, diff, plan, AppliedRecord, Cookie, Installed, PortMap, Program, RuleChange};
 use palisade_model::types::ValueError;
 use palisade_model::validate::validate;
@@ -55,6 +56,12 @@ pub enum ServiceError {
     /// The switch could not be read or programmed.
     #[error("the switch is unavailable")]
     Switch(#[source] OvsError),
+    /// A guest cannot answer yet (it is starting, stopped or failed).
+    #[error("{0}")]
+    GuestNotReady(String),
+    /// Looking into a guest failed.
+    #[error("{0}")]
+    Introspection(String),
 }
 
 /// One object as the API shows it.
@@ -132,6 +139,7 @@ struct SwitchView {
 pub struct Controller {
     store: Arc<dyn Store>,
     switch: Arc<dyn Switch>,
+    guests: Arc<dyn GuestRuntime>,
     state: Mutex<StateCell>,
     /// Metrics.
     pub metrics: Metrics,
@@ -178,6 +186,53 @@ fn visible(scope: &Scope, key: &ObjectKey, obj: &Object) -> bool {
 }
 
 impl Controller {
+    /// Runs the desired state's guest VMs with `runtime` (by default none run).
+    pub fn with_guests(mut self, runtime: Arc<dyn GuestRuntime>) -> Self {
+        self.guests = runtime;
+        self
+    }
+
+    /// Brings running guests to the desired state (starts and stops in the background).
+    pub fn reconcile_guests(&self) {
+        let desired = desired_guests(&self.lock().0.inventory);
+        self.guests.reconcile(&desired);
+    }
+
+    /// Guests the caller may see.
+    pub fn guests(&self, scope: &Scope) -> Vec<GuestStatus> {
+        let mut all = self.guests.status();
+        if let Scope::Tenant(t) = scope {
+            let prefix = format!("{t}/");
+            all.retain(|g| g.vm.starts_with(&prefix));
+        }
+        all
+    }
+
+    /// The kernel symbol table of guest VM `key`, recovered from its memory.
+    pub fn symbols(&self, scope: &Scope, key: &ObjectKey) -> Result<Arc<SymbolTable>, ServiceError> {
+        {
+            let cell = self.lock();
+            match cell.0.inventory.objects.get(key) {
+                Some(o @ Object::Vm(vm)) if visible(scope, key, o) => {
+                    if vm.guest.is_none() {
+                        return Err(ServiceError::GuestNotReady(format!(
+                            "vm {key} is not a guest (it has no `guest:` section), so there is no memory to look into"
+                        )));
+                    }
+                }
+                _ => return Err(ServiceError::NotFound(key.to_string())),
+            }
+        }
+        let id = format!("{}/{}", key.tenant.as_ref().map(ToString::to_string).unwrap_or_default(), key.name);
+        self.guests.symbols(&id).map_err(|e| match e {
+            GuestRuntimeError::NotFound(_) => {
+                ServiceError::GuestNotReady(format!("guest {id} has not been started yet; try again shortly"))
+            }
+            GuestRuntimeError::NotRunning { .. } => ServiceError::GuestNotReady(e.to_string()),
+            GuestRuntimeError::Introspection { .. } => ServiceError::Introspection(e.to_string()),
+        })
+    }
+
     /// Loads the desired state from `store`. Nothing is sent to the switch until `reconcile`.
     pub fn open(store: Arc<dyn Store>, switch: Arc<dyn Switch>) -> Result<Self, ServiceError> {
         let mut inventory = Inventory::default();
@@ -197,6 +252,7 @@ impl Controller {
         Ok(Self {
             store,
             switch,
+            guests: Arc::new(NoGuests),
             state: Mutex::new(StateCell(State { inventory, revision, view: None, epoch: 0 })),
             metrics: Metrics::default(),
         })

@@ -8,7 +8,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use palisade_controller::{api, Controller, Secret, Tokens};
+use palisade_controller::guests::{FakeGuests, SymbolEntry};
+use palisade_controller::{api, Controller, Secret, SymbolTable, Tokens};
 use palisade_ovs::{RecordingSwitch, Switch};
 use palisade_store::{SqliteStore, Store};
 use serde_json::{json, Value};
@@ -16,6 +17,7 @@ use tower::ServiceExt;
 
 const LAB: &str = include_str!("../../../examples/lab.yaml");
 const REDIRECT: &str = include_str!("../../../examples/redirect.yaml");
+const GUEST: &str = include_str!("../../../examples/guest.yaml");
 const ADMIN: &str = "admin-token-0123456789";
 const ALPHA: &str = "alpha-token-0123456789";
 const BETA: &str = "beta-token-01234567890";
@@ -28,8 +30,11 @@ fn setup() -> (Router, Arc<RecordingSwitch>, Arc<SqliteStore>) {
         .collect();
     let switch = Arc::new(RecordingSwitch::with_ports(ports));
     let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-    let controller =
-        Arc::new(Controller::open(store.clone() as Arc<dyn Store>, switch.clone() as Arc<dyn Switch>).unwrap());
+    let controller = Arc::new(
+        Controller::open(store.clone() as Arc<dyn Store>, switch.clone() as Arc<dyn Switch>)
+            .unwrap()
+            .with_guests(Arc::new(FakeGuests::new(fake_symbols()))),
+    );
     let tokens = Tokens {
         admin: Secret::new(ADMIN),
         tenants: BTreeMap::from([
@@ -38,6 +43,22 @@ fn setup() -> (Router, Arc<RecordingSwitch>, Arc<SqliteStore>) {
         ]),
     };
     (api::router(controller, Arc::new(tokens)), switch, store)
+}
+
+fn fake_symbols() -> SymbolTable {
+    let sym = |address, kind, name: &str| SymbolEntry { address, kind, name: name.to_owned() };
+    SymbolTable {
+        virt_base: 0xffff_ffff_8a00_0000,
+        phys_base: 0x3a00_0000,
+        kaslr_slide: 0x900_0000,
+        layout: "fake".to_owned(),
+        recovery_ms: 1,
+        symbols: vec![
+            sym(0xffff_ffff_8a00_0000, 'T', "_text"),
+            sym(0xffff_ffff_8a10_0000, 'T', "module_alloc"),
+            sym(0xffff_ffff_8a20_0000, 't', "module_alloc_helper"),
+        ],
+    }
 }
 
 async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
@@ -177,6 +198,38 @@ async fn dry_run_and_idempotent_apply() {
     assert_eq!(switch.bundles().len(), bundles, "an unchanged apply sends no bundle");
 }
 
+/// Issue #3: guest VMs and their kernel symbols through the API, scoped per tenant.
+#[tokio::test]
+async fn guest_symbols_are_served_per_tenant() {
+    let (app, _, _) = setup();
+    apply(&app, ADMIN, "lab.yaml", LAB).await;
+    assert_eq!(apply(&app, ADMIN, "guest.yaml", GUEST).await.0, StatusCode::OK);
+
+    let (st, guests) = call(&app, "GET", "/v1/guests", Some(ALPHA), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(guests[0]["vm"], "alpha/guest1");
+    assert_eq!(guests[0]["state"], "running");
+    let (_, none) = call(&app, "GET", "/v1/guests", Some(BETA), None).await;
+    assert_eq!(none, json!([]));
+
+    let (st, all) = call(&app, "GET", "/v1/vmi/alpha/guest1/symbols", Some(ALPHA), None).await;
+    assert_eq!(st, StatusCode::OK, "{all}");
+    assert_eq!((all["total"].as_u64(), all["symbols"].as_array().unwrap().len()), (Some(3), 3));
+    assert_eq!(all["virt_base"], "0xffffffff8a000000");
+    let (_, some) = call(&app, "GET", "/v1/vmi/alpha/guest1/symbols?grep=%5Emodule_alloc%24", Some(ADMIN), None).await;
+    assert_eq!(some["symbols"], json!([{ "address": 0xffff_ffff_8a10_0000u64, "type": "T", "name": "module_alloc" }]));
+
+    // Another tenant's guest answers like a missing one; a plain VM has no memory to read.
+    let (st, _) = call(&app, "GET", "/v1/vmi/alpha/guest1/symbols", Some(BETA), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, body) = call(&app, "GET", "/v1/vmi/alpha/web1/symbols", Some(ALPHA), None).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    assert!(body["error"].as_str().unwrap().contains("not a guest"), "{body}");
+    let (st, body) = call(&app, "GET", "/v1/vmi/alpha/guest1/symbols?grep=%28", Some(ALPHA), None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().starts_with("grep:"), "{body}");
+}
+
 /// Every operation in docs/openapi.json exists on the server, and every status the server
 /// gives in these tests is documented for that operation.
 #[tokio::test]
@@ -185,8 +238,10 @@ async fn server_matches_openapi_document() {
     let (app, _, _) = setup();
     apply(&app, ADMIN, "lab.yaml", LAB).await;
     apply(&app, ADMIN, "redirect.yaml", REDIRECT).await;
+    apply(&app, ADMIN, "guest.yaml", GUEST).await;
     let concrete = |path: &str| {
         path.replace("{kind}/{tenant}/{name}", "policy/alpha/web1-to-web2-via-fw")
+            .replace("{tenant}/{vm}", "alpha/guest1")
             .replace("{kind}/{name}", "appliance/fw1")
     };
     let mut checked = 0;
@@ -225,7 +280,7 @@ async fn server_matches_openapi_document() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 13);
+    assert_eq!(checked, 15);
     // Metrics are Prometheus text.
     let (_, m) = call(&app, "GET", "/metrics", None, None).await;
     assert!(m.as_str().unwrap().contains("palisade_flows_programmed "));
