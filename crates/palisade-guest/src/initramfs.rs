@@ -1,0 +1,200 @@
+//! The busybox initramfs Palisade boots its test guests with, written as a cpio `newc` archive
+//! by [`crate::cpio`] (no external tool).
+//!
+//! The guest's `/init`, in order: mounts proc, sys and devtmpfs; sets `kptr_restrict` to 0;
+//! prints [`READY_MARKER`] on ttyS0; writes the whole `/proc/kallsyms` to ttyS1 followed by
+//! [`KALLSYMS_END_MARKER`] (before any module is loaded, so the dump holds the kernel image's
+//! symbols only); loads the bundled modules; brings `eth0` up with the address given on the
+//! kernel command line as `palisade.ip=ADDR/PREFIX` if the NIC exists; runs the workload (shell
+//! lines, in a subshell, output on ttyS0); prints [`WORKLOAD_DONE_MARKER`] with its status;
+//! `poweroff -f`.
+
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use crate::apt;
+use crate::cpio::CpioWriter;
+use crate::elf::Elf;
+use crate::error::GuestError;
+use crate::kernel::ModuleFile;
+
+/// Printed on ttyS0 once the guest's init runs: `PALISADE-GUEST-READY <uname -r>`.
+pub const READY_MARKER: &str = "PALISADE-GUEST-READY";
+/// Written on ttyS1 after the last `/proc/kallsyms` line.
+pub const KALLSYMS_END_MARKER: &str = "PALISADE-KALLSYMS-END";
+/// Printed on ttyS0 after the workload: `PALISADE-WORKLOAD-DONE status=<exit status>`.
+pub const WORKLOAD_DONE_MARKER: &str = "PALISADE-WORKLOAD-DONE";
+/// Printed on ttyS0 once `eth0` is configured: `PALISADE-NET-UP <address>`.
+pub const NET_UP_MARKER: &str = "PALISADE-NET-UP";
+/// Kernel command-line parameter the init reads eth0's address from.
+pub const IP_PARAM: &str = "palisade.ip";
+/// The modules a virtio-net NIC needs (with their dependencies resolved from the modules).
+pub const VIRTIO_NET_MODULES: &[&str] = &["virtio_pci", "virtio_net"];
+
+/// The Debian package a static busybox comes from when the host's is dynamic.
+const BUSYBOX_STATIC_PACKAGE: &str = "busybox-static";
+
+/// What goes into an initramfs.
+#[derive(Debug, Clone)]
+pub struct InitramfsSpec {
+    /// A statically linked busybox (see [`static_busybox`]).
+    pub busybox: PathBuf,
+    /// Kernel modules, in load order (see [`crate::KernelImage::module_closure`]).
+    pub modules: Vec<ModuleFile>,
+    /// Shell lines the init runs after the kallsyms dump.
+    pub workload: Vec<String>,
+}
+
+/// Shell lines that prove the guest healthy: `iterations` rounds of reading files and hashing
+/// busybox, each printing `PALISADE-WORKLOAD <i>/<iterations>` on the console.
+pub fn health_workload(iterations: u32) -> Vec<String> {
+    vec![
+        format!("for i in $(seq 1 {iterations}); do"),
+        "  cat /proc/meminfo /proc/stat /proc/interrupts > /dev/null || exit 1".to_string(),
+        "  md5sum /bin/busybox > /dev/null || exit 1".to_string(),
+        format!("  echo \"PALISADE-WORKLOAD $i/{iterations}\""),
+        "done".to_string(),
+    ]
+}
+
+/// Returns a statically linked busybox: the host's `/bin/busybox` if it is static, otherwise
+/// the one from Debian's `busybox-static` package, fetched into `cache_dir`.
+pub fn static_busybox(cache_dir: &Path) -> Result<PathBuf, GuestError> {
+    let host = Path::new("/bin/busybox");
+    if host.exists() && is_static(host)? {
+        return Ok(host.to_path_buf());
+    }
+    let unpacked = apt::fetch_unpacked(BUSYBOX_STATIC_PACKAGE, cache_dir)?;
+    let busybox = unpacked.join("bin/busybox");
+    if !busybox.exists() {
+        return Err(GuestError::MissingFile { what: "busybox in busybox-static", path: busybox });
+    }
+    if !is_static(&busybox)? {
+        return Err(GuestError::BusyboxNotStatic { path: busybox });
+    }
+    Ok(busybox)
+}
+
+fn is_static(path: &Path) -> Result<bool, GuestError> {
+    let bytes = std::fs::read(path).map_err(|e| GuestError::io("read", path, e))?;
+    let elf = Elf::parse(&bytes).map_err(|source| GuestError::Elf { path: path.to_path_buf(), source })?;
+    let dynamic = elf.has_interpreter().map_err(|source| GuestError::Elf { path: path.to_path_buf(), source })?;
+    Ok(!dynamic)
+}
+
+/// What [`build`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initramfs {
+    /// The archive.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// How many busybox applet links it holds.
+    pub applets: usize,
+}
+
+/// Writes the initramfs described by `spec` to `out` (uncompressed `newc`).
+pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<Initramfs, GuestError> {
+    let busybox_bytes = std::fs::read(&spec.busybox).map_err(|e| GuestError::io("read", &spec.busybox, e))?;
+    let busybox_str = spec.busybox.to_string_lossy();
+    let applets = apt::run(&[&busybox_str, "--list-full"], None)?;
+    let applets: Vec<&str> = applets.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "bin/busybox").collect();
+
+    let file = std::fs::File::create(out).map_err(|e| GuestError::io("create", out, e))?;
+    let mut w = CpioWriter::new(BufWriter::new(file));
+    for dir in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "etc", "lib", "lib/modules"] {
+        w.dir(dir, 0o755).map_err(GuestError::Cpio)?;
+    }
+    // The kernel opens /dev/console for init's stdio before init could mount devtmpfs.
+    w.char_device("dev/console", 0o600, 5, 1).map_err(GuestError::Cpio)?;
+    w.file("bin/busybox", 0o755, &busybox_bytes).map_err(GuestError::Cpio)?;
+    for applet in &applets {
+        let depth = applet.matches('/').count();
+        let target = format!("{}bin/busybox", "../".repeat(depth));
+        w.symlink(applet, &target).map_err(GuestError::Cpio)?;
+    }
+    for module in &spec.modules {
+        let bytes = std::fs::read(&module.path).map_err(|e| GuestError::io("read", &module.path, e))?;
+        w.file(&format!("lib/modules/{}.ko", module.name), 0o644, &bytes).map_err(GuestError::Cpio)?;
+    }
+    w.file("init", 0o755, init_script(spec).as_bytes()).map_err(GuestError::Cpio)?;
+    let writer = w.finish().map_err(GuestError::Cpio)?;
+    writer.into_inner().map_err(|e| GuestError::io("write", out, e.into_error()))?;
+    let size = std::fs::metadata(out).map_err(|e| GuestError::io("stat", out, e))?.len();
+    Ok(Initramfs { path: out.to_path_buf(), size, applets: applets.len() })
+}
+
+/// The `/init` shell script for `spec`.
+pub fn init_script(spec: &InitramfsSpec) -> String {
+    let modules: Vec<&str> = spec.modules.iter().map(|m| m.name.as_str()).collect();
+    let workload = spec.workload.iter().map(|l| format!("  {l}\n")).collect::<String>();
+    format!(
+        r#"#!/bin/sh
+# Palisade test guest init (generated by palisade-guest).
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo 0 > /proc/sys/kernel/kptr_restrict
+echo "{READY_MARKER} $(uname -r)"
+stty -F /dev/ttyS1 raw -echo 2>/dev/null
+{{ cat /proc/kallsyms; echo "{KALLSYMS_END_MARKER}"; }} > /dev/ttyS1
+echo "PALISADE-KALLSYMS-SENT $(wc -l < /proc/kallsyms)"
+for m in {modules}; do
+  insmod "/lib/modules/$m.ko" || echo "PALISADE-INSMOD-FAILED $m"
+done
+ip_addr=""
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in {IP_PARAM}=*) ip_addr="${{arg#{IP_PARAM}=}}" ;; esac
+done
+ip link set lo up
+if [ -n "$ip_addr" ] && [ -e /sys/class/net/eth0 ]; then
+  ip addr add "$ip_addr" dev eth0 && ip link set eth0 up && echo "{NET_UP_MARKER} $ip_addr"
+fi
+(
+  :
+{workload})
+echo "{WORKLOAD_DONE_MARKER} status=$?"
+sync
+poweroff -f
+"#,
+        modules = modules.join(" "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_script_orders_ready_dump_modules_workload_poweroff() {
+        let spec = InitramfsSpec {
+            busybox: PathBuf::from("/bin/busybox"),
+            modules: vec![
+                ModuleFile { name: "failover".into(), path: PathBuf::from("f.ko") },
+                ModuleFile { name: "virtio_net".into(), path: PathBuf::from("v.ko") },
+            ],
+            workload: vec!["echo hello".into()],
+        };
+
+        let script = init_script(&spec);
+
+        let at = |needle: &str| script.find(needle).unwrap_or_else(|| panic!("{needle:?} missing:\n{script}"));
+        assert!(script.starts_with("#!/bin/sh\n"));
+        assert!(at("mount -t devtmpfs") < at("kptr_restrict"));
+        assert!(at("kptr_restrict") < at(READY_MARKER));
+        assert!(at(READY_MARKER) < at("cat /proc/kallsyms"));
+        assert!(at("/dev/ttyS1") < at("for m in failover virtio_net;"));
+        assert!(at("for m in") < at("  echo hello\n"));
+        assert!(at("  echo hello\n") < at(WORKLOAD_DONE_MARKER));
+        assert!(at(WORKLOAD_DONE_MARKER) < at("poweroff -f"));
+        assert!(script.contains(r#"ip_addr="${arg#palisade.ip=}""#), "{script}");
+    }
+
+    #[test]
+    fn health_workload_counts_its_iterations() {
+        let lines = health_workload(7).join("\n");
+        assert!(lines.contains("seq 1 7"));
+        assert!(lines.contains("PALISADE-WORKLOAD $i/7"));
+    }
+}
