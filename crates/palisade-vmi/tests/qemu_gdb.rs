@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use palisade_vmi::gdb::{Breakpoint, GdbClient, StopReason, StopReply, WatchKind};
 use palisade_vmi::paging::CR4_LA57;
-use palisade_vmi::{AddressSpace, Gva, RamFile, RamLayout, VirtMemory};
+use palisade_vmi::{AddressSpace, Gva, PhysMemory, RamFile, RamLayout, VirtMemory};
 use support::{TestGuest, MEM_MIB};
 
 #[test]
@@ -69,6 +69,15 @@ fn gdb_registers_memory_and_breakpoints_agree_with_the_page_walk() {
     }
     let secs = t0.elapsed().as_secs_f64();
     println!("virtual read throughput: {:.0} MB/s (64 MiB direct map, 1 MiB reads)", len as f64 / secs / 1e6);
+    // Baselines: the same bytes by physical address (no walk), and through gdb `m`.
+    let t0 = Instant::now();
+    for off in (0..len).step_by(buf.len()) {
+        ram.read(palisade_vmi::Gpa(off as u64), &mut buf).unwrap();
+    }
+    println!("baseline physical read: {:.0} MB/s (64 MiB, 1 MiB reads)", len as f64 / t0.elapsed().as_secs_f64() / 1e6);
+    let t0 = Instant::now();
+    gdb.read_memory(Gva(page_offset), 1 << 20).unwrap();
+    println!("baseline gdb `m` read: {:.1} MB/s (1 MiB)", 1.048576 / t0.elapsed().as_secs_f64());
     // 4 KiB reads, a page walk each.
     let mut page = [0u8; 4096];
     let t0 = Instant::now();
