@@ -1,11 +1,13 @@
 //! Issue #3 proof: symbols recovered from a real guest's RAM alone equal the guest's own
 //! /proc/kallsyms for every core-kernel entry (address, type, name), under KASLR, across boots
-//! with different slides; the physical base equals the guest's "Kernel code" in /proc/iomem.
+//! with different slides; the physical base equals the guest's "Kernel code" in /proc/iomem;
+//! copies of the real tables elsewhere in RAM (intact or corrupted) do not change the result.
 //!
 //! The guest (Debian's cloud kernel under TCG, 512 MiB RAM in /dev/shm) prints "Kernel code"
 //! and /proc/kallsyms to its second serial port, then idles; only then is its RAM file read.
 //! Started directly with qemu-system-x86_64 until `palisade-guest`'s `Guest::start` is
-//! settled. Missing QEMU, busybox or cpio fails the test loudly: CI runs as root with them.
+//! settled. Missing QEMU or cpio fails the test loudly: CI runs as root with them; the kernel
+//! and busybox-static come from apt.
 
 mod support;
 
@@ -13,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use palisade_vmi::kallsyms::{self, KernelSymbols};
-use palisade_vmi::{Gpa, RamFile, RamLayout};
+use palisade_vmi::kallsyms::{self, KallsymsError, KernelSymbols, Reject};
+use palisade_vmi::{Gpa, MemoryError, PhysMemory, RamFile, RamLayout};
 
 const MEM_MIB: u64 = 512;
 const DONE: &str = "KALLSYMS-DONE";
@@ -50,12 +52,25 @@ fn run(cmd: &mut Command) {
     assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Debian's statically linked busybox, fetched with apt and unpacked on first use (the host's
+/// /bin/busybox may be the dynamically linked one, useless in an initramfs).
+fn static_busybox() -> PathBuf {
+    let dir = Path::new("/var/cache/palisade/kallsyms-test/busybox-static");
+    let bin = dir.join("bin/busybox");
+    if !bin.exists() {
+        let dl = dir.join("deb");
+        std::fs::create_dir_all(&dl).unwrap();
+        run(Command::new("apt-get").args(["download", "busybox-static"]).current_dir(&dl));
+        let deb = std::fs::read_dir(&dl).unwrap().flatten().map(|e| e.path()).next().unwrap();
+        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir));
+    }
+    bin
+}
+
 fn initramfs(dir: &Path) -> PathBuf {
-    let busybox = Path::new("/bin/busybox");
-    assert!(busybox.exists(), "/bin/busybox missing: apt-get install busybox-static");
     let root = dir.join("initramfs");
     std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    std::fs::copy(static_busybox(), root.join("bin/busybox")).unwrap();
     std::fs::write(root.join("init"), INIT).unwrap();
     run(Command::new("chmod").arg("755").arg(root.join("init")));
     let out = dir.join("initramfs.cpio");
@@ -94,7 +109,8 @@ impl DumpGuest {
         let t0 = Instant::now();
         while !g.dump_text().contains(DONE) {
             if let Ok(Some(status)) = g.child.try_wait() {
-                panic!("qemu exited ({status}) before the kallsyms dump ended");
+                let console = std::fs::read_to_string(g._dir.path().join("ttyS0")).unwrap_or_default();
+                panic!("qemu exited ({status}) before the kallsyms dump ended; console:\n{console}");
             }
             assert!(t0.elapsed() < Duration::from_secs(600), "no kallsyms dump within 10 minutes");
             std::thread::sleep(Duration::from_millis(100));
@@ -123,11 +139,79 @@ fn guest_view(text: &str) -> (u64, Vec<String>) {
     (kernel_code.expect("the guest printed its Kernel code range"), lines)
 }
 
-fn recover(g: &DumpGuest) -> (KernelSymbols, Duration) {
-    let ram = RamFile::open(&g.ram, RamLayout::q35(MEM_MIB << 20)).expect("guest RAM file");
+fn recover(mem: &impl PhysMemory) -> (KernelSymbols, Duration) {
     let t0 = Instant::now();
-    let ks = kallsyms::recover(&ram).unwrap_or_else(|e| panic!("recovery failed: {e}: {e:?}"));
+    let ks = kallsyms::recover(mem).unwrap_or_else(|e| panic!("recovery failed: {e}: {e:?}"));
     (ks, t0.elapsed())
+}
+
+/// Guest RAM with some ranges seen replaced: decoy copies of the tables, as a page-cache copy
+/// of vmlinux would be, or the real table hidden.
+struct Overlay<'a> {
+    ram: &'a RamFile,
+    patches: Vec<(u64, Vec<u8>)>,
+}
+
+impl PhysMemory for Overlay<'_> {
+    fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.ram.read(gpa, buf)?;
+        for (at, bytes) in &self.patches {
+            for (i, b) in buf.iter_mut().enumerate() {
+                let a = gpa.0 + i as u64;
+                if let Some(v) = a.checked_sub(*at).and_then(|o| bytes.get(o as usize)) {
+                    *b = *v;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, gpa: Gpa, buf: &[u8]) -> Result<(), MemoryError> {
+        self.ram.write(gpa, buf)
+    }
+
+    fn regions(&self) -> Vec<(Gpa, u64)> {
+        self.ram.regions()
+    }
+}
+
+fn only_rejection(mem: &impl PhysMemory) -> (Gpa, Reject) {
+    match kallsyms::recover(mem) {
+        Err(KallsymsError::NoValidCandidate { mut rejected }) if rejected.len() == 1 => {
+            let r = rejected.remove(0);
+            (r.token_table, r.reason)
+        }
+        other => panic!("expected exactly one rejected candidate, got {other:?}"),
+    }
+}
+
+/// A copy of the real tables 128 MiB away (outside the kernel image) does not change the
+/// result: alone, it is found and fails the physical anchor. A copy with a corrupted names
+/// stream fails earlier.
+fn assert_decoys_rejected(ram: &RamFile, ks: &KernelSymbols) {
+    let l = ks.layout();
+    let (from, to) = (l.address_table.0.min(l.names.0), l.token_index.0 + 512);
+    let mut bytes = vec![0u8; (to - from) as usize];
+    ram.read(Gpa(from), &mut bytes).unwrap();
+    let at = if to + (128 << 20) <= MEM_MIB << 20 { from + (128 << 20) } else { from - (128 << 20) };
+    let copy_table = Gpa(at + (l.token_table.0 - from));
+    let hide = (l.token_table.0, vec![0u8; 64]);
+
+    let (with_copy, _) = recover(&Overlay { ram, patches: vec![(at, bytes.clone())] });
+    assert_eq!(with_copy.layout(), l, "the intact copy is not used");
+    assert_eq!(with_copy.symbols(), ks.symbols());
+    let alone = Overlay { ram, patches: vec![(at, bytes.clone()), hide.clone()] };
+    let (table, reason) = only_rejection(&alone);
+    assert_eq!(table, copy_table);
+    assert!(matches!(reason, Reject::NoPhysAnchor), "{reason:?}");
+
+    // The first name's length byte: the names stream no longer ends at the markers.
+    bytes[(l.names.0 - from) as usize] ^= 0x03;
+    let (with_bad, _) = recover(&Overlay { ram, patches: vec![(at, bytes.clone())] });
+    assert_eq!(with_bad.layout(), l, "the corrupted copy is not used");
+    let (table, reason) = only_rejection(&Overlay { ram, patches: vec![(at, bytes), hide] });
+    assert_eq!(table, copy_table);
+    assert!(matches!(reason, Reject::NoNames), "{reason:?}");
 }
 
 #[test]
@@ -136,7 +220,8 @@ fn recovered_symbols_equal_the_guests_proc_kallsyms_across_kaslr_boots() {
     for n in 0..3 {
         let guest = DumpGuest::boot(n);
         let (kernel_code, want) = guest_view(&guest.dump_text());
-        let (ks, took) = recover(&guest);
+        let ram = RamFile::open(&guest.ram, RamLayout::q35(MEM_MIB << 20)).expect("guest RAM file");
+        let (ks, took) = recover(&ram);
         eprintln!(
             "boot {n}: {} symbols in {took:?}; _text {:#x} at {:#x}, slide {:#x}, layout {:#x?}",
             ks.symbols().len(),
@@ -154,6 +239,9 @@ fn recovered_symbols_equal_the_guests_proc_kallsyms_across_kaslr_boots() {
         let text = ks.by_name("_text").expect("_text");
         assert_eq!(text.addr.0, ks.virt_base().0);
         assert!(took < Duration::from_secs(10), "recovery took {took:?}");
+        if n == 0 {
+            assert_decoys_rejected(&ram, &ks);
+        }
         slides.push(ks.kaslr_slide());
         slides.dedup();
         if n >= 1 && slides.len() >= 2 {
