@@ -25,8 +25,10 @@ fn gdb_registers_memory_and_breakpoints_agree_with_the_page_walk() {
 
     // Registers: the system ones QEMU exposes after target.xml.
     let regs = gdb.read_registers().unwrap();
-    for name in ["rip", "rsp", "cr0", "cr3", "cr4", "efer", "fs_base", "gs_base"] {
-        assert!(regs.get(name).is_some(), "no {name} in {:?}", regs.0);
+    for name in ["rip", "rsp", "eflags", "cs", "cr0", "cr3", "cr4", "efer", "fs_base", "gs_base", "mxcsr"] {
+        // One `g` packet gave them all; each agrees with its own `p`.
+        let from_g = regs.get(name).unwrap_or_else(|| panic!("no {name} in {:?}", regs.0));
+        assert_eq!(gdb.read_register(name).unwrap(), from_g, "{name}");
     }
     let (cr3, cr4, rip) = (regs.get("cr3").unwrap(), regs.get("cr4").unwrap(), regs.get("rip").unwrap());
     println!("stopped at rip={rip:#x} cr3={cr3:#x} cr4={cr4:#x}");

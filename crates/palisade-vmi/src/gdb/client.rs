@@ -395,12 +395,36 @@ impl<T: Transport> GdbClient<T> {
     }
 
     /// Every register of at most 64 bits the target describes — general registers, rip,
-    /// eflags, segments, and on QEMU x86-64 fs_base, gs_base, k_gs_base, cr0/2/3/4/8, efer.
+    /// eflags, segments, and on QEMU x86-64 fs_base, gs_base, k_gs_base, cr0/2/3/4/8, efer —
+    /// in target-description order. One `g` packet covers the registers numbered 0, 1, 2, ...
+    /// up to the first gap (on QEMU x86-64: all of them); the rest are read with `p`.
     pub fn read_registers(&mut self) -> Result<Registers, GdbError> {
+        let reply = self.request("g")?;
+        if reply.is_empty() {
+            return Err(GdbError::Unsupported("g".into()));
+        }
+        let bytes = packet::unhex(&reply).map_err(|source| GdbError::Malformed { command: "g".into(), source })?;
+        let mut by_number: Vec<&RegisterInfo> = self.target.registers.iter().collect();
+        by_number.sort_by_key(|r| r.regnum);
+        let mut in_g = std::collections::HashMap::new();
+        let mut offset = 0usize;
+        for (expected, r) in (0u32..).zip(&by_number) {
+            let n = r.bitsize as usize / 8;
+            if r.regnum != expected || r.bitsize % 8 != 0 || offset + n > bytes.len() {
+                break;
+            }
+            if let Some(v) = le_u64(&bytes[offset..offset + n]) {
+                in_g.insert(r.regnum, v);
+            }
+            offset += n;
+        }
         let regs: Vec<RegisterInfo> = self.target.registers.iter().filter(|r| r.bitsize <= 64).cloned().collect();
         let mut out = Vec::with_capacity(regs.len());
         for r in regs {
-            let v = self.read_regnum(&r)?;
+            let v = match in_g.get(&r.regnum) {
+                Some(&v) => v,
+                None => self.read_regnum(&r)?,
+            };
             out.push((r.name, v));
         }
         Ok(Registers(out))

@@ -133,6 +133,16 @@ fn start(mut faults: Faults) -> (UnixStream, Stub) {
                                     (false, _) => Some(Vec::new()),
                                 }
                             }
+                            "g" if xml_read => {
+                                // rax, rbx, rip, eflags, st0: the registers numbered 0..=4.
+                                let mut g = Vec::new();
+                                for (n, width) in [(0u32, 8usize), (1, 8), (2, 8), (3, 4), (4, 10)] {
+                                    let mut v = regs.get(&n).cloned().unwrap_or_default();
+                                    v.resize(width, 0);
+                                    g.extend_from_slice(&v);
+                                }
+                                Some(hex(&g).into_bytes())
+                            }
                             c if c.starts_with('P') => {
                                 let (n, v) = c[1..].split_once('=').unwrap();
                                 let n = parse_hex_u64(n.as_bytes()).unwrap() as u32;
@@ -231,7 +241,12 @@ fn registers_by_name_read_and_write() {
     assert!(matches!(c.read_register("st0"), Err(GdbError::WideRegister(_))));
     let all = c.read_registers().unwrap();
     assert_eq!(all.get("cr4"), Some(0x1000));
+    assert_eq!(all.get("rbx"), Some(0x42));
     assert_eq!(all.0.len(), 6);
+    // rax..eflags came from one `g`; cr3 and cr4 (numbers 30, 31, after a gap) from `p`.
+    let log = stub.log.lock().unwrap();
+    let after_g: Vec<_> = log.iter().skip_while(|c| *c != "g").collect();
+    assert_eq!(after_g, ["g", "p1e", "p1f"]);
 }
 
 #[test]

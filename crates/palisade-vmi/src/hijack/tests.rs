@@ -145,6 +145,14 @@ impl Sim {
                 let width = if NAMES[n] == "eflags" || (18..24).contains(&n) { 4 } else { 8 };
                 Some(hex(&self.regs[n].to_le_bytes()[..width]).into_bytes())
             }
+            "g" => {
+                let mut g = Vec::new();
+                for (n, v) in self.regs.iter().enumerate() {
+                    let width = if NAMES[n] == "eflags" || (18..24).contains(&n) { 4 } else { 8 };
+                    g.extend_from_slice(&v.to_le_bytes()[..width]);
+                }
+                Some(hex(&g).into_bytes())
+            }
             c if c.starts_with('P') => {
                 let (n, v) = c[1..].split_once('=').unwrap();
                 let mut b = unhex(v.as_bytes()).unwrap();
