@@ -2,10 +2,15 @@
 //!
 //! `/dev/kvm` existing proves little (nested or restricted hosts expose it and then hang or fail
 //! on an ordinary guest kernel), so the probe boots the caller's own kernel and initramfs under
-//! KVM and waits for the ready marker. The result is cached for the life of the process.
+//! KVM and waits for the ready marker. The verdict is cached for the life of the process and,
+//! if [`GuestConfig::kvm_probe_cache`] is set, in a file keyed by the host's boot id, the QEMU
+//! binary and the kernel, so later processes of the same host boot do not probe again.
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
 
 use crate::guest::Guest;
 use crate::initramfs::READY_MARKER;
@@ -21,13 +26,74 @@ pub fn choose(config: &GuestConfig) -> AccelChoice {
     if let Some(choice) = cached.as_ref() {
         return choice.clone();
     }
-    let choice = match probe_kvm(config) {
-        Ok(reason) => AccelChoice { accel: Accel::Kvm, reason },
-        Err(why) => AccelChoice { accel: Accel::Tcg, reason: format!("KVM rejected: {why}") },
+    let key = ProbeKey::of(config);
+    let from_file = config.kvm_probe_cache.as_deref().zip(key.as_ref()).and_then(|(path, key)| read_cache(path, key));
+    let choice = match from_file {
+        Some(choice) => choice,
+        None => {
+            let choice = match probe_kvm(config) {
+                Ok(reason) => AccelChoice { accel: Accel::Kvm, reason },
+                Err(why) => AccelChoice { accel: Accel::Tcg, reason: format!("KVM rejected: {why}") },
+            };
+            if let (Some(path), Some(key)) = (config.kvm_probe_cache.as_deref(), key) {
+                write_cache(path, key, &choice);
+            }
+            choice
+        }
     };
     tracing::info!(accel = ?choice.accel, reason = %choice.reason, "accelerator chosen");
     *cached = Some(choice.clone());
     choice
+}
+
+/// What a cached verdict is valid for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ProbeKey {
+    boot_id: String,
+    qemu: PathBuf,
+    kernel: PathBuf,
+}
+
+impl ProbeKey {
+    fn of(config: &GuestConfig) -> Option<ProbeKey> {
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?.trim().to_string();
+        Some(ProbeKey { boot_id, qemu: config.qemu.clone(), kernel: config.kernel.clone() })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedVerdict {
+    key: ProbeKey,
+    kvm: bool,
+    reason: String,
+}
+
+fn read_cache(path: &Path, key: &ProbeKey) -> Option<AccelChoice> {
+    let verdict: CachedVerdict = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    if &verdict.key != key {
+        return None;
+    }
+    let accel = if verdict.kvm { Accel::Kvm } else { Accel::Tcg };
+    Some(AccelChoice {
+        accel,
+        reason: format!("{} (probed earlier this host boot; {})", verdict.reason, path.display()),
+    })
+}
+
+/// Best effort: a cache that cannot be written only costs a probe next time.
+fn write_cache(path: &Path, key: ProbeKey, choice: &AccelChoice) {
+    let verdict = CachedVerdict { key, kvm: choice.accel == Accel::Kvm, reason: choice.reason.clone() };
+    let result = (|| {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(dir)?;
+        let tmp = tempfile::NamedTempFile::new_in(dir)?;
+        serde_json::to_writer(tmp.as_file(), &verdict)?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok::<_, std::io::Error>(())
+    })();
+    if let Err(e) = result {
+        tracing::debug!(path = %path.display(), error = %e, "could not cache the KVM probe verdict");
+    }
 }
 
 fn probe_kvm(config: &GuestConfig) -> Result<String, String> {
@@ -84,5 +150,25 @@ mod tests {
 
         assert_eq!(chain(&err), "could not read `/x`: no such file");
         let _ = err.source();
+    }
+
+    #[test]
+    fn a_cached_verdict_counts_only_for_the_same_boot_qemu_and_kernel() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/kvm-probe.json");
+        let key = ProbeKey { boot_id: "b1".into(), qemu: "qemu".into(), kernel: "/k".into() };
+        let tcg = AccelChoice { accel: Accel::Tcg, reason: "KVM rejected: hung".into() };
+
+        write_cache(&path, key.clone(), &tcg);
+
+        let hit = read_cache(&path, &key).unwrap();
+        assert_eq!(hit.accel, Accel::Tcg);
+        assert!(hit.reason.starts_with("KVM rejected: hung (probed earlier"), "{}", hit.reason);
+        let other_boot = ProbeKey { boot_id: "b2".into(), ..key.clone() };
+        assert_eq!(read_cache(&path, &other_boot), None);
+        let other_kernel = ProbeKey { kernel: "/k2".into(), ..key };
+        assert_eq!(read_cache(&path, &other_kernel), None);
+        std::fs::write(&path, b"{not json").unwrap();
+        assert_eq!(read_cache(&path, &other_boot), None);
     }
 }

@@ -168,12 +168,15 @@ impl Guest {
     pub fn wait_for_console(&mut self, pattern: &str, timeout: Duration) -> Result<String, GuestError> {
         let deadline = Instant::now() + timeout;
         loop {
-            // Read before checking for exit, so output written just before exiting counts.
+            // Note an exit before reading, so output written just before exiting still counts.
+            let exited = self.try_exit()?.is_some();
             let text = self.console_text()?;
             if let Some(line) = text.lines().find(|l| l.contains(pattern)) {
                 return Ok(line.to_string());
             }
-            self.check_running(&format!("{pattern:?} on the console"))?;
+            if exited {
+                self.check_running(&format!("{pattern:?} on the console"))?;
+            }
             if Instant::now() >= deadline {
                 return Err(GuestError::Timeout { what: format!("{pattern:?} on the guest console"), after: timeout });
             }
@@ -186,11 +189,15 @@ impl Guest {
     pub fn kallsyms_dump(&mut self, timeout: Duration) -> Result<String, GuestError> {
         let deadline = Instant::now() + timeout;
         loop {
+            self.ensure_not_stopped()?;
+            let exited = self.try_exit()?.is_some();
             let text = read_text(&self.paths.kallsyms)?;
             if let Some(end) = text.find(KALLSYMS_END_MARKER) {
                 return Ok(text[..end].to_string());
             }
-            self.check_running("the kallsyms dump on ttyS1")?;
+            if exited {
+                self.check_running("the kallsyms dump on ttyS1")?;
+            }
             if Instant::now() >= deadline {
                 return Err(GuestError::Timeout { what: "the end of the kallsyms dump".into(), after: timeout });
             }

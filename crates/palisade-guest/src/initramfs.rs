@@ -100,7 +100,11 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<Initramfs, GuestError> 
     let applets = apt::run(&[&busybox_str, "--list-full"], None)?;
     let applets: Vec<&str> = applets.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "bin/busybox").collect();
 
-    let file = std::fs::File::create(out).map_err(|e| GuestError::io("create", out, e))?;
+    // Written beside `out` and renamed over it, so a guest booting from `out` never reads a
+    // half-written archive and concurrent builders do not interleave.
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| GuestError::io("create a temporary file in", dir, e))?;
+    let file = tmp.reopen().map_err(|e| GuestError::io("open", tmp.path(), e))?;
     let mut w = CpioWriter::new(BufWriter::new(file));
     for dir in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "etc", "lib", "lib/modules"] {
         w.dir(dir, 0o755).map_err(GuestError::Cpio)?;
@@ -119,7 +123,11 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<Initramfs, GuestError> 
     }
     w.file("init", 0o755, init_script(spec).as_bytes()).map_err(GuestError::Cpio)?;
     let writer = w.finish().map_err(GuestError::Cpio)?;
-    writer.into_inner().map_err(|e| GuestError::io("write", out, e.into_error()))?;
+    let file = writer.into_inner().map_err(|e| GuestError::io("write", tmp.path(), e.into_error()))?;
+    file.sync_all().map_err(|e| GuestError::io("write", tmp.path(), e))?;
+    let perms = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+    std::fs::set_permissions(tmp.path(), perms).map_err(|e| GuestError::io("set permissions of", tmp.path(), e))?;
+    tmp.persist(out).map_err(|e| GuestError::io("rename the archive to", out, e.error))?;
     let size = std::fs::metadata(out).map_err(|e| GuestError::io("stat", out, e))?.len();
     Ok(Initramfs { path: out.to_path_buf(), size, applets: applets.len() })
 }

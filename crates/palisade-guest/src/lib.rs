@@ -35,6 +35,6 @@ pub use initramfs::{Initramfs, InitramfsSpec};
 pub use kernel::{KernelImage, ModuleFile, CLOUD_KERNEL_METAPACKAGE, DEFAULT_CACHE_DIR};
 pub use machine::{
     q35_ram_layout, qemu_args, Accel, AccelChoice, AccelPolicy, GuestConfig, NicConfig, RamRegion, RunPaths,
-    HIGH_RAM_START, Q35_LOWMEM_LIMIT, Q35_SPLIT_LOWMEM,
+    DEFAULT_KVM_PROBE_CACHE, HIGH_RAM_START, Q35_LOWMEM_LIMIT, Q35_SPLIT_LOWMEM,
 };
 pub use qmp::{Qmp, QmpError, VmStatus};

@@ -13,6 +13,9 @@ use ipnet::Ipv4Net;
 use crate::error::GuestError;
 use crate::initramfs::IP_PARAM;
 
+/// Default [`GuestConfig::kvm_probe_cache`]: on tmpfs, so a host reboot forgets it.
+pub const DEFAULT_KVM_PROBE_CACHE: &str = "/run/palisade/kvm-probe.json";
+
 /// Start of guest-physical memory above the PCI hole.
 pub const HIGH_RAM_START: u64 = 4 << 30;
 /// q35: guests with at least this much RAM get only [`Q35_SPLIT_LOWMEM`] below 4 GiB.
@@ -107,6 +110,9 @@ pub struct GuestConfig {
     pub ram_dir: PathBuf,
     /// How long the KVM probe waits for the ready marker.
     pub kvm_probe_timeout: Duration,
+    /// Where the KVM probe's verdict is kept for later processes of the same host boot
+    /// (`None`: probe in every process).
+    pub kvm_probe_cache: Option<PathBuf>,
 }
 
 impl GuestConfig {
@@ -124,6 +130,7 @@ impl GuestConfig {
             qemu: PathBuf::from("qemu-system-x86_64"),
             ram_dir: PathBuf::from("/dev/shm"),
             kvm_probe_timeout: Duration::from_secs(15),
+            kvm_probe_cache: Some(PathBuf::from(DEFAULT_KVM_PROBE_CACHE)),
         }
     }
 
