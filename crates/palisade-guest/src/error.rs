@@ -111,6 +111,16 @@ pub enum GuestError {
         stderr_tail: String,
     },
 
+    /// Waiting for the QEMU process failed.
+    #[error("could not wait for QEMU (pid {pid})")]
+    Wait {
+        /// QEMU's pid.
+        pid: u32,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// Something did not happen in time.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {

@@ -18,6 +18,26 @@ const POLL: Duration = Duration::from_millis(20);
 const QMP_TIMEOUT: Duration = Duration::from_secs(5);
 const QUIT_GRACE: Duration = Duration::from_secs(5);
 
+/// What the kernel prints when it panics (at KERN_EMERG, so even under `quiet`).
+const KERNEL_PANIC: &str = "Kernel panic - not syncing";
+
+/// How a guest ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestExit {
+    /// QEMU's exit status. QEMU exits 0 on guest poweroff and also on a guest reboot under
+    /// `-no-reboot`, so this alone does not tell a clean poweroff from a panic.
+    pub status: ExitStatus,
+    /// Whether the console shows a kernel panic.
+    pub kernel_panic: bool,
+}
+
+impl GuestExit {
+    /// QEMU exited successfully and the kernel did not panic.
+    pub fn is_clean(&self) -> bool {
+        self.status.success() && !self.kernel_panic
+    }
+}
+
 /// A QEMU guest started by [`Guest::start`].
 #[derive(Debug)]
 pub struct Guest {
@@ -205,13 +225,15 @@ impl Guest {
         }
     }
 
-    /// Waits for QEMU to exit by itself (the guest powered off or reset) and returns its status.
+    /// Waits for QEMU to exit by itself (the guest powered off, or rebooted: `-no-reboot` turns
+    /// a reboot, including the one `panic=-1` makes after a kernel panic, into an exit).
     /// The guest's files stay until [`Guest::stop`] or drop.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, GuestError> {
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<GuestExit, GuestError> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.try_exit()? {
-                return Ok(status);
+                let kernel_panic = self.console_text()?.contains(KERNEL_PANIC);
+                return Ok(GuestExit { status, kernel_panic });
             }
             if Instant::now() >= deadline {
                 return Err(GuestError::Timeout { what: format!("guest {} to exit", self.name), after: timeout });
@@ -235,7 +257,8 @@ impl Guest {
                 tracing::warn!(guest = %self.name, pid = self.pid(), "QEMU ignored quit; killing it");
                 // An error here means the process is already gone, which is what we want.
                 let _ = self.child.kill();
-                let status = self.child.wait().map_err(|e| GuestError::io("wait for QEMU", "", e))?;
+                let pid = self.pid();
+                let status = self.child.wait().map_err(|source| GuestError::Wait { pid, source })?;
                 self.exit = Some(status);
             }
         }
@@ -256,7 +279,8 @@ impl Guest {
     /// QEMU's exit status if it has exited.
     fn try_exit(&mut self) -> Result<Option<ExitStatus>, GuestError> {
         if self.exit.is_none() {
-            self.exit = self.child.try_wait().map_err(|e| GuestError::io("wait for QEMU", "", e))?;
+            let pid = self.pid();
+            self.exit = self.child.try_wait().map_err(|source| GuestError::Wait { pid, source })?;
         }
         Ok(self.exit)
     }

@@ -30,7 +30,7 @@ mod machine;
 pub mod qmp;
 
 pub use error::GuestError;
-pub use guest::Guest;
+pub use guest::{Guest, GuestExit};
 pub use initramfs::{Initramfs, InitramfsSpec};
 pub use kernel::{KernelImage, ModuleFile, CLOUD_KERNEL_METAPACKAGE, DEFAULT_CACHE_DIR};
 pub use machine::{

@@ -210,8 +210,9 @@ impl Qmp {
     }
 }
 
-/// `Ok(None)` for a blank line (skipped); otherwise the JSON object.
-fn parse_message(line: &[u8]) -> Result<Option<Value>, QmpError> {
+/// Parses one line from QEMU: `Ok(None)` for a blank line, otherwise the JSON object. Never
+/// panics (public for fuzzing).
+pub fn parse_message(line: &[u8]) -> Result<Option<Value>, QmpError> {
     let text = String::from_utf8_lossy(line);
     let text = text.trim();
     if text.is_empty() {

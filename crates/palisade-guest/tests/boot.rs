@@ -67,10 +67,10 @@ fn guest_boots_dumps_kallsyms_pauses_resumes_and_powers_off_cleanly() {
     // The workload finishes and the guest powers itself off.
     let done =
         guest.wait_for_console(WORKLOAD_DONE_MARKER, Duration::from_secs(180)).unwrap_or_else(|e| panic!("{e:#?}"));
-    let status = guest.wait_exit(Duration::from_secs(60)).unwrap();
+    let exit = guest.wait_exit(Duration::from_secs(60)).unwrap();
     let console = guest.console_text().unwrap();
     assert_eq!(done, format!("{WORKLOAD_DONE_MARKER} status=0"), "console:\n{console}");
-    assert!(status.success(), "QEMU exited with {status}");
+    assert!(exit.is_clean(), "{exit:?}");
     assert!(console.contains(&format!("PALISADE-WORKLOAD {ITERATIONS}/{ITERATIONS}")));
     assert!(!console.contains("Kernel panic"), "{console}");
     assert!(!console.contains("PALISADE-INSMOD-FAILED"), "{console}");
@@ -82,6 +82,21 @@ fn guest_boots_dumps_kallsyms_pauses_resumes_and_powers_off_cleanly() {
     assert!(!ram.exists(), "{} left behind", ram.display());
     assert!(!run_dir.exists(), "{} left behind", run_dir.display());
     assert!(matches!(guest.console_text(), Err(palisade_guest::GuestError::Stopped(_))));
+}
+
+#[test]
+fn a_kernel_panic_is_reported_as_an_unclean_exit() {
+    common::init_tracing();
+    common::require_qemu();
+    // The workload runs in a subshell, so crash the kernel through sysrq instead of killing init.
+    let initrd = common::initramfs("panic-test.cpio", vec!["echo c > /proc/sysrq-trigger".into()]);
+    let config = common::config("panic", &initrd);
+    let mut guest = Guest::start(&config).unwrap_or_else(|e| panic!("start: {e:#?}"));
+
+    let exit = guest.wait_exit(Duration::from_secs(120)).unwrap();
+
+    assert!(exit.kernel_panic && !exit.is_clean(), "{exit:?}\n{}", guest.console_text().unwrap());
+    assert!(!guest.console_text().unwrap().contains(WORKLOAD_DONE_MARKER));
 }
 
 #[test]
