@@ -108,8 +108,38 @@ impl Client {
         self.call("GET", &format!("/v1/audit?limit={limit}"), None)
     }
 
+    /// Guest VMs and their state.
+    pub fn guests(&self) -> Result<Value, ClientError> {
+        self.call("GET", "/v1/guests", None)
+    }
+
+    /// A guest's kernel symbols (recovered from its memory), names matching `grep` if given.
+    pub fn symbols(&self, tenant: &str, vm: &str, grep: Option<&str>) -> Result<Value, ClientError> {
+        let query = grep.map(|g| format!("?grep={}", percent_encode(g))).unwrap_or_default();
+        self.call("GET", &format!("/v1/vmi/{}/{}/symbols{query}", percent_encode(tenant), percent_encode(vm)), None)
+    }
+
     /// Asks the controller to reconcile now.
     pub fn reconcile(&self) -> Result<Value, ClientError> {
         self.call("POST", "/v1/reconcile", None)
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percent_encoding_keeps_unreserved_only() {
+        assert_eq!(super::percent_encode("^sys_(read|write)$ x/y"), "%5Esys_%28read%7Cwrite%29%24%20x%2Fy");
+        assert_eq!(super::percent_encode("guest1"), "guest1");
     }
 }

@@ -1,6 +1,7 @@
 //! `palisade`: the Palisade command line. Talks to `palisaded` over its API; `lab` builds
 //! the single-host lab on this machine.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -85,6 +86,26 @@ enum Cmd {
     /// Build, inspect or tear down the single-host lab.
     #[command(subcommand)]
     Lab(LabCmd),
+    /// Look into guest VMs from outside (no agent in the guest).
+    #[command(subcommand)]
+    Vmi(VmiCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum VmiCmd {
+    /// List guest VMs: state, accelerator (KVM or TCG, and why), QEMU pid, memory.
+    Guests,
+    /// Print a guest kernel's symbols like /proc/kallsyms, recovered from guest memory alone.
+    ///
+    /// Example: `palisade vmi symbols --vm guest1 --grep '^__x64_sys_(read|write)$'`
+    Symbols {
+        /// The guest VM: `name` if unique across the tenants you can see, else `tenant/name`.
+        #[arg(long)]
+        vm: String,
+        /// Only names matching this regular expression.
+        #[arg(long)]
+        grep: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,8 +273,83 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             });
         }
         Cmd::Lab(cmd) => lab(cli, cmd)?,
+        Cmd::Vmi(cmd) => vmi(cli, cmd)?,
     }
     Ok(())
+}
+
+fn vmi(cli: &Cli, cmd: &VmiCmd) -> anyhow::Result<()> {
+    let c = client(cli)?;
+    match cmd {
+        VmiCmd::Guests => {
+            let v = c.guests()?;
+            print(cli, &v, |v| {
+                println!("{:<18} {:<9} {:<5} {:>8} {:>6} {:<10} DETAIL", "VM", "STATE", "ACCEL", "PID", "MiB", "PORT");
+                for g in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<18} {:<9} {:<5} {:>8} {:>6} {:<10} {}",
+                        g["vm"].as_str().unwrap_or(""),
+                        g["state"].as_str().unwrap_or(""),
+                        g["accel"].as_str().unwrap_or("-"),
+                        g["pid"].as_u64().map_or_else(|| "-".to_owned(), |p| p.to_string()),
+                        g["memory_mb"].as_u64().unwrap_or(0),
+                        g["port"].as_str().unwrap_or(""),
+                        g["detail"].as_str().unwrap_or("")
+                    );
+                }
+            });
+        }
+        VmiCmd::Symbols { vm, grep } => {
+            let (tenant, name) = resolve_guest(&c, vm)?;
+            let v = c.symbols(&tenant, &name, grep.as_deref())?;
+            print(cli, &v, |v| {
+                let mut out = std::io::stdout().lock();
+                for s in v["symbols"].as_array().into_iter().flatten() {
+                    let line = format!(
+                        "{:016x} {} {}",
+                        s["address"].as_u64().unwrap_or(0),
+                        s["type"].as_str().unwrap_or("?"),
+                        s["name"].as_str().unwrap_or("")
+                    );
+                    if writeln!(out, "{line}").is_err() {
+                        return; // a closed pipe (`| head`) ends the listing
+                    }
+                }
+            });
+            if cli.output == Output::Human {
+                eprintln!(
+                    "{}: {} of {} symbols; _text at {} (physical {}), KASLR slide {:#x}; recovered in {} ms",
+                    v["vm"].as_str().unwrap_or(""),
+                    v["symbols"].as_array().map_or(0, Vec::len),
+                    v["total"],
+                    v["virt_base"].as_str().unwrap_or(""),
+                    v["phys_base"].as_str().unwrap_or(""),
+                    v["kaslr_slide"].as_i64().unwrap_or(0),
+                    v["recovery_ms"]
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `tenant/name`, or a bare name that exactly one visible guest has.
+fn resolve_guest(c: &Client, vm: &str) -> anyhow::Result<(String, String)> {
+    if let Some((t, n)) = vm.split_once('/') {
+        return Ok((t.to_owned(), n.to_owned()));
+    }
+    let guests = c.guests()?;
+    let ids: Vec<&str> = guests.as_array().into_iter().flatten().filter_map(|g| g["vm"].as_str()).collect();
+    let matching: Vec<&str> = ids.iter().copied().filter(|id| id.rsplit('/').next() == Some(vm)).collect();
+    match matching[..] {
+        [one] => {
+            let (t, n) = one.split_once('/').unwrap_or(("", one));
+            Ok((t.to_owned(), n.to_owned()))
+        }
+        [] if ids.is_empty() => bail!("no guest VM named `{vm}`: no guests are defined (see examples/guest.yaml)"),
+        [] => bail!("no guest VM named `{vm}`; guests: {}", ids.join(", ")),
+        _ => bail!("`{vm}` names several guests ({}); say `tenant/{vm}`", matching.join(", ")),
+    }
 }
 
 fn apply(cli: &Cli, file: &std::path::Path, dry_run: bool) -> anyhow::Result<()> {
@@ -303,7 +399,12 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
         LabCmd::Down { bridge } => {
             let spec = lab_spec(&inv, bridge)?;
             if home.stop_controller() {
-                eprintln!("  stopped palisaded");
+                eprintln!("  stopped palisaded (and its guests)");
+            }
+            // Guests of a controller that died without stopping them.
+            let reaped = palisade_runtime::reap_orphans(std::path::Path::new("/dev/shm"), &format!("{bridge}-"));
+            if !reaped.processes.is_empty() {
+                eprintln!("  killed {} guest QEMU process(es) left behind", reaped.processes.len());
             }
             labx.down(&spec, &mut progress)?;
             home.remove()?;

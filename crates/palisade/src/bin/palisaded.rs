@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use palisade_controller::{api, Controller, Tokens};
+use palisade_guest::AccelPolicy;
 use palisade_ovs::OfctlSwitch;
+use palisade_runtime::{QemuGuests, RuntimeConfig};
 use palisade_store::SqliteStore;
 use tracing::{info, warn};
 
@@ -33,6 +35,19 @@ struct Args {
     /// How often to check the switch for drift and new ports, in milliseconds.
     #[arg(long, env = "PALISADE_RECONCILE_MS", default_value_t = 1000)]
     reconcile_ms: u64,
+    /// Where guest kernels and initramfs images are cached.
+    #[arg(long, env = "PALISADE_GUEST_CACHE", default_value = palisade_guest::DEFAULT_CACHE_DIR)]
+    guest_cache: PathBuf,
+    /// Accelerator for guest VMs: `auto` takes KVM if a test guest really boots with it, else TCG.
+    #[arg(long, env = "PALISADE_GUEST_ACCEL", value_enum, default_value_t = AccelArg::Auto)]
+    guest_accel: AccelArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
 }
 
 #[tokio::main]
@@ -48,7 +63,19 @@ async fn main() -> anyhow::Result<()> {
     }
     let store = SqliteStore::open(&args.db).with_context(|| format!("opening store {}", args.db.display()))?;
     let switch = OfctlSwitch::new(args.bridge.clone());
-    let controller = Arc::new(Controller::open(Arc::new(store), Arc::new(switch)).context("loading desired state")?);
+    let mut runtime_config = RuntimeConfig::new(&args.bridge);
+    runtime_config.cache_dir = args.guest_cache.clone();
+    runtime_config.accel = match args.guest_accel {
+        AccelArg::Auto => AccelPolicy::Auto,
+        AccelArg::Kvm => AccelPolicy::Kvm,
+        AccelArg::Tcg => AccelPolicy::Tcg,
+    };
+    let guests = QemuGuests::new(runtime_config);
+    let controller = Arc::new(
+        Controller::open(Arc::new(store), Arc::new(switch))
+            .context("loading desired state")?
+            .with_guests(Arc::new(guests.clone())),
+    );
 
     let reconciler = controller.clone();
     let period = Duration::from_millis(args.reconcile_ms.max(50));
@@ -56,7 +83,12 @@ async fn main() -> anyhow::Result<()> {
         let mut last_ok = true;
         loop {
             let c = reconciler.clone();
-            match tokio::task::spawn_blocking(move || c.reconcile()).await {
+            match tokio::task::spawn_blocking(move || {
+                c.reconcile_guests();
+                c.reconcile()
+            })
+            .await
+            {
                 Ok(Ok(_)) => {
                     if !last_ok {
                         info!("switch reachable again; reconciled");
@@ -80,6 +112,8 @@ async fn main() -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving the API")?;
+    // Guests live as long as the controller (a crashed controller's guests are reaped on start).
+    tokio::task::spawn_blocking(move || guests.shutdown()).await.context("stopping guests")?;
     info!("palisaded stopped");
     Ok(())
 }

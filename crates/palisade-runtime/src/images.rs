@@ -1,0 +1,44 @@
+//! The images every lab guest boots: Debian's cloud kernel and a busybox initramfs.
+
+use std::path::{Path, PathBuf};
+
+use palisade_guest::initramfs::{self, VIRTIO_NET_MODULES};
+use palisade_guest::{GuestError, InitramfsSpec, KernelImage};
+
+/// What a lab guest runs after boot: a light loop of file reads and writes, forever, so the
+/// kernel keeps taking system calls (and safe points for hijacked calls keep coming).
+pub const LAB_WORKLOAD: &[&str] = &[
+    "echo PALISADE-LAB-GUEST-UP",
+    "i=0",
+    "while true; do",
+    "  i=$((i+1))",
+    "  cat /proc/loadavg > /tmp/load",
+    "  cat /tmp/load > /dev/null",
+    "  sleep 1",
+    "done",
+];
+
+/// A kernel and an initramfs ready to boot.
+#[derive(Debug, Clone)]
+pub struct Images {
+    /// `vmlinuz`.
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initramfs: PathBuf,
+    /// The kernel's release, e.g. `6.1.0-41-cloud-amd64`.
+    pub release: String,
+}
+
+impl Images {
+    /// Fetches the cloud kernel (apt download + unpack into `cache_dir`, once) and builds the
+    /// lab initramfs into `cache_dir`.
+    pub fn prepare(cache_dir: &Path) -> Result<Images, GuestError> {
+        let kernel = KernelImage::fetch_cloud(cache_dir)?;
+        let modules = kernel.module_closure(VIRTIO_NET_MODULES)?;
+        let busybox = initramfs::static_busybox(cache_dir)?;
+        let spec = InitramfsSpec { busybox, modules, workload: LAB_WORKLOAD.iter().map(|l| l.to_string()).collect() };
+        let out = cache_dir.join("lab-initramfs.cpio");
+        initramfs::build(&spec, &out)?;
+        Ok(Images { kernel: kernel.vmlinuz.clone(), initramfs: out, release: kernel.release.clone() })
+    }
+}
