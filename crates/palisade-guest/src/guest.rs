@@ -172,6 +172,16 @@ impl Guest {
         &self.paths.gdb
     }
 
+    /// The file ttyS0 is written to.
+    pub fn console_path(&self) -> &Path {
+        &self.paths.console
+    }
+
+    /// The file ttyS1 (the kallsyms dump) is written to.
+    pub fn kallsyms_path(&self) -> &Path {
+        &self.paths.kallsyms
+    }
+
     /// Time since QEMU was spawned.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
@@ -211,9 +221,12 @@ impl Guest {
         loop {
             self.ensure_not_stopped()?;
             let exited = self.try_exit()?.is_some();
-            let text = read_text(&self.paths.kallsyms)?;
-            if let Some(end) = text.find(KALLSYMS_END_MARKER) {
-                return Ok(text[..end].to_string());
+            // The dump is megabytes: look at its tail until the marker shows, then read it all.
+            if tail_contains(&self.paths.kallsyms, KALLSYMS_END_MARKER)? {
+                let text = read_text(&self.paths.kallsyms)?;
+                if let Some(end) = text.find(KALLSYMS_END_MARKER) {
+                    return Ok(text[..end].to_string());
+                }
             }
             if exited {
                 self.check_running("the kallsyms dump on ttyS1")?;
@@ -324,6 +337,21 @@ impl Drop for Guest {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Whether the last few hundred bytes of `path` contain `needle` (a missing file does not).
+fn tail_contains(path: &Path, needle: &str) -> Result<bool, GuestError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(GuestError::io("open", path, e)),
+    };
+    let len = file.metadata().map_err(|e| GuestError::io("stat", path, e))?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(256))).map_err(|e| GuestError::io("seek in", path, e))?;
+    let mut tail = Vec::with_capacity(256);
+    file.read_to_end(&mut tail).map_err(|e| GuestError::io("read", path, e))?;
+    Ok(tail.windows(needle.len()).any(|w| w == needle.as_bytes()))
 }
 
 /// A serial log as text: lossy UTF-8 with `\r` removed. A missing file is empty (QEMU creates it
