@@ -2,60 +2,12 @@
 //!
 //! The lab's namespaces have fixed names, so the whole story runs as one test, step by step.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
-const URL: &str = "http://127.0.0.1:17683";
+mod common;
 
-struct Env {
-    dir: PathBuf,
-}
-
-impl Env {
-    fn palisade(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["--url", URL, "--lab-dir"])
-            .arg(&self.dir)
-            .args(args)
-            .output()
-            .expect("palisade runs")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.palisade(args);
-        assert!(
-            out.status.success(),
-            "palisade {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Pings once from a lab host; returns the TTL seen, or None if no reply came.
-    fn ping(&self, netns: &str, ip: &str) -> Option<u32> {
-        let out = self.palisade(&["lab", "exec", netns, "--", "busybox", "ping", "-c", "1", "-W", "1", ip]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.split("ttl=").nth(1)?.split_whitespace().next()?.parse().ok()
-    }
-
-    fn counter(&self, rule: &str) -> u64 {
-        let v: serde_json::Value =
-            serde_json::from_str(&self.ok(&["lab", "counters", "fw1", "-o", "json"])).expect("json");
-        v.as_array()
-            .expect("array")
-            .iter()
-            .find(|c| c["rule"] == rule)
-            .and_then(|c| c["packets"].as_u64())
-            .expect("counter exists")
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.palisade(&["lab", "down"]);
-    }
-}
+use common::{nix_is_root, Env};
 
 fn set_link(netns: &str, up: bool) {
     let st = Command::new("ip")
@@ -172,11 +124,4 @@ fn redirect_through_appliance_in_the_lab() {
         "palisaded left running"
     );
     assert!(!env.dir.exists());
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
 }

@@ -1,0 +1,126 @@
+//! A real QEMU guest in the lab, looked into from outside (issue #3): the controller boots it
+//! from a policy file, and the kernel symbols it recovers from guest memory alone equal the
+//! guest's own /proc/kallsyms, which the guest's init wrote to its second serial port.
+//!
+//! The lab's namespaces have fixed names, so the whole story runs as one test, step by step.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{nix_is_root, Env};
+use serde_json::Value;
+
+const VM_NAME: &str = "palisade0-alpha-guest1";
+
+/// The guest's run directory (QEMU's serial files), while it runs.
+fn run_dir() -> Option<PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("palisade-guest-{VM_NAME}-"))))
+}
+
+fn qemu_running() -> bool {
+    std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&format!("palisade-{VM_NAME}.ram")))
+    })
+}
+
+fn guest_state(env: &Env) -> (String, String) {
+    let v: Value = serde_json::from_str(&env.ok(&["vmi", "guests", "-o", "json"])).expect("json");
+    let g = v.as_array().and_then(|a| a.iter().find(|g| g["vm"] == "alpha/guest1")).cloned().unwrap_or(Value::Null);
+    (g["state"].as_str().unwrap_or("absent").to_owned(), g["detail"].as_str().unwrap_or("").to_owned())
+}
+
+/// The guest's own /proc/kallsyms (written by its init to ttyS1), once complete.
+fn guest_kallsyms(dir: &Path) -> Vec<String> {
+    let path = std::fs::read_dir(dir)
+        .expect("run dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ttyS1")))
+        .expect("a ttyS1 file in the guest's run dir");
+    let start = Instant::now();
+    loop {
+        let text = String::from_utf8_lossy(&std::fs::read(&path).expect("read ttyS1")).replace('\r', "");
+        if let Some(end) = text.find("PALISADE-KALLSYMS-END") {
+            return text[..end].lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "the guest never finished its kallsyms dump");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn guest_vm_boots_from_policy_and_its_symbols_come_from_memory() {
+    assert!(nix_is_root(), "this test needs root (CI runs as root)");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let env = Env { dir: tmp.path().join("lab") };
+    let guest_yaml = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/guest.yaml").display().to_string();
+    let _ = env.palisade(&["lab", "down"]);
+    env.ok(&["lab", "up"]);
+
+    // Before the guest exists, asking for its symbols names the problem.
+    let out = env.palisade(&["vmi", "symbols", "--vm", "guest1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no guest VM named `guest1`"), "{out:?}");
+
+    // Applying the file boots the guest (the first boot also fetches the kernel).
+    env.ok(&["apply", "-f", &guest_yaml]);
+    let start = Instant::now();
+    let (state, detail) = loop {
+        let (state, detail) = guest_state(&env);
+        if state != "starting" || start.elapsed() > Duration::from_secs(300) {
+            break (state, detail);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(state, "running", "guest did not come up: {detail}");
+    assert!(detail.contains("TCG") || detail.contains("KVM"), "the accelerator is reported: {detail}");
+    println!("guest running after {:.1} s: {detail}", start.elapsed().as_secs_f64());
+
+    // Symbols from memory equal the guest's own /proc/kallsyms, entry for entry, in order.
+    let text = env.ok(&["vmi", "symbols", "--vm", "guest1"]);
+    let ours: Vec<&str> = text.lines().collect();
+    let theirs = guest_kallsyms(&run_dir().expect("the guest's run dir"));
+    assert!(theirs.len() > 50_000, "the guest's dump is too short: {} lines", theirs.len());
+    let text_line = theirs.iter().find(|l| l.ends_with(" T _text")).expect("_text in the guest's dump");
+    assert!(text_line.starts_with("ffffffff"), "the guest printed hidden addresses: {text_line}");
+    assert_eq!(ours.len(), theirs.len(), "symbol counts differ");
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(a, b, "entry {i} differs");
+    }
+    let grep = env.ok(&["vmi", "symbols", "--vm", "alpha/guest1", "--grep", "^module_alloc$"]);
+    assert_eq!(grep.lines().count(), 1, "{grep}");
+    assert!(grep.ends_with(" T module_alloc\n"), "{grep}");
+
+    // Another tenant cannot look into it.
+    let tokens: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.dir.join("tokens.json")).expect("tokens")).expect("json");
+    let beta = tokens["tenants"]["beta"].as_str().expect("beta token").to_owned();
+    let out = env.palisade(&["--token", &beta, "vmi", "symbols", "--vm", "alpha/guest1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{out:?}");
+
+    // The guest is on the switch, in its tenant's VLAN: alpha reaches it, beta does not.
+    let reached = (0..20).any(|_| env.ping("pal-alpha-web1", "198.18.1.30").is_some());
+    assert!(reached, "alpha/web1 cannot reach guest1");
+    assert_eq!(env.ping("pal-beta-web1", "198.18.1.30"), None);
+
+    // Deleting the VM stops the guest and removes its port.
+    env.ok(&["delete", "vm", "alpha/guest1"]);
+    assert!(!qemu_running(), "QEMU still runs after the VM was deleted");
+    assert_eq!(guest_state(&env).0, "absent");
+    let ports = std::process::Command::new("ovs-vsctl").args(["list-ports", "palisade0"]).output().expect("ovs-vsctl");
+    assert!(!String::from_utf8_lossy(&ports.stdout).contains("pa-guest1"));
+
+    // Down leaves no guest behind either (boot it again first).
+    env.ok(&["apply", "-f", &guest_yaml]);
+    env.ok(&["lab", "down"]);
+    assert!(!qemu_running(), "QEMU still runs after lab down");
+    assert!(!Path::new(&format!("/dev/shm/palisade-{VM_NAME}.ram")).exists());
+}
