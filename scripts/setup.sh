@@ -5,6 +5,10 @@ need=()
 for pkg in openvswitch-switch nftables busybox iproute2 ethtool tcpdump procps iputils-ping qemu-system-x86; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
+# Guest kernels are fetched with `apt-get download` by the tests and the lab: it needs lists.
+if [ ${#need[@]} -eq 0 ] && ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
+  apt-get update -qq
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt-get update -qq
