@@ -3,140 +3,69 @@
 //! with different slides; the physical base equals the guest's "Kernel code" in /proc/iomem;
 //! copies of the real tables elsewhere in RAM (intact or corrupted) do not change the result.
 //!
-//! The guest (Debian's cloud kernel under TCG, 512 MiB RAM in /dev/shm) prints "Kernel code"
-//! and /proc/kallsyms to its second serial port, then idles; only then is its RAM file read.
-//! Started directly with qemu-system-x86_64 until `palisade-guest`'s `Guest::start` is
-//! settled. Missing QEMU or cpio fails the test loudly: CI runs as root with them; the kernel
-//! and busybox-static come from apt.
+//! The guest is `palisade-guest`'s: Debian's cloud kernel (512 MiB RAM file in /dev/shm, KVM if
+//! it works, else TCG), an init that dumps /proc/kallsyms to ttyS1 before loading any module,
+//! then (our workload) prints "Kernel code" from /proc/iomem and idles; only then is its RAM
+//! file read. A missing QEMU fails the test loudly: CI runs as root with it; kernel and
+//! busybox-static come from apt.
 
-mod support;
-
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use palisade_guest::initramfs::{self, InitramfsSpec};
+use palisade_guest::{Guest, GuestConfig, KernelImage};
 use palisade_vmi::kallsyms::{self, KallsymsError, KernelSymbols, Reject};
-use palisade_vmi::{Gpa, MemoryError, PhysMemory, RamFile, RamLayout};
+use palisade_vmi::{Gpa, MemoryError, PhysMemory, RamFile, RamLayout, RamRegion};
 
 const MEM_MIB: u64 = 512;
-const DONE: &str = "KALLSYMS-DONE";
+const IOMEM: &str = "PALISADE-IOMEM";
+const TIMEOUT: Duration = Duration::from_secs(300);
 
-const INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox mkdir -p /proc /dev
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t devtmpfs devtmpfs /dev
-/bin/busybox grep "Kernel code" /proc/iomem > /dev/ttyS1
-/bin/busybox cat /proc/kallsyms > /dev/ttyS1
-echo KALLSYMS-DONE > /dev/ttyS1
-while true; do /bin/busybox sleep 3600; done
-"#;
-
-/// A guest that dumped its symbols and now idles; killed and its RAM file removed on drop.
-struct DumpGuest {
-    child: Child,
-    ram: PathBuf,
-    dump: PathBuf,
-    _dir: tempfile::TempDir,
+fn cache_dir() -> PathBuf {
+    std::env::var_os("PALISADE_GUEST_CACHE")
+        .map_or_else(|| PathBuf::from(palisade_guest::DEFAULT_CACHE_DIR), PathBuf::from)
 }
 
-impl Drop for DumpGuest {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.ram);
-    }
+/// The kernel and an initramfs whose workload prints the kernel's physical range and idles.
+fn images() -> (KernelImage, PathBuf) {
+    let qemu = std::process::Command::new("qemu-system-x86_64").arg("--version").output();
+    assert!(
+        qemu.is_ok_and(|o| o.status.success()),
+        "qemu-system-x86_64 cannot be run: apt-get install qemu-system-x86"
+    );
+    let kernel = KernelImage::fetch_cloud(&cache_dir()).unwrap_or_else(|e| panic!("kernel: {e:#?}"));
+    let busybox = initramfs::static_busybox(&cache_dir()).unwrap_or_else(|e| panic!("busybox: {e:#?}"));
+    let workload = vec![format!("grep 'Kernel code' /proc/iomem | sed 's/^/{IOMEM} /'"), "sleep 3600".to_owned()];
+    let spec = InitramfsSpec { busybox, modules: Vec::new(), workload };
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kallsyms-guest.cpio");
+    initramfs::build(&spec, &out).unwrap_or_else(|e| panic!("initramfs: {e:#?}"));
+    (kernel, out)
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+/// A booted guest's own view: the start of its "Kernel code" and its core-kernel
+/// /proc/kallsyms lines (module, bpf and ftrace entries carry a `[owner]` and are not in the
+/// core table).
+fn boot(n: u32, kernel: &KernelImage, initrd: &PathBuf) -> (Guest, u64, Vec<String>) {
+    let name = format!("k{}-{n}", std::process::id());
+    let mut config = GuestConfig::new(name, &kernel.vmlinuz, initrd);
+    config.memory_mib = MEM_MIB;
+    let mut guest = Guest::start(&config).unwrap_or_else(|e| panic!("start: {e:#?}"));
+    let dump = guest.kallsyms_dump(TIMEOUT).unwrap_or_else(|e| panic!("kallsyms dump: {e:#?}"));
+    let line = guest.wait_for_console(IOMEM, TIMEOUT).unwrap_or_else(|e| panic!("iomem: {e:#?}"));
+    let start = line.split(IOMEM).nth(1).and_then(|r| r.trim().split('-').next()).unwrap_or_default();
+    let kernel_code = u64::from_str_radix(start, 16).unwrap_or_else(|_| panic!("Kernel code line {line:?}"));
+    let lines =
+        dump.lines().map(str::trim_end).filter(|l| l.len() > 19 && !l.contains('[')).map(str::to_owned).collect();
+    (guest, kernel_code, lines)
 }
 
-/// Debian's statically linked busybox, fetched with apt and unpacked on first use (the host's
-/// /bin/busybox may be the dynamically linked one, useless in an initramfs).
-fn static_busybox() -> PathBuf {
-    let dir = Path::new("/var/cache/palisade/kallsyms-test/busybox-static");
-    let bin = dir.join("bin/busybox");
-    if !bin.exists() {
-        let dl = dir.join("deb");
-        std::fs::create_dir_all(&dl).unwrap();
-        run(Command::new("apt-get").args(["download", "busybox-static"]).current_dir(&dl));
-        let deb = std::fs::read_dir(&dl).unwrap().flatten().map(|e| e.path()).next().unwrap();
-        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir));
-    }
-    bin
-}
-
-fn initramfs(dir: &Path) -> PathBuf {
-    let root = dir.join("initramfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy(static_busybox(), root.join("bin/busybox")).unwrap();
-    std::fs::write(root.join("init"), INIT).unwrap();
-    run(Command::new("chmod").arg("755").arg(root.join("init")));
-    let out = dir.join("initramfs.cpio");
-    let pack = format!("find . | cpio -o -H newc > {}", out.display());
-    run(Command::new("sh").arg("-c").arg(pack).current_dir(&root));
-    out
-}
-
-impl DumpGuest {
-    fn boot(n: u32) -> DumpGuest {
-        let dir = tempfile::tempdir().unwrap();
-        let kernel = support::kernel();
-        let initrd = initramfs(dir.path());
-        let ram = PathBuf::from(format!("/dev/shm/palisade-kallsyms-{}-{n}.ram", std::process::id()));
-        let dump = dir.path().join("ttyS1");
-        let child = Command::new("qemu-system-x86_64")
-            .args(["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m"])
-            .arg(format!("{MEM_MIB}M"))
-            .arg("-object")
-            .arg(format!("memory-backend-file,id=ram0,size={MEM_MIB}M,mem-path={},share=on", ram.display()))
-            .args(["-machine", "memory-backend=ram0", "-kernel"])
-            .arg(&kernel)
-            .arg("-initrd")
-            .arg(&initrd)
-            .args(["-append", "console=ttyS0 panic=-1 quiet"])
-            .args(["-display", "none", "-monitor", "none", "-no-reboot", "-serial"])
-            .arg(format!("file:{}", dir.path().join("ttyS0").display()))
-            .arg("-serial")
-            .arg(format!("file:{}", dump.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("qemu-system-x86_64 missing: apt-get install qemu-system-x86");
-        let mut g = DumpGuest { child, ram, dump, _dir: dir };
-        let t0 = Instant::now();
-        while !g.dump_text().contains(DONE) {
-            if let Ok(Some(status)) = g.child.try_wait() {
-                let console = std::fs::read_to_string(g._dir.path().join("ttyS0")).unwrap_or_default();
-                panic!("qemu exited ({status}) before the kallsyms dump ended; console:\n{console}");
-            }
-            assert!(t0.elapsed() < Duration::from_secs(600), "no kallsyms dump within 10 minutes");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        g
-    }
-
-    fn dump_text(&self) -> String {
-        std::fs::read_to_string(&self.dump).unwrap_or_default()
-    }
-}
-
-/// The guest's own view: its "Kernel code" start and its core-kernel /proc/kallsyms lines
-/// (module, bpf and ftrace entries carry a `[owner]` and are not in the core table).
-fn guest_view(text: &str) -> (u64, Vec<String>) {
-    let mut kernel_code = None;
-    let mut lines = Vec::new();
-    for line in text.lines().map(str::trim_end) {
-        if line.ends_with(": Kernel code") {
-            let start = line.trim_start().split('-').next().unwrap();
-            kernel_code = Some(u64::from_str_radix(start, 16).unwrap());
-        } else if line.len() > 19 && !line.contains('[') && line != DONE {
-            lines.push(line.to_owned());
-        }
-    }
-    (kernel_code.expect("the guest printed its Kernel code range"), lines)
+fn ram(guest: &Guest) -> RamFile {
+    let regions = guest
+        .ram_layout()
+        .iter()
+        .map(|r| RamRegion { start: Gpa(r.gpa), len: r.len, file_offset: r.file_offset })
+        .collect();
+    RamFile::open(guest.ram_path(), RamLayout::new(regions).expect("q35 layout")).expect("guest RAM file")
 }
 
 fn recover(mem: &impl PhysMemory) -> (KernelSymbols, Duration) {
@@ -216,11 +145,12 @@ fn assert_decoys_rejected(ram: &RamFile, ks: &KernelSymbols) {
 
 #[test]
 fn recovered_symbols_equal_the_guests_proc_kallsyms_across_kaslr_boots() {
+    let (kernel, initrd) = images();
     let mut slides = Vec::new();
     for n in 0..3 {
-        let guest = DumpGuest::boot(n);
-        let (kernel_code, want) = guest_view(&guest.dump_text());
-        let ram = RamFile::open(&guest.ram, RamLayout::q35(MEM_MIB << 20)).expect("guest RAM file");
+        let (mut guest, kernel_code, want) = boot(n, &kernel, &initrd);
+        eprintln!("boot {n}: accelerator {:?}", guest.accel());
+        let ram = ram(&guest);
         let (ks, took) = recover(&ram);
         // Baseline for the benchmark page: reading all of RAM once in the same 2 MiB pieces.
         let t0 = Instant::now();
@@ -252,6 +182,7 @@ fn recovered_symbols_equal_the_guests_proc_kallsyms_across_kaslr_boots() {
             assert_decoys_rejected(&ram, &ks);
         }
         slides.push(ks.kaslr_slide());
+        guest.stop().unwrap_or_else(|e| panic!("stop: {e:#?}"));
         slides.dedup();
         if n >= 1 && slides.len() >= 2 {
             break;
