@@ -14,6 +14,15 @@ pub enum KallsymsError {
         /// Bytes of guest RAM scanned.
         scanned: u64,
     },
+    /// More token-table candidates than are worth validating: the guest may be planting them
+    /// to slow the monitor down.
+    #[error("{found} kallsyms token-table candidates in guest memory, more than the {limit} validated")]
+    TooManyCandidates {
+        /// Candidates found.
+        found: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Token tables were found, but no complete table set around any of them passed validation.
     #[error("{} kallsyms candidate(s) found, none passed validation (first: {})",
         .rejected.len(), first_rejection(.rejected))]
@@ -102,8 +111,9 @@ pub enum Reject {
     /// A symbol every x86-64 kernel has is missing.
     #[error("the symbol {0} is missing from the decoded table")]
     MissingSymbol(&'static str),
-    /// The physical base could not be tied to the tables.
-    #[error("no symbol anchors the tables' physical location to their virtual addresses")]
+    /// No 2 MiB-aligned placement of the kernel image around the tables passes the checks of
+    /// `phys_base` and `linux_banner` (or neither symbol is listed).
+    #[error("no placement of the kernel image around the tables has a matching phys_base and linux_banner")]
     NoPhysAnchor,
     /// Several placements of the kernel image pass the anchor checks.
     #[error("{placements} placements of the kernel image pass the physical-base checks")]

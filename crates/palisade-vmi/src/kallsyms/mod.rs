@@ -36,6 +36,10 @@ use crate::{Gpa, Gva, PhysMemory};
 use scan::TokenTable;
 use window::Window;
 
+/// Each candidate costs a few tens of milliseconds to validate; a real guest holds one or a few
+/// (the live tables, perhaps copies of vmlinux in the page cache).
+const MAX_CANDIDATES: usize = 64;
+
 /// Symbols every x86-64 kernel's table holds.
 const REQUIRED: [&str; 2] = ["_text", "_stext"];
 
@@ -48,6 +52,9 @@ pub fn recover(mem: &impl PhysMemory) -> Result<KernelSymbols, KallsymsError> {
     let (tables, scanned) = scan::find_token_tables(mem).map_err(KallsymsError::Memory)?;
     if tables.is_empty() {
         return Err(KallsymsError::NoTokenTable { scanned });
+    }
+    if tables.len() > MAX_CANDIDATES {
+        return Err(KallsymsError::TooManyCandidates { found: tables.len(), limit: MAX_CANDIDATES });
     }
     tracing::debug!(candidates = tables.len(), scanned, "kallsyms token tables found");
     let mut valid: Vec<KernelSymbols> = Vec::new();

@@ -147,6 +147,18 @@ fn a_lone_token_table_is_rejected() {
 }
 
 #[test]
+fn planted_token_tables_beyond_the_limit_fail_loudly() {
+    let (mem, built) = image(true).memory(&debian_6_1());
+    let full = mem_bytes(&mem);
+    let start = (PBASE + TABLES) as usize + built.token_table;
+    let table = &full[start..(PBASE + TABLES) as usize + built.bytes.len()];
+    for i in 0..64u64 {
+        mem.write(Gpa(0x90_0000 + i * 0x1_0000), table).unwrap();
+    }
+    assert!(matches!(recover(&mem), Err(KallsymsError::TooManyCandidates { found: 65, limit: 64 })));
+}
+
+#[test]
 fn a_corrupted_copy_is_rejected_and_the_real_table_wins() {
     let img = image(true);
     let (mem, built) = img.memory(&debian_6_1());
