@@ -10,6 +10,7 @@
 mod latency;
 mod probe;
 mod restart;
+mod vmi;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +42,8 @@ enum Cmd {
     PolicyLatency(latency::Args),
     /// Controller restart under a ping flood with many flows installed (lab and controller up).
     Restart(restart::Args),
+    /// Introspection on a real guest: boot to ready, symbol recovery, memory reads, hijacked calls.
+    Vmi(vmi::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +53,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Sniff { port } => probe::sniff(port),
         Cmd::PolicyLatency(args) => latency::run(&args),
         Cmd::Restart(args) => restart::run(&args),
+        Cmd::Vmi(args) => vmi::run(&args),
     }
 }
