@@ -1,23 +1,34 @@
 //! Hijacked kernel calls (paper §3.3.1(2)): make the guest kernel call one of its own
 //! functions with chosen arguments, on a vCPU stopped in process context, and return its
-//! result — then put the vCPU back exactly as it was.
+//! result — then put the interrupted task's registers back exactly as they were.
 //!
 //! ```text
 //!   break at safe point (a syscall handler) ─► save registers ─► rsp := aligned frame below
 //!   the live stack, [rsp] := safe point (trap) ─► rdi.. := args, rip := func ─► continue
 //!   ─► trap at safe point with rsp == frame (other hits are stepped over) ─► rax
-//!   ─► write back every register that differs ─► check ─► guest stopped at the safe point
+//!   ─► write back the task's registers that differ ─► check ─► guest stopped at the safe point
 //! ```
 //!
 //! The return trap reuses the safe point's breakpoint: the function `ret`s to the safe point's
-//! address, and the stop is ours only if rsp is our frame's. Registers wider than 64 bits
-//! (x87, SSE) are not saved: kernel code does not touch them outside `kernel_fpu_begin`.
+//! address, and the stop is ours only if rsp is our frame's.
+//!
+//! What is restored is the task's context: the general registers, rip and rflags
+//! ([`TASK_REGISTERS`]). The rest belongs to the CPU and stays as the kernel left it: a function
+//! that sleeps can resume on another vCPU, whose gs_base (per-CPU area), cr3 and cr2 must not be
+//! overwritten with the first vCPU's (that would make two CPUs share one per-CPU area).
+//! Registers wider than 64 bits (x87, SSE) are not saved: kernel code does not touch them
+//! outside `kernel_fpu_begin`.
 
 use std::time::{Duration, Instant};
 
 use crate::gdb::{Breakpoint, GdbClient, GdbError, Registers, StopReply, Transport};
 use crate::Gva;
 
+/// The registers of the interrupted task that a hijacked call restores.
+pub const TASK_REGISTERS: [&str; 18] = [
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+    "rip", "eflags",
+];
 /// System V argument registers, in order.
 const ARG_REGS: [&str; 6] = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
 /// How far below the interrupted stack pointer the call's frame starts.
@@ -59,7 +70,8 @@ pub enum HijackError {
 /// The guest must be stopped. If it is not already stopped at `safe_point`, a breakpoint there
 /// is set and the guest resumed until a vCPU hits it (so `safe_point` should be a frequently
 /// called system-call handler: process context, no locks held, interrupts on). On success the
-/// guest is left stopped at `safe_point` with every register as it was; resume it with
+/// guest is left stopped at `safe_point` with the task's registers ([`TASK_REGISTERS`]) as
+/// they were (on the vCPU the task now runs on); resume it with
 /// [`GdbClient::cont`] or make another call.
 pub fn hijack_call<T: Transport>(
     gdb: &mut GdbClient<T>,
@@ -90,11 +102,13 @@ fn call_with_breakpoint<T: Transport>(
     deadline: Instant,
 ) -> Result<u64, HijackError> {
     // 1. A vCPU at the safe point (QEMU points register requests at the vCPU that stopped).
+    let mut caller = None;
     if gdb.read_register("rip")? != safe_point.0 {
         gdb.cont()?;
-        wait_for(gdb, safe_point, None, deadline)
+        let stop = wait_for(gdb, safe_point, None, deadline)
             .map_err(|e| stopped_or(e, HijackError::SafePointNotReached(safe_point, timeout)))?
             .ok_or(HijackError::SafePointNotReached(safe_point, timeout))?;
+        caller = stop.thread();
     }
     let saved = gdb.read_registers()?;
     let get = |name: &str| saved.get(name).ok_or_else(|| GdbError::UnknownRegister(name.into()));
@@ -114,12 +128,15 @@ fn call_with_breakpoint<T: Transport>(
     gdb.cont()?;
     let stop = wait_for(gdb, safe_point, Some(frame), deadline)
         .map_err(|e| stopped_or(e, HijackError::NoReturn(func, timeout)))?;
-    if stop.is_none() {
+    let Some(stop) = stop else {
         return Err(HijackError::NoReturn(func, timeout));
+    };
+    if caller.is_some() && stop.thread() != caller {
+        tracing::debug!(?caller, returned_on = ?stop.thread(), "hijacked call resumed on another vCPU");
     }
     let value = gdb.read_register("rax")?;
 
-    // 4. Put back every register that differs, then check all of them.
+    // 4. Put back the task's registers that differ, then check them.
     restore(gdb, &saved)?;
     Ok(value)
 }
@@ -177,15 +194,16 @@ fn wait_for<T: Transport>(
 }
 
 fn restore<T: Transport>(gdb: &mut GdbClient<T>, saved: &Registers) -> Result<(), HijackError> {
+    let task = |name: &str| TASK_REGISTERS.contains(&name);
     let now = gdb.read_registers()?;
     for ((name, want), (_, have)) in saved.0.iter().zip(&now.0) {
-        if want != have {
+        if task(name) && want != have {
             gdb.write_register(name, *want)?;
         }
     }
     let after = gdb.read_registers()?;
     for ((name, expected), (_, actual)) in saved.0.iter().zip(&after.0) {
-        if expected != actual {
+        if task(name) && expected != actual {
             return Err(HijackError::NotRestored { name: name.clone(), expected: *expected, actual: *actual });
         }
     }

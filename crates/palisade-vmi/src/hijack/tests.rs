@@ -74,6 +74,8 @@ struct Sim {
     bps: HashSet<u64>,
     foreign_hits: usize,
     never_return: bool,
+    /// The function resumes on another vCPU: different per-CPU registers on return.
+    migrate: bool,
     ours: Option<Vec<u64>>,
     /// (rsp, return address) seen at the function's entry.
     entry: Option<(u64, u64)>,
@@ -117,6 +119,10 @@ impl Sim {
                 return None;
             }
             self.regs[reg("rax")] = self.regs[reg("rdi")] + 2 * self.regs[reg("rsi")];
+            if self.migrate {
+                self.regs[reg("gs_base")] = 0xffff_8880_1f20_0000;
+                self.regs[reg("cr2")] = 0x7f00_0000_1000;
+            }
             for (r, v) in [("rcx", 0xdead), ("r11", 0xbeef), ("rdi", 0), ("eflags", 0x2)] {
                 self.regs[reg(r)] = v;
             }
@@ -297,4 +303,19 @@ fn more_than_six_arguments_are_refused() {
     let err = hijack_call(&mut gdb, Gva(SAFE), Gva(FUNC), &[0; 7], Duration::from_secs(1)).unwrap_err();
     assert!(matches!(err, HijackError::TooManyArgs(7)));
     assert!(!sim.lock().unwrap().log.iter().any(|c| c.starts_with('Z')));
+}
+
+#[test]
+fn per_cpu_registers_are_left_alone_when_the_task_resumes_on_another_vcpu() {
+    let (mut gdb, sim) = start(Sim { migrate: true, ..sim() });
+    let r = hijack_call(&mut gdb, Gva(SAFE), Gva(FUNC), &[1, 2], Duration::from_secs(2)).unwrap();
+    assert_eq!(r, 5);
+    let s = sim.lock().unwrap();
+    assert_eq!(s.regs[reg("gs_base")], 0xffff_8880_1f20_0000, "the new vCPU's per-CPU base");
+    assert_eq!(s.regs[reg("rsp")], TASK_RSP);
+    assert_eq!(s.regs[reg("rdi")], 0x1000 + reg("rdi") as u64);
+    let written: Vec<&String> = s.log.iter().filter(|c| c.starts_with('P')).collect();
+    let gs_base = format!("P{:x}=", reg("gs_base"));
+    let cr2 = format!("P{:x}=", reg("cr2"));
+    assert!(!written.iter().any(|c| c.starts_with(&gs_base) || c.starts_with(&cr2)), "{written:?}");
 }
