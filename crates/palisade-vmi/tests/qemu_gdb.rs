@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use palisade_vmi::gdb::{Breakpoint, GdbClient, StopReason, StopReply, WatchKind};
 use palisade_vmi::paging::CR4_LA57;
-use palisade_vmi::{AddressSpace, Gva, PhysMemory, RamFile, RamLayout, VirtMemory};
+use palisade_vmi::{AddressSpace, Gva, PhysMemory, VirtMemory};
 use support::{TestGuest, MEM_MIB};
 
 #[test]
 fn gdb_registers_memory_and_breakpoints_agree_with_the_page_walk() {
-    let guest = TestGuest::boot("gdb", 2, 1_000_000);
-    let mut gdb = GdbClient::connect_unix(&guest.gdb).expect("connect to QEMU's gdb stub");
+    let guest = TestGuest::boot("gdb", 2, support::read_loop(None));
+    let mut gdb = GdbClient::connect_unix(guest.guest.gdb_path()).expect("connect to QEMU's gdb stub");
     gdb.set_timeout(Duration::from_secs(10));
 
     // QEMU's habits: a T02 on connect; `cs_base`..`es_base` commented out of i386-64bit.xml,
@@ -35,7 +35,7 @@ fn gdb_registers_memory_and_breakpoints_agree_with_the_page_walk() {
     assert_ne!(cr4 & CR4_LA57, 0, "-cpu max under TCG should run the kernel with 5-level paging");
 
     // The same kernel bytes through gdb `m` and through page walk + RAM file.
-    let ram = RamFile::open(&guest.ram, RamLayout::q35(MEM_MIB << 20)).unwrap();
+    let ram = guest.ram();
     let space = AddressSpace::from_registers(cr3, cr4);
     let vm = VirtMemory::new(&ram, space);
     let at = Gva(rip & !0xff);
