@@ -47,8 +47,13 @@ fn frame(body: &[u8]) -> Vec<u8> {
     f
 }
 
-fn start(mut faults: Faults) -> (UnixStream, Stub) {
-    let (client, mut s) = UnixStream::pair().unwrap();
+fn start(faults: Faults) -> (UnixStream, Stub) {
+    let (client, s) = UnixStream::pair().unwrap();
+    (client, serve(s, faults))
+}
+
+/// Runs the fake stub on `s` in a thread.
+fn serve<S: Read + Write + Send + 'static>(mut s: S, mut faults: Faults) -> Stub {
     let log = Arc::new(Mutex::new(Vec::new()));
     let log2 = log.clone();
     let handle = std::thread::spawn(move || {
@@ -209,7 +214,7 @@ fn start(mut faults: Faults) -> (UnixStream, Stub) {
             }
         }
     });
-    (client, Stub { log, handle })
+    Stub { log, handle }
 }
 
 fn client(faults: Faults) -> (GdbClient<UnixStream>, Stub) {
@@ -322,4 +327,18 @@ fn raw_requests_and_unknown_commands() {
     assert_eq!(c.request("p0").unwrap(), b"1111000000000000");
     // ...and an unknown command answers empty.
     assert_eq!(c.request("qNothing").unwrap(), b"");
+}
+
+#[test]
+fn tcp_transport_works_with_nagle_off() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        serve(s, Faults { unsolicited_t02: true, ..Faults::default() })
+    });
+    let mut c = GdbClient::connect_tcp(addr).unwrap();
+    let _stub = server.join().unwrap();
+    assert!(c.initial_stop().is_some());
+    assert_eq!(c.read_register("rax").unwrap(), 0x1111);
 }
