@@ -1,5 +1,7 @@
-//! Hijacked kernel calls on a real QEMU guest: arguments in, result out, state restored, and
-//! the guest finishes its workload and powers off afterwards.
+//! Hijacked kernel calls on a real QEMU guest: arguments in, result out, state restored;
+//! `module_alloc` memory made read-only and executable by hijacked `set_memory_ro`/`set_memory_x`,
+//! checked in the page tables through our own walk; the guest then finishes its workload and
+//! powers off cleanly.
 //! Needs root and qemu-system-x86 (kernel and busybox-static are fetched with apt); fails
 //! loudly without them.
 
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use palisade_vmi::gdb::GdbClient;
 use palisade_vmi::hijack::{hijack_call, TASK_REGISTERS};
-use palisade_vmi::Gva;
+use palisade_vmi::{AddressSpace, Gva, VirtMemory};
 use support::TestGuest;
 
 #[test]
@@ -47,6 +49,24 @@ fn hijacked_module_alloc_returns_a_module_area_address_and_the_guest_carries_on(
     assert_eq!(addr & 0xfff, 0);
     // The allocation is mapped: the guest's own view reads it (fresh vmalloc pages).
     assert_eq!(gdb.read_memory(Gva(addr), 64).unwrap().len(), 64);
+
+    // set_memory_ro / set_memory_x on it, seen in the page tables through our own walk.
+    let ram = guest.ram();
+    let space = AddressSpace::from_registers(at_safe_point.get("cr3").unwrap(), at_safe_point.get("cr4").unwrap());
+    let vm = VirtMemory::new(&ram, space);
+    let pte = vm.translate(Gva(addr)).unwrap();
+    assert!(pte.writable && pte.nx, "fresh module memory is RW+NX: {pte:?}");
+    for (func, check) in [("set_memory_ro", "read-only"), ("set_memory_x", "executable")] {
+        let ret =
+            hijack_call(&mut gdb, safe_point, Gva(guest.symbol(func)), &[addr, 1], Duration::from_secs(10)).unwrap();
+        assert_eq!(ret as i32, 0, "{func} returned {ret:#x}");
+        let pte = vm.translate(Gva(addr)).unwrap();
+        println!("after {func}: {pte:?}");
+        match check {
+            "read-only" => assert!(!pte.writable, "{pte:?}"),
+            _ => assert!(!pte.writable && !pte.nx, "{pte:?}"),
+        }
+    }
 
     // The task's registers are as at the safe point (per-CPU ones may differ if the task
     // resumed on the other vCPU).
