@@ -116,17 +116,24 @@ fn gdb_registers_memory_and_breakpoints_agree_with_the_page_walk() {
         gdb.remove_breakpoint(kind, Gva(sys_read), 1).unwrap();
     }
 
-    // A write watchpoint on jiffies: the next timer tick stops with a `watch` reason.
+    // Watchpoints on jiffies (written every tick, read all the time): each stops with its
+    // own reason.
     let jiffies = Gva(guest.symbol("jiffies"));
-    gdb.insert_breakpoint(Breakpoint::Write, jiffies, 8).unwrap();
-    gdb.cont().unwrap();
-    let stop = gdb.wait_stop(Duration::from_secs(30)).unwrap();
-    println!("watchpoint stop: {stop:?}");
-    let StopReply::Stopped { reason: Some(StopReason::Watch { kind, addr }), .. } = stop else {
-        panic!("expected a watchpoint stop, got {stop:?}")
-    };
-    assert_eq!((kind, addr), (WatchKind::Write, jiffies));
-    gdb.remove_breakpoint(Breakpoint::Write, jiffies, 8).unwrap();
+    for (bp, want) in [
+        (Breakpoint::Write, WatchKind::Write),
+        (Breakpoint::Read, WatchKind::Read),
+        (Breakpoint::Access, WatchKind::Access),
+    ] {
+        gdb.insert_breakpoint(bp, jiffies, 8).unwrap();
+        gdb.cont().unwrap();
+        let stop = gdb.wait_stop(Duration::from_secs(30)).unwrap();
+        println!("{bp:?} watchpoint stop: {stop:?}");
+        let StopReply::Stopped { reason: Some(StopReason::Watch { kind, addr }), .. } = stop else {
+            panic!("expected a watchpoint stop, got {stop:?}")
+        };
+        assert_eq!((kind, addr), (want, jiffies));
+        gdb.remove_breakpoint(bp, jiffies, 8).unwrap();
+    }
 
     // Register write round trip (restored before running again).
     let rax = gdb.read_register("rax").unwrap();
