@@ -1,0 +1,38 @@
+//! Palisade's network anomaly detection input: the 11 traffic features of each monitored VM per
+//! time window (`shared/specs/nad-features.md`), from pcap/pcapng files and live interfaces.
+//! Owns capture reading, packet decoding, the extractor and `palisade nad`; not the detector.
+//!
+//! ```text
+//!  file ─► capture (pcap | pcapng, 1 MiB reads, parsed in place) ─┐
+//!                                                                 ├─► decode ─► features ─► RowWriter
+//!  interface ─► live (libpcap: TPACKET_V3 ring, kernel timestamps) ┘  (checked   (per VM,    (CSV | JSONL)
+//!                                                                     views)      per window)
+//! ```
+//!
+//! Live capture uses libpcap (the `pcap` crate) rather than a plain `AF_PACKET` socket: libpcap
+//! on Linux reads a `TPACKET_V3` memory-mapped ring (blocks of packets per wake-up, no syscall
+//! per packet) and gives kernel timestamps, while a plain socket costs a `recvfrom` per packet
+//! and, without `unsafe` control-message parsing, only user-space arrival times. The ring's
+//! `unsafe` lives in libpcap; this crate forbids it.
+
+#![forbid(unsafe_code)]
+
+pub mod build;
+pub mod capture;
+pub mod cli;
+pub mod decode;
+mod error;
+pub mod features;
+pub mod gen;
+pub mod live;
+mod progress;
+mod report;
+mod run;
+
+pub use capture::{CaptureReader, Frame, LinkType, ReadStats, Stop};
+pub use decode::{decode, Decoded, IpPacket, Malformed, Transport};
+pub use error::{ConfigError, ReadError, RunError};
+pub use features::{Config, ExtractStats, Extractor, Features, Format, Row, RowSink, RowWriter, Seconds, Series};
+pub use progress::Progress;
+pub use report::Report;
+pub use run::{extract, extract_bytes, extract_file, open_file, PassError};
