@@ -89,6 +89,9 @@ enum Cmd {
     /// Look into guest VMs from outside (no agent in the guest).
     #[command(subcommand)]
     Vmi(VmiCmd),
+    /// Network anomaly detection: the 11 traffic features per VM and time window, from a
+    /// capture file or a live interface (`palisade nad features --help`).
+    Nad(palisade_nad::cli::NadCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,6 +277,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Cmd::Lab(cmd) => lab(cli, cmd)?,
         Cmd::Vmi(cmd) => vmi(cli, cmd)?,
+        Cmd::Nad(cmd) => palisade_nad::cli::run(cmd)?,
     }
     Ok(())
 }
