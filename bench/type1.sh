@@ -33,10 +33,26 @@ p99() { sort -n | awk '{a[NR]=$1} END {i=int(NR*0.99); if(i<1)i=1; printf "%.3f"
 ttl() { ip netns exec "$1" busybox ping -c 1 -W 1 198.18.1.20 | sed -n 's/.*ttl=\([0-9]*\).*/\1/p'; }
 [ "$(ttl pal-alpha-web1)" = 63 ] || { echo "alpha traffic is not redirected" >&2; exit 1; }
 [ "$(ttl pal-beta-web1)" = 64 ] || { echo "beta traffic is not direct" >&2; exit 1; }
-red=$(mktemp); dir=$(mktemp)
-for _ in $(seq $((N_PING / 10))); do rtts pal-alpha-web1 10 >>"$red"; rtts pal-beta-web1 10 >>"$dir"; done
-rm_=$(median <"$red"); dm=$(median <"$dir")
-echo "ping RTT (ms, $N_PING each): direct median $dm p99 $(p99 <"$dir") | redirected median $rm_ p99 $(p99 <"$red") | ratio $(awk -v a="$rm_" -v b="$dm" 'BEGIN{printf "%.2f", a/b}')"
+rtt_pair() { # label -> one line: medians, p99s and the ratio, pings interleaved
+  local red dir rm_ dm
+  red=$(mktemp); dir=$(mktemp)
+  for _ in $(seq $((N_PING / 10))); do rtts pal-alpha-web1 10 >>"$red"; rtts pal-beta-web1 10 >>"$dir"; done
+  rm_=$(median <"$red"); dm=$(median <"$dir")
+  echo "ping RTT, $1 (ms, $N_PING each): direct median $dm p99 $(p99 <"$dir") | redirected median $rm_ p99 $(p99 <"$red") | ratio $(awk -v a="$rm_" -v b="$dm" 'BEGIN{printf "%.2f", a/b}')"
+  rm -f "$red" "$dir"
+}
+rtt_pair "ports type=system (AF_PACKET, the lab's default)"
+# The same lab with every port an AF_XDP port polled by a PMD thread (one core busy-polls),
+# as an operator who dedicates a core to the datapath would run it.
+for p in $(ovs-vsctl list-ports palisade0); do ovs-vsctl set interface "$p" type=afxdp options:xdp-mode=generic; done
+sleep 3
+if [ "$(ttl pal-alpha-web1)" = 63 ] && [ "$(ttl pal-beta-web1)" = 64 ]; then
+  rtt_pair "ports type=afxdp (PMD polling)"
+else
+  echo "afxdp ports did not come up here; skipping that row" >&2
+fi
+for p in $(ovs-vsctl list-ports palisade0); do ovs-vsctl set interface "$p" type=system -- remove interface "$p" options xdp-mode; done
+sleep 2
 
 token() { sed -n 's/.*"admin": *"\([0-9a-f]*\)".*/\1/p' "$PALISADE_LAB_DIR/tokens.json"; }
 $P delete policy alpha/web1-to-web2-via-fw >/dev/null
@@ -62,4 +78,4 @@ cnt=$(ovs-ofctl -O OpenFlow14 dump-flows $br | grep -c cookie=0x5a15 || true)
 ovs-vsctl del-br $br
 [ "$cnt" = "$N_FLOWS" ] || { echo "only $cnt of $N_FLOWS flows installed" >&2; exit 1; }
 echo "flow programming ($N_FLOWS flows, one bundle): baseline ovs-ofctl --bundle add-flows ${tb}s = $(awk -v n="$N_FLOWS" -v t="$tb" 'BEGIN{printf "%.0f", n/t}') flows/s | palisade bundle path ${tp}s = $(awk -v n="$N_FLOWS" -v t="$tp" 'BEGIN{printf "%.0f", n/t}') flows/s"
-rm -f "$red" "$dir" "$f1" "$f2"
+rm -f "$f1" "$f2"

@@ -16,7 +16,7 @@ use palisade_model::{merge_file, FileError, Inventory, Kind, Object, ObjectKey};
 use palisade_ovs::{OvsError, Switch};
 use palisade_store::{Actor, AppliedOwner, AuditEntry, Mutation, Store, StoreError};
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::auth::Scope;
 use crate::metrics::Metrics;
@@ -151,6 +151,10 @@ impl std::fmt::Debug for StateCell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "State(revision {})", self.0.revision)
     }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 fn now_ms() -> i64 {
@@ -341,6 +345,7 @@ impl Controller {
         summary: &str,
         dry_run: bool,
     ) -> Result<Outcome, ServiceError> {
+        let t_start = Instant::now();
         // Ports from the last view of the switch; read them afresh if that view is missing or
         // lacks a port the change needs (a VM attached since the last reconcile pass).
         let (mut ports, mut reachable) = match &state.view {
@@ -360,6 +365,7 @@ impl Controller {
         if dry_run || mutations.is_empty() {
             return Ok(Outcome { dry_run, revision: state.revision, objects, rules, pending, enforced: reachable });
         }
+        let t_compiled = Instant::now();
         let mut applied_after = None;
         if reachable {
             let known = state.view.as_ref().map(|v| v.installed.clone());
@@ -388,6 +394,7 @@ impl Controller {
                 }
             }
         }
+        let t_switched = Instant::now();
         let revision =
             self.store.commit(&Actor(scope.actor()), summary, &mutations, now_ms()).map_err(ServiceError::Store)?;
         state.inventory = after;
@@ -399,6 +406,12 @@ impl Controller {
         if let Some(records) = applied_after {
             self.record(revision, &records)?;
         }
+        debug!(
+            compile_ms = ms(t_compiled - t_start),
+            switch_ms = ms(t_switched - t_compiled),
+            store_ms = ms(t_switched.elapsed()),
+            "change timing"
+        );
         Ok(Outcome { dry_run, revision, objects, rules, pending, enforced })
     }
 

@@ -23,4 +23,4 @@ mod qemu;
 
 pub use images::{Images, LAB_WORKLOAD};
 pub use orphans::{reap_orphans, Reaped};
-pub use qemu::{QemuGuests, RuntimeConfig};
+pub use qemu::{QemuGuests, RuntimeConfig, DEFAULT_RAM_DIR};

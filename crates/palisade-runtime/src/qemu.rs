@@ -15,6 +15,10 @@ use tracing::{info, warn};
 
 use crate::images::Images;
 
+/// Where guest RAM files live: a directory on tmpfs that only root can enter, because QEMU
+/// creates RAM files readable by everyone (mode 0644) and guest RAM holds tenants' secrets.
+pub const DEFAULT_RAM_DIR: &str = "/dev/shm/palisade";
+
 /// Where and how guests run.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -39,7 +43,7 @@ impl RuntimeConfig {
         RuntimeConfig {
             bridge: bridge.to_owned(),
             cache_dir: PathBuf::from(palisade_guest::DEFAULT_CACHE_DIR),
-            ram_dir: PathBuf::from("/dev/shm"),
+            ram_dir: PathBuf::from(DEFAULT_RAM_DIR),
             accel: AccelPolicy::Auto,
             boot_timeout: Duration::from_secs(120),
             retry_after: Duration::from_secs(60),
@@ -82,6 +86,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Creates `dir` (and parents) and makes it accessible to its owner only.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// Runs a host command; its stderr on failure.
 fn run(argv: &[&str]) -> Result<(), String> {
     let out = std::process::Command::new(argv[0])
@@ -111,6 +122,9 @@ impl QemuGuests {
     /// A runtime with no guests yet. Reaps guests a crashed predecessor on the same bridge
     /// left behind, since they cannot be adopted.
     pub fn new(config: RuntimeConfig) -> Self {
+        if let Err(e) = private_dir(&config.ram_dir) {
+            warn!(dir = %config.ram_dir.display(), error = %e, "cannot make the guest RAM directory private");
+        }
         let reaped = crate::reap_orphans(&config.ram_dir, &config.name_prefix());
         if !reaped.processes.is_empty() || !reaped.files.is_empty() {
             warn!(processes = ?reaped.processes, files = reaped.files.len(), "reaped guests of an earlier controller");

@@ -98,6 +98,12 @@ fn guest_vm_boots_from_policy_and_its_symbols_come_from_memory() {
     assert_eq!(grep.lines().count(), 1, "{grep}");
     assert!(grep.ends_with(" T module_alloc\n"), "{grep}");
 
+    // Guest RAM is readable by root only: QEMU makes the file 0644, its directory is 0700.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata("/dev/shm/palisade").expect("RAM directory").permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "guest RAM directory mode {mode:o}");
+    assert!(Path::new(&format!("/dev/shm/palisade/palisade-{VM_NAME}.ram")).exists());
+
     // Another tenant cannot look into it.
     let tokens: Value =
         serde_json::from_str(&std::fs::read_to_string(env.dir.join("tokens.json")).expect("tokens")).expect("json");
@@ -122,5 +128,5 @@ fn guest_vm_boots_from_policy_and_its_symbols_come_from_memory() {
     env.ok(&["apply", "-f", &guest_yaml]);
     env.ok(&["lab", "down"]);
     assert!(!qemu_running(), "QEMU still runs after lab down");
-    assert!(!Path::new(&format!("/dev/shm/palisade-{VM_NAME}.ram")).exists());
+    assert!(!Path::new(&format!("/dev/shm/palisade/palisade-{VM_NAME}.ram")).exists());
 }

@@ -406,7 +406,10 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
                 eprintln!("  stopped palisaded (and its guests)");
             }
             // Guests of a controller that died without stopping them.
-            let reaped = palisade_runtime::reap_orphans(std::path::Path::new("/dev/shm"), &format!("{bridge}-"));
+            let reaped = palisade_runtime::reap_orphans(
+                std::path::Path::new(palisade_runtime::DEFAULT_RAM_DIR),
+                &format!("{bridge}-"),
+            );
             if !reaped.processes.is_empty() {
                 eprintln!("  killed {} guest QEMU process(es) left behind", reaped.processes.len());
             }
