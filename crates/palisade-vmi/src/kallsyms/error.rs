@@ -88,13 +88,6 @@ pub enum Reject {
         /// Offset the names stream says.
         expected: u64,
     },
-    /// The space between the markers and the token table is neither empty nor a
-    /// `kallsyms_seqs_of_names` table.
-    #[error("{gap} bytes between kallsyms_markers and the token table are not kallsyms_seqs_of_names")]
-    UnknownGap {
-        /// Bytes in between.
-        gap: u64,
-    },
     /// `kallsyms_seqs_of_names` is not a permutation sorting the symbols by name.
     #[error("kallsyms_seqs_of_names entry {index} is not a name-sorted permutation of the symbols")]
     BadSeqs {
