@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use palisade_controller::guests::{DesiredGuest, GuestRuntimeError, SymbolEntry};
 use palisade_controller::{GuestRuntime, GuestState, GuestStatus, SymbolTable};
-use palisade_guest::initramfs::READY_MARKER;
+use palisade_guest::initramfs::{NET_UP_MARKER, READY_MARKER};
 use palisade_guest::{Accel, AccelPolicy, Guest, GuestConfig, NicConfig};
 use palisade_vmi::kallsyms::{self, AddressLayout, KernelSymbols};
 use palisade_vmi::{Gpa, RamFile, RamLayout, RamRegion};
@@ -191,6 +191,8 @@ impl QemuGuests {
         let tag = format!("tag={}", g.vlan);
         run(&["ovs-vsctl", "--may-exist", "add-port", &self.config.bridge, &tap, "--", "set", "port", &tap, &tag])?;
         guest.wait_for_console(READY_MARKER, self.config.boot_timeout).map_err(|e| chain(&e))?;
+        // Running means reachable: wait until the guest's init has configured its NIC.
+        guest.wait_for_console(NET_UP_MARKER, self.config.boot_timeout).map_err(|e| chain(&e))?;
         let accel = guest.accel().clone();
         let detail = format!(
             "{} ({}); kernel {}; ready {:.1} s after start",
