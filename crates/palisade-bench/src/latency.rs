@@ -13,19 +13,14 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use palisade_client::Client;
 
 use crate::probe::unix_ns;
 
 /// Arguments of `policy-latency`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Controller API.
-    #[arg(long, default_value = "http://127.0.0.1:7683")]
-    url: String,
-    /// Admin token.
-    #[arg(long, env = "PALISADE_TOKEN")]
-    token: String,
+    #[command(flatten)]
+    api: crate::ApiArgs,
     /// Numbers of installed policies to measure with.
     #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
     sizes: Vec<usize>,
@@ -109,10 +104,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.sizes.windows(2).any(|w| w[0] >= w[1]) {
         bail!("--sizes must ascend (each size adds background policies to the previous ones)");
     }
-    let api = Client::new(&args.url, &args.token);
-    if !api.healthy() {
-        bail!("no controller answers at {} (run `palisade lab up` first)", args.url);
-    }
+    let api = args.api.client()?;
     let me = std::env::current_exe().context("locating palisade-bench")?;
     let mut sniffer = Command::new("ip")
         .args(["netns", "exec", APPLIANCE_NS])

@@ -46,6 +46,28 @@ enum Cmd {
     Vmi(vmi::Args),
 }
 
+/// Where the controller is and the admin token to use.
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// Controller API.
+    #[arg(long, default_value = "http://127.0.0.1:7683")]
+    url: String,
+    /// Admin token.
+    #[arg(long, env = "PALISADE_TOKEN")]
+    token: String,
+}
+
+impl ApiArgs {
+    /// A client for the controller, checked to answer.
+    fn client(&self) -> anyhow::Result<palisade_client::Client> {
+        let api = palisade_client::Client::new(&self.url, &self.token);
+        if !api.healthy() {
+            anyhow::bail!("no controller answers at {} (run `palisade lab up` first)", self.url);
+        }
+        Ok(api)
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {

@@ -12,17 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use palisade_client::lab::LabHome;
-use palisade_client::Client;
 
 /// Arguments of `restart`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Controller API.
-    #[arg(long, default_value = "http://127.0.0.1:7683")]
-    url: String,
-    /// Admin token.
-    #[arg(long, env = "PALISADE_TOKEN")]
-    token: String,
+    #[command(flatten)]
+    api: crate::ApiArgs,
     /// The lab's home (pid file, database, tokens).
     #[arg(long, env = "PALISADE_LAB_DIR", default_value = "/var/lib/palisade/lab")]
     lab_dir: PathBuf,
@@ -118,10 +113,7 @@ fn restart(home: &LabHome, palisaded: &std::path::Path, url: &str, bridge: &str,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let api = Client::new(&args.url, &args.token);
-    if !api.healthy() {
-        bail!("no controller answers at {} (run `palisade lab up` first)", args.url);
-    }
+    let api = args.api.client()?;
     let palisaded = std::env::current_exe()?.with_file_name("palisaded");
     let home = LabHome::new(args.lab_dir.clone());
     let t = Instant::now();
@@ -140,9 +132,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let child = flood(btx)?;
     let third = Duration::from_secs_f64(baseline_s) / 3;
     std::thread::sleep(third);
-    let kill9 = restart(&home, &palisaded, &args.url, &args.bridge, "-9")?;
+    let kill9 = restart(&home, &palisaded, &args.api.url, &args.bridge, "-9")?;
     std::thread::sleep(third.saturating_sub(Duration::from_secs_f64(kill9)));
-    let term = restart(&home, &palisaded, &args.url, &args.bridge, "-TERM")?;
+    let term = restart(&home, &palisaded, &args.api.url, &args.bridge, "-TERM")?;
     let (rtx, rrx) = summary(child)?;
     // Let the restarted controller finish a reconcile pass before looking at the flows.
     std::thread::sleep(Duration::from_millis(1500));
