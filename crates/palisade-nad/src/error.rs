@@ -93,6 +93,15 @@ pub enum RunError {
         #[source]
         source: pcap::Error,
     },
+    /// Waiting for packets failed.
+    #[error("waiting for packets on interface `{iface}` failed")]
+    LiveWait {
+        /// The interface.
+        iface: String,
+        /// Why.
+        #[source]
+        source: nix::errno::Errno,
+    },
     /// The live interface's link type is not decodable.
     #[error("interface `{iface}` has {link}, which the decoder does not support (Ethernet, SLL, SLL2, raw IP)")]
     LiveLink {

@@ -1,6 +1,7 @@
 //! Live capture through libpcap: each window's rows are written as soon as the window closes
 //! (its end plus the reorder allowance has passed on the clock), whether or not packets arrive.
 
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -8,6 +9,10 @@ use crate::capture::{Frame, LinkType};
 use crate::error::RunError;
 use crate::features::{Config, Extractor, RowSink, Series};
 use crate::report::Report;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+/// Longest wait for packets before looking at the clock again (also libpcap's block timeout).
+const TICK_MS: u16 = 50;
 
 /// How a live capture is opened.
 #[derive(Debug, Clone)]
@@ -50,9 +55,10 @@ pub fn capture<S: RowSink<Error = std::io::Error>>(
         .promisc(true)
         .snaplen(opts.snaplen)
         .buffer_size(opts.buffer_bytes)
-        .timeout(50)
+        .timeout(i32::from(TICK_MS))
         .precision(pcap::Precision::Nano)
         .open()
+        .and_then(|c| c.setnonblock())
         .map_err(live)?;
     let link = LinkType(cap.get_datalink().0 as u16);
     if !link.is_supported() {
@@ -73,7 +79,17 @@ pub fn capture<S: RowSink<Error = std::io::Error>>(
                     ex.advance(now_ns(), sink).map_err(write)?;
                 }
             }
-            Err(pcap::Error::TimeoutExpired) => ex.advance(now_ns(), sink).map_err(write)?,
+            Err(pcap::Error::TimeoutExpired) => {
+                // The ring is empty. Close what the clock closed, then wait for the kernel to
+                // hand over a block — but not longer than a tick, so windows close on time even
+                // when no packet comes (a blocking read would sleep until one does).
+                ex.advance(now_ns(), sink).map_err(write)?;
+                let mut fds = [PollFd::new(cap.as_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, PollTimeout::from(TICK_MS)) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(source) => return Err(RunError::LiveWait { iface: opts.iface.clone(), source }),
+                }
+            }
             Err(e) => return Err(live(e)),
         }
     }
