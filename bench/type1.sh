@@ -44,14 +44,14 @@ rtt_pair() { # label -> one line: medians, p99s and the ratio, pings interleaved
 rtt_pair "ports type=system (AF_PACKET, the lab's default)"
 # The same lab with every port an AF_XDP port polled by a PMD thread (one core busy-polls),
 # as an operator who dedicates a core to the datapath would run it.
-for p in $(ovs-vsctl list-ports palisade0); do ovs-vsctl set interface "$p" type=afxdp options:xdp-mode=generic; done
-sleep 3
+$P lab up --port-type afxdp >/dev/null 2>&1
+sleep 2
 if [ "$(ttl pal-alpha-web1)" = 63 ] && [ "$(ttl pal-beta-web1)" = 64 ]; then
   rtt_pair "ports type=afxdp (PMD polling)"
 else
-  echo "afxdp ports did not come up here; skipping that row" >&2
+  echo "afxdp ports do not forward here (see ovs-vswitchd.log); no afxdp row" >&2
 fi
-for p in $(ovs-vsctl list-ports palisade0); do ovs-vsctl set interface "$p" type=system -- remove interface "$p" options xdp-mode; done
+$P lab up --port-type system >/dev/null 2>&1
 sleep 2
 
 token() { sed -n 's/.*"admin": *"\([0-9a-f]*\)".*/\1/p' "$PALISADE_LAB_DIR/tokens.json"; }

@@ -142,7 +142,7 @@ pub fn lab_spec(inv: &Inventory, bridge: &str) -> Result<LabSpec, LabGlueError> 
             role: HostRole::Appliance(ApplianceSpec { functions, firewall: firewall(app.firewall.as_ref()) }),
         });
     }
-    Ok(LabSpec { bridge: bridge.to_owned(), hosts })
+    Ok(LabSpec { bridge: bridge.to_owned(), hosts, port_type: palisade_lab::PortType::System })
 }
 
 /// Where the lab keeps its controller's database, tokens, pid and logs.

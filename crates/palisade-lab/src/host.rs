@@ -3,7 +3,7 @@
 
 use crate::error::LabError;
 use crate::parse::{self, Link};
-use crate::spec::{HostRole, HostSpec};
+use crate::spec::{HostRole, HostSpec, PortType};
 use crate::sys::Sys;
 use crate::validate::{format_mac, parse_mac};
 
@@ -239,6 +239,26 @@ pub fn converge_host(
         ch.note(format!("setting VLAN {vlan} on port {port}"));
         sys.vsctl(&["set", "port", port, &tag])?;
     }
+    Ok(())
+}
+
+/// Brings a host port's OVS interface type to `want` (AF_XDP ports read in generic XDP mode,
+/// the one veths support here).
+pub fn converge_port_type(sys: Sys<'_>, port: &str, want: PortType, ch: &mut Changes<'_>) -> Result<(), LabError> {
+    let got = sys.ovs_get("interface", port, &["type"])?;
+    let got = got[0].first().map(String::as_str).unwrap_or("");
+    let got = if got == "system" { "" } else { got };
+    if got == want.ovs_type() {
+        return Ok(());
+    }
+    ch.note(format!("making {port} a {want:?} port"));
+    let ty = format!("type={}", if want == PortType::System { "system" } else { want.ovs_type() });
+    match want {
+        PortType::Afxdp => sys.vsctl(&["set", "interface", port, &ty, "options:xdp-mode=generic"])?,
+        PortType::System => {
+            sys.vsctl(&["set", "interface", port, &ty, "--", "remove", "interface", port, "options", "xdp-mode"])?
+        }
+    };
     Ok(())
 }
 

@@ -81,6 +81,7 @@ fn vm_spec() -> LabSpec {
             vlan: 10,
             role: HostRole::Vm,
         }],
+        port_type: crate::PortType::System,
     }
 }
 
@@ -99,6 +100,7 @@ fn machine_with_vm_up() -> Scripted {
         .on("ovs-vsctl --timeout=10 get bridge pal0 datapath_type fail_mode protocols", 0, &settings)
         .on("ovs-vsctl --timeout=10 list-ports pal0", 0, "pa-a\n")
         .on("ovs-vsctl --timeout=10 get port pa-a tag", 0, "10\n")
+        .on("ovs-vsctl --timeout=10 get interface pa-a type", 0, "\"\"\n")
         .on("ip -j netns list", 0, r#"[{"name":"pal-a","id":0}]"#)
         .on("ip -d -j link show", 0, ROOT_LINKS)
         .on("ip -n pal-a -d -j link show", 0, NS_LINKS)
@@ -238,4 +240,29 @@ fn counters_are_refused_for_non_appliances_and_exec_wraps_in_the_namespace() {
     let out = lab.exec("pal-a", &["true"]).expect("runs");
     assert!(out.status.success());
     assert_eq!(*log.lock().expect("lock"), ["ip netns exec pal-a true"]);
+}
+
+/// Issue #2: the lab can attach its hosts as AF_XDP ports (PMD-polled), and back.
+#[test]
+fn port_type_is_converged_both_ways() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lab, log) = machine_with_vm_up().on("ovs-vsctl --timeout=10 set interface pa-a", 0, "").into_lab(dir.path());
+    let mut spec = vm_spec();
+    spec.port_type = crate::PortType::Afxdp;
+    assert!(lab.up(&spec, &mut |_| {}).expect("up succeeds").changed());
+    let set: Vec<String> =
+        log.lock().expect("lock").iter().filter(|l| l.contains(" set interface ")).cloned().collect();
+    assert_eq!(set, ["ovs-vsctl --timeout=10 set interface pa-a type=afxdp options:xdp-mode=generic"]);
+
+    let (lab, log) = machine_with_vm_up()
+        .on("ovs-vsctl --timeout=10 get interface pa-a type", 0, "afxdp\n")
+        .on("ovs-vsctl --timeout=10 set interface pa-a", 0, "")
+        .into_lab(dir.path());
+    assert!(lab.up(&vm_spec(), &mut |_| {}).expect("up succeeds").changed());
+    let set: Vec<String> =
+        log.lock().expect("lock").iter().filter(|l| l.contains(" set interface ")).cloned().collect();
+    assert_eq!(
+        set,
+        ["ovs-vsctl --timeout=10 set interface pa-a type=system -- remove interface pa-a options xdp-mode"]
+    );
 }

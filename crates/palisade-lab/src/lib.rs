@@ -41,7 +41,7 @@ pub use error::{LabError, SpecError, TeardownFailure};
 pub use nft::{render_ruleset, RuleCounter};
 pub use runner::{command_line, CommandRunner, SystemRunner};
 pub use spec::{
-    ApplianceFunction, ApplianceSpec, FirewallRule, FirewallSpec, HostRole, HostSpec, LabSpec, Proto, Verdict,
+    ApplianceFunction, ApplianceSpec, FirewallRule, FirewallSpec, HostRole, HostSpec, LabSpec, PortType, Proto, Verdict,
 };
 pub use status::{HostStatus, LabStatus};
 pub use validate::validate;
@@ -131,6 +131,7 @@ impl Lab {
         let mut hosts = Vec::new();
         for h in &spec.hosts {
             host::converge_host(sys, &spec.bridge, h, &snap, &mut ch)?;
+            host::converge_port_type(sys, &h.port, spec.port_type, &mut ch)?;
             let tap_wanted = match h.role.appliance() {
                 Some(app) => {
                     appliance::converge_firewall(sys, h, app, &mut ch)?;

@@ -15,6 +15,31 @@ pub struct LabSpec {
     pub bridge: String,
     /// Hosts, each a network namespace with one interface `eth0` on the bridge.
     pub hosts: Vec<HostSpec>,
+    /// How OVS reads and writes the hosts' ports.
+    #[serde(default)]
+    pub port_type: PortType,
+}
+
+/// How Open vSwitch's userspace datapath attaches the hosts' veths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortType {
+    /// A plain system port: an AF_PACKET socket serviced by the main thread.
+    #[default]
+    System,
+    /// An AF_XDP socket (generic XDP on veths) polled by a PMD thread: lower latency, one core
+    /// kept busy polling.
+    Afxdp,
+}
+
+impl PortType {
+    /// The Interface `type` OVS reports for it (a system port's is empty).
+    pub fn ovs_type(self) -> &'static str {
+        match self {
+            PortType::System => "",
+            PortType::Afxdp => "afxdp",
+        }
+    }
 }
 
 impl LabSpec {

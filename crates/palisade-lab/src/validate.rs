@@ -203,7 +203,7 @@ mod tests {
     }
 
     fn lab(hosts: Vec<HostSpec>) -> LabSpec {
-        LabSpec { bridge: "pal0".into(), hosts }
+        LabSpec { bridge: "pal0".into(), hosts, port_type: crate::PortType::System }
     }
 
     fn two_vms() -> LabSpec {

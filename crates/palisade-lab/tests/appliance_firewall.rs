@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{add_normal_flow, ping, require_root, tag, vm, Guard};
 use palisade_lab::{
-    ApplianceFunction, ApplianceSpec, FirewallRule, FirewallSpec, HostRole, HostSpec, Lab, LabSpec, Proto, RuleCounter,
-    Verdict,
+    ApplianceFunction, ApplianceSpec, FirewallRule, FirewallSpec, HostRole, HostSpec, Lab, LabSpec, PortType, Proto,
+    RuleCounter, Verdict,
 };
 
 const APPLIANCE_IP: &str = "198.18.0.9";
@@ -57,6 +57,7 @@ fn lab_spec(t: &str, default: Verdict) -> LabSpec {
     LabSpec {
         bridge: format!("{t}br"),
         hosts: vec![vm(t, 1, Some(APPLIANCE_IP)), vm(t, 2, Some(APPLIANCE_IP)), appliance],
+        port_type: PortType::System,
     }
 }
 

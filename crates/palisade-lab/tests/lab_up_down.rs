@@ -19,7 +19,11 @@ fn spec(t: &str) -> LabSpec {
             firewall: FirewallSpec { default: Verdict::Accept, rules: vec![] },
         }),
     };
-    LabSpec { bridge: format!("{t}br"), hosts: vec![vm(t, 1, None), vm(t, 2, None), appliance] }
+    LabSpec {
+        bridge: format!("{t}br"),
+        hosts: vec![vm(t, 1, None), vm(t, 2, None), appliance],
+        port_type: palisade_lab::PortType::System,
+    }
 }
 
 #[test]

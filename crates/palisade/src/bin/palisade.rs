@@ -111,6 +111,12 @@ enum VmiCmd {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PortTypeArg {
+    System,
+    Afxdp,
+}
+
 #[derive(Debug, Subcommand)]
 enum LabCmd {
     /// Build the lab (idempotent): OVS bridge, namespaces, appliance, controller, inventory.
@@ -118,6 +124,10 @@ enum LabCmd {
         /// Bridge name.
         #[arg(long, default_value = "palisade0")]
         bridge: String,
+        /// How OVS attaches the hosts: `system` (AF_PACKET, main thread) or `afxdp` (AF_XDP
+        /// sockets polled by a PMD thread: lower latency, keeps one core busy).
+        #[arg(long, value_enum, default_value_t = PortTypeArg::System)]
+        port_type: PortTypeArg,
     },
     /// Show what exists of the lab.
     Status {
@@ -374,8 +384,12 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
     let inv = lab_inventory()?;
     let mut progress = |msg: &str| eprintln!("  {msg}");
     match cmd {
-        LabCmd::Up { bridge } => {
-            let spec = lab_spec(&inv, bridge)?;
+        LabCmd::Up { bridge, port_type } => {
+            let mut spec = lab_spec(&inv, bridge)?;
+            spec.port_type = match port_type {
+                PortTypeArg::System => palisade_lab::PortType::System,
+                PortTypeArg::Afxdp => palisade_lab::PortType::Afxdp,
+            };
             eprintln!("building lab on bridge {bridge} ({} hosts)", spec.hosts.len());
             labx.up(&spec, &mut progress)?;
             home.ensure_tokens(&inv)?;
