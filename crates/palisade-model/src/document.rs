@@ -2,7 +2,7 @@
 //!
 //! A file holds any of three top-level lists. Nested objects inherit their parent
 //! (a VM belongs to the subdomain it is listed under). Each policy names its kind by the
-//! one kind key it carries (`redirect:` today; `scan:`, `monitor:` and `anomaly:` later),
+//! one kind key it carries (`redirect:` and `monitor:` today; `scan:` and `anomaly:` later),
 //! so files written today stay valid when new kinds arrive.
 //!
 //! ```yaml
@@ -181,6 +181,9 @@ pub struct PolicyDoc {
     /// Type 1 access: steer selected traffic through an appliance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect: Option<RedirectSpec>,
+    /// Agentless monitoring: hook system calls of guest VMs, record or block by rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<crate::MonitorSpec>,
 }
 
 fn default_priority() -> u16 {

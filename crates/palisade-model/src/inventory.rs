@@ -174,6 +174,9 @@ pub struct Policy {
     /// Type 1 redirection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect: Option<RedirectSpec>,
+    /// Agentless monitoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<crate::MonitorSpec>,
 }
 
 /// One object's body.
@@ -343,7 +346,11 @@ impl FileObjects {
         for (pi, p) in doc.policies.iter().enumerate() {
             out.push((
                 ObjectKey::owned(Kind::Policy, &p.tenant, &p.name),
-                Object::Policy(Policy { priority: p.priority, redirect: p.redirect.clone() }),
+                Object::Policy(Policy {
+                    priority: p.priority,
+                    redirect: p.redirect.clone(),
+                    monitor: p.monitor.clone(),
+                }),
                 format!("policies[{pi}]"),
             ));
         }

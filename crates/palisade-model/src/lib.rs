@@ -9,6 +9,7 @@ pub mod document;
 pub mod guest;
 pub mod inventory;
 mod locate;
+pub mod monitor;
 pub mod types;
 pub mod validate;
 
@@ -16,6 +17,7 @@ pub use document::{Document, FileError, ParsedFile};
 pub use guest::{GuestKernel, GuestSpec};
 pub use inventory::{Inventory, Kind, Object, ObjectKey};
 pub use locate::LineIndex;
+pub use monitor::{MonitorAction, MonitorRule, MonitorSpec, SyscallRef};
 pub use types::{MacAddr, Name, PortName};
 
 /// A file's objects merged into the current state, validated.

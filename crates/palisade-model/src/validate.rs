@@ -211,9 +211,13 @@ pub fn validate(inv: &Inventory) -> Vec<Problem> {
                 if !(1..=1000).contains(&p.priority) {
                     problem(key, "priority", format!("priority {} is outside 1-1000", p.priority));
                 }
-                match &p.redirect {
-                    Some(r) => check_redirect(inv, &mut problem, key, &t, r),
-                    None => problem(key, "", "a policy needs one kind key (redirect)".to_owned()),
+                match (&p.redirect, &p.monitor) {
+                    (Some(r), None) => check_redirect(inv, &mut problem, key, &t, r),
+                    (None, Some(m)) => check_monitor(inv, &mut problem, key, &t, m),
+                    (None, None) => problem(key, "", "a policy needs one kind key (redirect or monitor)".to_owned()),
+                    (Some(_), Some(_)) => {
+                        problem(key, "monitor", "a policy has one kind key; split redirect and monitor".to_owned())
+                    }
                 }
             }
         }
@@ -236,6 +240,35 @@ fn check_host(
     }
     if let Some(other) = macs.insert((tenant.clone(), domain.clone(), mac.to_owned()), key.clone()) {
         problem(key, "mac", format!("MAC {mac} is already used by {other} in domain `{domain}`"));
+    }
+}
+
+fn check_monitor(
+    inv: &Inventory,
+    problem: &mut dyn FnMut(&ObjectKey, &str, String),
+    key: &ObjectKey,
+    tenant: &Name,
+    m: &crate::MonitorSpec,
+) {
+    for (field, message) in m.problems() {
+        problem(key, &field, message);
+    }
+    match resolve_endpoint(inv, tenant, &m.target) {
+        Err((sub, message)) => {
+            let field = if sub.is_empty() { "monitor.target".to_owned() } else { format!("monitor.target.{sub}") };
+            problem(key, &field, message);
+        }
+        Ok(sel) => {
+            if let Some((name, _)) = sel.vms.iter().find(|(_, vm)| vm.guest.is_none() && m.target.vm.is_some()) {
+                problem(
+                    key,
+                    "monitor.target.vm",
+                    format!("vm `{name}` is not a guest (no `guest:` section), so there is no kernel to hook"),
+                );
+            } else if !sel.vms.iter().any(|(_, vm)| vm.guest.is_some()) {
+                problem(key, "monitor.target", "the target holds no guest VM to monitor".to_owned());
+            }
+        }
     }
 }
 

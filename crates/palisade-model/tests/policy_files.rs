@@ -139,3 +139,43 @@ fn guest_vms_are_parsed_and_checked() {
     let unknown = GUEST.replace("vcpus: 1", "vcpus: 1\n                  gpu: true");
     assert!(one_error(&unknown).contains("unknown field `gpu`"));
 }
+
+/// Issue #5: `monitor` policies name guest VMs, system calls and (subject, object) rules; every
+/// mistake is located.
+#[test]
+fn monitor_policies_are_parsed_and_checked() {
+    const GUEST: &str = include_str!("../../../examples/guest.yaml");
+    const MONITOR: &str = include_str!("../../../examples/monitor.yaml");
+    let with_guest = merge_file("guest.yaml", GUEST, &lab()).expect("guest.yaml is valid").after;
+    let merged = merge_file("monitor.yaml", MONITOR, &with_guest).expect("monitor.yaml is valid");
+    let policy = merged.after.policies().next().expect("one policy").1;
+    let m = policy.monitor.as_ref().expect("a monitor policy");
+    let nrs: Vec<u16> = m.syscalls.iter().map(|s| s.nr().unwrap()).collect();
+    assert_eq!(nrs, [257, 0, 1, 3]);
+    assert_eq!(m.rules[0].action, palisade_model::MonitorAction::Block);
+
+    // Without the guest there is nothing to hook.
+    let errs = merge_file("monitor.yaml", MONITOR, &lab()).expect_err("guest1 is missing");
+    assert!(errs[0].to_string().contains("unknown vm `guest1`"), "{errs:?}");
+    // A plain VM has no kernel Palisade can reach.
+    let plain = MONITOR.replace("vm: guest1", "vm: web1");
+    let err = merge_file("m.yaml", &plain, &with_guest).expect_err("web1 is not a guest");
+    assert!(err[0].to_string().contains("vm `web1` is not a guest"), "{err:?}");
+
+    let located = |text: &str, needle: &str| {
+        let errs = merge_file("m.yaml", text, &with_guest).expect_err("rejected");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let e = errs[0].to_string();
+        let line: usize = e.split(':').nth(1).unwrap().parse().unwrap();
+        assert!(text.lines().nth(line - 1).unwrap().contains(needle), "{e} points at the wrong line");
+        e
+    };
+    let e = located(&MONITOR.replace("openat, read", "openat, frobnicate"), "syscalls");
+    assert!(e.contains("unknown system call `frobnicate`"), "{e}");
+    let e = located(&MONITOR.replace("subject: cat", "subject: a-very-long-process-name"), "subject");
+    assert!(e.contains("1-15 bytes"), "{e}");
+    let e = located(&MONITOR.replace("object: /etc/hosts", "object: etc/hosts"), "object");
+    assert!(e.contains("absolute path"), "{e}");
+    let e = located(&MONITOR.replace("action: block", "action: kill"), "action");
+    assert!(e.contains("unknown variant `kill`"), "{e}");
+}
