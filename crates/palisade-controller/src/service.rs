@@ -361,6 +361,14 @@ impl Controller {
         let mut rules = diff(&before_prog, &after_prog);
         rules.retain(|r| sees_owner(scope, &r.owner));
         let mut pending = after_prog.pending.clone();
+        // Monitor policies are stored and validated, but nothing enforces them yet: say so
+        // rather than let an operator believe a guest is watched.
+        pending.extend(
+            after
+                .policies()
+                .filter(|(_, p)| p.monitor.is_some())
+                .map(|(k, _)| format!("{k}: monitoring is not enforced yet (no monitor runtime)")),
+        );
         pending.retain(|p| sees_owner(scope, p));
         if dry_run || mutations.is_empty() {
             return Ok(Outcome { dry_run, revision: state.revision, objects, rules, pending, enforced: reachable });
