@@ -228,6 +228,12 @@ async fn guest_symbols_are_served_per_tenant() {
     let (st, body) = call(&app, "GET", "/v1/vmi/alpha/guest1/symbols?grep=%28", Some(ALPHA), None).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(body["error"].as_str().unwrap().starts_with("grep:"), "{body}");
+
+    // A monitor policy is accepted, and the reply says that nothing enforces it yet (issue #5).
+    let monitor = include_str!("../../../examples/monitor.yaml");
+    let (st, out) = apply(&app, ALPHA, "monitor.yaml", monitor).await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    assert!(out["pending"].to_string().contains("policy alpha/watch-files: monitoring is not enforced yet"), "{out}");
 }
 
 /// Every operation in docs/openapi.json exists on the server, and every status the server
