@@ -30,6 +30,12 @@ pub enum OwnerKind {
     Appliance = 2,
     /// A redirect policy.
     Redirect = 3,
+    /// One Type 2 scan task's own flows (issue #7). Owned by `palisade-scan`, not by the
+    /// desired state: the planner never touches them.
+    Task = 0x10,
+    /// Type 2 flows shared by the tasks reaching one target VM, reference counted by
+    /// `palisade-scan`; like `Task`, never touched by the planner.
+    TaskShared = 0x11,
 }
 
 impl OwnerKind {
@@ -38,6 +44,8 @@ impl OwnerKind {
             1 => Some(Self::Base),
             2 => Some(Self::Appliance),
             3 => Some(Self::Redirect),
+            0x10 => Some(Self::Task),
+            0x11 => Some(Self::TaskShared),
             _ => None,
         }
     }
@@ -64,6 +72,11 @@ impl Cookie {
             return None;
         }
         OwnerKind::from_byte(((self.0 >> 40) & 0xff) as u8)
+    }
+
+    /// True for the flows of Type 2 scan tasks, which the task manager owns, not the planner.
+    pub fn is_task(self) -> bool {
+        matches!(self.kind(), Some(OwnerKind::Task | OwnerKind::TaskShared))
     }
 }
 
@@ -96,6 +109,9 @@ mod tests {
         assert!(c.is_palisade());
         assert_eq!(c.kind(), Some(OwnerKind::Redirect));
         assert_eq!(Cookie(0x1234).kind(), None);
+        assert!(Cookie::new(OwnerKind::Task, "task 1").is_task());
+        assert!(Cookie::new(OwnerKind::TaskShared, "target alpha/web1").is_task());
+        assert!(!c.is_task());
         let g = group_id("appliance fw1 open");
         assert!((GROUP_BASE..=GROUP_LAST).contains(&g));
     }

@@ -107,7 +107,8 @@ pub fn plan(program: &Program, applied: &[AppliedRecord], installed: &Installed)
         .flows
         .keys()
         .chain(applied.keys())
-        .filter(|c| c.is_palisade() && !program.owners.contains_key(c))
+        // Type 2 task flows belong to the scan task manager (issue #7), not to the desired state.
+        .filter(|c| c.is_palisade() && !c.is_task() && !program.owners.contains_key(c))
         .copied()
         .collect();
     for cookie in &stale {
@@ -125,4 +126,25 @@ pub fn plan(program: &Program, applied: &[AppliedRecord], installed: &Installed)
 
     plan.lines = groups_first.into_iter().chain(flow_lines).chain(groups_last).collect();
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cookie::OwnerKind;
+
+    /// Issue #7: the reconciler must not remove the flows of running scan tasks.
+    #[test]
+    fn task_flows_are_not_stale() {
+        let task = Cookie::new(OwnerKind::Task, "task 1");
+        let shared = Cookie::new(OwnerKind::TaskShared, "target alpha/web1");
+        let old_policy = Cookie::new(OwnerKind::Redirect, "policy alpha/gone");
+        let installed = Installed {
+            flows: [(task, 4), (shared, 2), (old_policy, 1)].into_iter().collect(),
+            ..Installed::default()
+        };
+        let p = plan(&Program::default(), &[], &installed);
+        assert_eq!(p.removed, vec![old_policy]);
+        assert_eq!(p.lines, vec![format!("flow delete cookie={old_policy}/-1")]);
+    }
 }
