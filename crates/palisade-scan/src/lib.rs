@@ -1,0 +1,23 @@
+//! Type 2 security service access (issue #7): one engine serves many tenants through task spaces.
+//!
+//! Owns the reserved address pool, the task rules (the paper's S1–S3/R1–R3) and their reference
+//! counting, task spaces (a namespace joined to OVS by a veth) and the built-in port scanner,
+//! whose sockets are opened inside a task's namespace. Does not own policies or storage.
+//!
+//! ```text
+//!  engine (one process) ── thread setns(task ns) ── sockets ─▶ task space ─ vport ─┐
+//!                                                                                  OVS: S1-S3 ─▶ VM
+//!                                               task space ◀─ vport ◀─ R1-R3 ──────┘
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod flows;
+pub mod manager;
+pub mod pool;
+pub mod task;
+
+pub use flows::{compile_task, Target, TargetError, TaskRules};
+pub use manager::{FlowError, TaskFlows};
+pub use pool::{AddressPool, Endpoint, PoolError, TaskAddrs, DEFAULT_POOL};
+pub use task::{Naming, TaskId};
