@@ -14,10 +14,15 @@
 
 pub mod flows;
 pub mod manager;
+pub mod netns;
 pub mod pool;
+pub mod portscan;
+pub mod space;
 pub mod task;
 
 pub use flows::{compile_task, Target, TargetError, TaskRules};
 pub use manager::{FlowError, TaskFlows};
 pub use pool::{AddressPool, Endpoint, PoolError, TaskAddrs, DEFAULT_POOL};
+pub use portscan::{scan_in, PortResult, PortState, Proto, ScanReport, ScanSpec};
+pub use space::{SpaceError, TaskSpace};
 pub use task::{Naming, TaskId};

@@ -1,0 +1,213 @@
+//! Task running spaces: a network namespace joined to the bridge by a veth (the `vport`).
+//!
+//! ```text
+//!  root namespace                         task namespace <name>
+//!  OVS bridge ── <name> (vport, VLAN 4094) ═veth═ eth0  vport.ip/32, MAC vport.mac
+//!                                                      route vir.ip/32 dev eth0 (no default)
+//! ```
+//! The namespace and the switch end of the veth share one name derived from the task id. TX
+//! checksum offload is off on both ends (the netdev datapath does not fill checksums in, so TCP
+//! would fail). The switch end sits in a VLAN no tenant uses, so normal switching never floods
+//! tenant traffic into a task space; the task's flows are its only way in or out.
+//! Creation is all or nothing: whatever was made before a failing step is removed again.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use crate::pool::TaskAddrs;
+use crate::task::{Naming, TaskId};
+
+/// The VLAN of task ports: outside the range tenants' segments use in the lab, never flooded to.
+pub const TASK_PORT_VLAN: u16 = 4094;
+/// The interface name inside a task namespace.
+pub const TASK_IFACE: &str = "eth0";
+
+/// Why a task space could not be made or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpaceError {
+    /// A tool could not be started.
+    #[error("could not run `{command}`")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tool ran and failed.
+    #[error("`{command}` failed: {stderr}")]
+    Failed {
+        /// The command.
+        command: String,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// OVS did not give the port an OpenFlow number.
+    #[error("OVS gave port {0} no OpenFlow port number")]
+    NoOfPort(String),
+    /// A space for this task exists already.
+    #[error("a task space named {0} exists already")]
+    Exists(String),
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Result<String, SpaceError> {
+    let command = args.join(" ");
+    let spawn = |source| SpaceError::Spawn { command: command.clone(), source };
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn)?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        pipe.write_all(text.as_bytes()).map_err(spawn)?;
+    }
+    let out = child.wait_with_output().map_err(spawn)?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        return Err(SpaceError::Failed { command, stderr });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A live task space.
+#[derive(Debug)]
+pub struct TaskSpace {
+    id: TaskId,
+    name: String,
+    bridge: String,
+    addrs: TaskAddrs,
+    ofport: u32,
+    removed: bool,
+}
+
+impl TaskSpace {
+    /// Makes the space for task `id` on `bridge`, addressed with `addrs`. All or nothing.
+    pub fn create(naming: &Naming, id: TaskId, addrs: TaskAddrs, bridge: &str) -> Result<Self, SpaceError> {
+        let name = naming.name(id);
+        if PathBuf::from("/run/netns").join(&name).exists() {
+            return Err(SpaceError::Exists(name));
+        }
+        let started = Instant::now();
+        let mut space = TaskSpace { id, name, bridge: bridge.to_owned(), addrs, ofport: 0, removed: false };
+        // On any error below, `space` is dropped, and Drop removes what was made.
+        space.build()?;
+        debug!(task = %id, name = %space.name, ms = started.elapsed().as_secs_f64() * 1e3, "task space created");
+        Ok(space)
+    }
+
+    fn build(&mut self) -> Result<(), SpaceError> {
+        let n = self.name.as_str();
+        let (v, vir) = (self.addrs.vport, self.addrs.vir);
+        run(&["ip", "netns", "add", n], None)?;
+        run(
+            &["ip", "-batch", "-"],
+            Some(&format!("link add {n} type veth peer name {TASK_IFACE} netns {n}\nlink set {n} up\n")),
+        )?;
+        let inside = format!(
+            "link set lo up\nlink set {TASK_IFACE} address {mac}\naddr add {ip}/32 dev {TASK_IFACE}\n\
+             link set {TASK_IFACE} up\nroute add {vir}/32 dev {TASK_IFACE} src {ip}\n",
+            mac = v.mac,
+            ip = v.ip,
+            vir = vir.ip
+        );
+        run(&["ip", "-n", n, "-batch", "-"], Some(&inside))?;
+        run(&["ethtool", "-K", n, "tx", "off"], None)?;
+        run(&["ip", "netns", "exec", n, "ethtool", "-K", TASK_IFACE, "tx", "off"], None)?;
+        let tag = format!("tag={TASK_PORT_VLAN}");
+        run(&["ovs-vsctl", "--timeout=10", "add-port", &self.bridge, n, &tag], None)?;
+        self.ofport = ofport(n)?;
+        Ok(())
+    }
+
+    /// The task.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The namespace's (and the vport's) name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `/run/netns/<name>`, for `setns`.
+    pub fn netns_path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// The space's addresses.
+    pub fn addrs(&self) -> &TaskAddrs {
+        &self.addrs
+    }
+
+    /// The vport's OpenFlow port number.
+    pub fn ofport(&self) -> u32 {
+        self.ofport
+    }
+
+    /// Removes the space: the OVS port, the veth and the namespace.
+    pub fn remove(mut self) -> Result<(), SpaceError> {
+        self.removed = true;
+        remove_named(&self.bridge, &self.name)
+    }
+}
+
+impl Drop for TaskSpace {
+    fn drop(&mut self) {
+        if !self.removed {
+            if let Err(e) = remove_named(&self.bridge, &self.name) {
+                warn!(name = %self.name, error = %e, "could not remove task space");
+            }
+        }
+    }
+}
+
+fn ofport(name: &str) -> Result<u32, SpaceError> {
+    // add-port waits for ovs-vswitchd, so the number is normally there at once.
+    for _ in 0..50 {
+        let out = run(&["ovs-vsctl", "get", "Interface", name, "ofport"], None)?;
+        if let Ok(n) = out.trim().parse::<i64>() {
+            if n > 0 {
+                return u32::try_from(n).map_err(|_| SpaceError::NoOfPort(name.to_owned()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(SpaceError::NoOfPort(name.to_owned()))
+}
+
+/// Removes whatever exists of the space `name`: OVS port, veth, namespace. Absent parts are fine.
+fn remove_named(bridge: &str, name: &str) -> Result<(), SpaceError> {
+    let port = run(&["ovs-vsctl", "--timeout=10", "--if-exists", "del-port", bridge, name], None);
+    if PathBuf::from("/sys/class/net").join(name).exists() {
+        run(&["ip", "link", "del", name], None)?;
+    }
+    if PathBuf::from("/run/netns").join(name).exists() {
+        run(&["ip", "netns", "del", name], None)?;
+    }
+    port.map(|_| ())
+}
+
+/// Removes every task space left by an engine that died (namespaces and ports named by
+/// `naming`). Returns their names.
+pub fn purge_orphans(naming: &Naming, bridge: &str) -> Result<Vec<String>, SpaceError> {
+    let mut names: Vec<String> = run(&["ip", "netns", "list"], None)?
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| naming.parse(n).is_some())
+        .map(str::to_owned)
+        .collect();
+    let ports = run(&["ovs-vsctl", "list-ports", bridge], None).unwrap_or_default();
+    names.extend(ports.lines().map(str::trim).filter(|n| naming.parse(n).is_some()).map(str::to_owned));
+    names.sort();
+    names.dedup();
+    for n in &names {
+        remove_named(bridge, n)?;
+    }
+    Ok(names)
+}

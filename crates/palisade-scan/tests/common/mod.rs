@@ -1,0 +1,181 @@
+//! A private Type 2 test bed: bridge `pst-br0` and `pst-` namespaces shaped like the lab
+//! (two tenants, same subnet and IPs, VLAN 101/102, a gateway each). Nothing here touches the
+//! lab's bridge or namespaces.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+pub const BRIDGE: &str = "pst-br0";
+
+/// The inventory the test bed implements (ports are the root ends of the hosts' veths).
+pub const INVENTORY: &str = r#"
+tenants:
+  - name: alpha
+    domains:
+      - name: prod
+        segment: 101
+        subdomains:
+          - name: web
+            cidr: 198.18.1.0/24
+            gateway: 198.18.1.1
+            gateway_mac: "02:00:00:65:01:01"
+            gateway_port: pst-a-gw
+            vms:
+              - { name: web1, mac: "02:00:00:65:01:0a", ip: 198.18.1.10, port: pst-a-web1 }
+              - { name: web2, mac: "02:00:00:65:01:14", ip: 198.18.1.20, port: pst-a-web2 }
+  - name: beta
+    domains:
+      - name: prod
+        segment: 102
+        subdomains:
+          - name: web
+            cidr: 198.18.1.0/24
+            gateway: 198.18.1.1
+            gateway_mac: "02:00:00:66:01:01"
+            gateway_port: pst-b-gw
+            vms:
+              - { name: web1, mac: "02:00:00:66:01:0a", ip: 198.18.1.10, port: pst-b-web1 }
+              - { name: web2, mac: "02:00:00:66:01:14", ip: 198.18.1.20, port: pst-b-web2 }
+"#;
+
+/// (namespace = root port name, VLAN, MAC, IP, default gateway?)
+pub const HOSTS: [(&str, u16, &str, &str, bool); 6] = [
+    ("pst-a-web1", 101, "02:00:00:65:01:0a", "198.18.1.10", true),
+    ("pst-a-web2", 101, "02:00:00:65:01:14", "198.18.1.20", true),
+    ("pst-a-gw", 101, "02:00:00:65:01:01", "198.18.1.1", false),
+    ("pst-b-web1", 102, "02:00:00:66:01:0a", "198.18.1.10", true),
+    ("pst-b-web2", 102, "02:00:00:66:01:14", "198.18.1.20", true),
+    ("pst-b-gw", 102, "02:00:00:66:01:01", "198.18.1.1", false),
+];
+
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn quiet(args: &[&str]) {
+    let _ = Command::new(args[0]).args(&args[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// The test bed; dropping it removes everything it made.
+pub struct Bed;
+
+impl Bed {
+    pub fn up() -> Bed {
+        assert!(is_root(), "this test needs root and Open vSwitch (CI runs as root)");
+        Bed::down();
+        let dp = if Path::new("/sys/module/openvswitch").exists() { "system" } else { "netdev" };
+        sh(&[
+            "ovs-vsctl",
+            "add-br",
+            BRIDGE,
+            "--",
+            "set",
+            "bridge",
+            BRIDGE,
+            &format!("datapath_type={dp}"),
+            "fail_mode=secure",
+            "protocols=OpenFlow13,OpenFlow14,OpenFlow15",
+        ]);
+        sh(&["ovs-ofctl", "-O", "OpenFlow13", "add-flow", BRIDGE, "priority=0,actions=NORMAL"]);
+        for (name, vlan, mac, ip, routed) in HOSTS {
+            sh(&["ip", "netns", "add", name]);
+            sh(&["ip", "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", name]);
+            sh(&["ip", "-n", name, "link", "set", "eth0", "address", mac]);
+            sh(&["ip", "-n", name, "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+            sh(&["ip", "-n", name, "link", "set", "lo", "up"]);
+            sh(&["ip", "-n", name, "link", "set", "eth0", "up"]);
+            sh(&["ip", "link", "set", name, "up"]);
+            sh(&["ethtool", "-K", name, "tx", "off"]);
+            sh(&["ip", "netns", "exec", name, "ethtool", "-K", "eth0", "tx", "off"]);
+            if routed {
+                sh(&["ip", "-n", name, "route", "add", "default", "via", "198.18.1.1", "dev", "eth0"]);
+            }
+            sh(&["ovs-vsctl", "add-port", BRIDGE, name, &format!("tag={vlan}")]);
+        }
+        Bed
+    }
+
+    pub fn down() {
+        quiet(&["ovs-vsctl", "--if-exists", "del-br", BRIDGE]);
+        for (name, ..) in HOSTS {
+            quiet(&["ip", "netns", "del", name]);
+            quiet(&["ip", "link", "del", name]);
+        }
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        Bed::down();
+    }
+}
+
+pub fn netns(name: &str) -> PathBuf {
+    PathBuf::from("/run/netns").join(name)
+}
+
+/// A TCP listener inside `ns` on `port` that accepts forever and records each peer.
+pub fn listen(ns: &str, port: u16) -> Arc<Mutex<Vec<SocketAddr>>> {
+    let listener = palisade_scan::netns::run_in(&netns(ns), move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
+        .expect("enter netns")
+        .expect("bind");
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let seen = peers.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            match conn {
+                Ok(c) => seen.lock().unwrap().push(c.peer_addr().unwrap()),
+                Err(_) => return,
+            }
+        }
+    });
+    peers
+}
+
+/// A tcpdump on a root-namespace port, writing to a file; `count` stops it and reads it back.
+pub struct Capture {
+    child: Child,
+    file: PathBuf,
+    pub port: String,
+}
+
+impl Capture {
+    pub fn start(dir: &Path, port: &str, filter: &str) -> Capture {
+        let file = dir.join(format!("{port}.pcap"));
+        let mut child = Command::new("tcpdump")
+            .args(["-nn", "-U", "-i", port, "-w"])
+            .arg(&file)
+            .arg(filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump runs");
+        let mut line = String::new();
+        BufReader::new(child.stderr.as_mut().expect("stderr")).read_line(&mut line).expect("tcpdump says");
+        assert!(line.contains("listening on"), "tcpdump on {port}: {line}");
+        Capture { child, file, port: port.to_owned() }
+    }
+
+    /// Stops the capture and returns the packets it holds.
+    pub fn stop(mut self) -> Vec<String> {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        quiet(&["kill", "-INT", &self.child.id().to_string()]);
+        let _ = self.child.wait();
+        let text = sh(&["tcpdump", "-nn", "-e", "-r", &self.file.display().to_string()]);
+        text.lines().map(str::to_owned).collect()
+    }
+}
