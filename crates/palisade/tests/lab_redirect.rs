@@ -119,9 +119,8 @@ fn redirect_through_appliance_in_the_lab() {
     assert!(!links.contains("pa-") && !links.contains("pb-") && !links.contains("pg-"), "veths left: {links}");
     let br = Command::new("ovs-vsctl").args(["br-exists", "palisade0"]).status().expect("ovs-vsctl");
     assert_eq!(br.code(), Some(2), "bridge left behind");
-    assert!(
-        !Command::new("pgrep").args(["-f", "palisaded --db"]).status().expect("pgrep").success(),
-        "palisaded left running"
-    );
+    // This lab's controller, not any other on the machine.
+    let ours = format!("palisaded --db {}", env.dir.join("palisade.db").display());
+    assert!(!Command::new("pgrep").args(["-f", &ours]).status().expect("pgrep").success(), "palisaded left running");
     assert!(!env.dir.exists());
 }
