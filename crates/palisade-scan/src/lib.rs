@@ -17,6 +17,7 @@ pub mod manager;
 pub mod netns;
 pub mod pool;
 pub mod portscan;
+pub mod service;
 pub mod space;
 pub mod task;
 
@@ -24,5 +25,6 @@ pub use flows::{compile_task, Target, TargetError, TaskRules};
 pub use manager::{FlowError, TaskFlows};
 pub use pool::{AddressPool, Endpoint, PoolError, TaskAddrs, DEFAULT_POOL};
 pub use portscan::{scan_in, PortResult, PortState, Proto, ScanReport, ScanSpec};
+pub use service::{Profile, ScanService, TaskError, TaskRecord, TaskState};
 pub use space::{SpaceError, TaskSpace};
 pub use task::{Naming, TaskId};

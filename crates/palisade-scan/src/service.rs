@@ -1,0 +1,248 @@
+//! The scan service: runs one task end to end — addresses, task space, flows, engine, cleanup.
+//!
+//! ```text
+//!  run(target) ─ pool.allocate ─ TaskSpace::create ─ compile_task ─ TaskFlows::setup (1 bundle)
+//!              ─ scan_in(task netns) ─ TaskFlows::teardown (1 bundle) ─ space.remove ─ pool.release
+//! ```
+//! Whatever step fails, everything made before it is removed and the task is recorded as
+//! failed with the reason. At start, the service removes what a crashed predecessor left
+//! (task namespaces, ports and flows).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use palisade_model::inventory::Inventory;
+use palisade_ovs::Switch;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::flows::{compile_task, Target};
+use crate::manager::TaskFlows;
+use crate::pool::{AddressPool, PoolError, TaskAddrs};
+use crate::portscan::{scan_in, PortResult, ScanSpec};
+use crate::space::{self, SpaceError, TaskSpace};
+use crate::task::{Naming, TaskId};
+
+/// The state of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// Finished; its findings are complete.
+    Done,
+    /// Failed; `reason` says why. Its space and flows were removed.
+    Failed,
+}
+
+/// A task as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Task id.
+    pub id: u32,
+    /// The tenant scanned.
+    pub tenant: String,
+    /// `tenant/vm`.
+    pub target: String,
+    /// `port-scan`.
+    pub kind: String,
+    /// Done or failed.
+    pub state: TaskState,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Start, ms since the epoch.
+    pub started_ms: i64,
+    /// Wall time of the whole task (setup, scan, teardown), ms.
+    pub duration_ms: f64,
+    /// The open ports found.
+    pub open: Vec<PortResult>,
+    /// Every probe's outcome.
+    pub ports: Vec<PortResult>,
+}
+
+/// What a scan probes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// TCP ports.
+    pub tcp: Vec<u16>,
+    /// UDP ports.
+    #[serde(default)]
+    pub udp: Vec<u16>,
+    /// Probes in flight at once.
+    pub concurrency: usize,
+    /// Per-probe timeout, ms.
+    pub timeout_ms: u64,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Self {
+            tcp: (1..=1024).chain([3306, 5432, 6379, 8080, 8081, 8082, 8443]).collect(),
+            udp: Vec::new(),
+            concurrency: 256,
+            timeout_ms: 500,
+        }
+    }
+}
+
+/// Why a task could not run (it is recorded as failed with this reason).
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// No address pair left.
+    #[error("no task address is free")]
+    Pool(#[source] PoolError),
+    /// The space could not be made.
+    #[error("could not create the task space")]
+    Space(#[source] SpaceError),
+    /// The switch could not be read or refused the flows.
+    #[error("could not install the task's flows")]
+    Flows(#[source] crate::manager::FlowError),
+    /// The target cannot be reached by a task (e.g. its port is not on the bridge).
+    #[error("the target cannot be reached")]
+    Target(#[source] crate::flows::TargetError),
+    /// Reading the switch's ports failed.
+    #[error("could not read the switch's ports")]
+    Ports(#[source] palisade_ovs::OvsError),
+    /// The engine failed.
+    #[error("the scan engine failed")]
+    Engine(#[source] crate::portscan::EngineError),
+}
+
+/// Formats an error with its causes, for a task's recorded reason.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+/// The scan service of one bridge.
+#[derive(Debug)]
+pub struct ScanService {
+    bridge: String,
+    naming: Naming,
+    flows: TaskFlows,
+    pool: Mutex<AddressPool>,
+    next: AtomicU32,
+    history: Mutex<BTreeMap<u32, TaskRecord>>,
+}
+
+impl ScanService {
+    /// A service on `bridge` through `switch`, with task names from `naming` and addresses from
+    /// `pool`. Removes whatever a previous service left behind.
+    pub fn start(bridge: &str, switch: Arc<dyn Switch>, naming: Naming, pool: AddressPool) -> Result<Self, TaskError> {
+        let flows = TaskFlows::new(switch);
+        let spaces = space::purge_orphans(&naming, bridge).map_err(TaskError::Space)?;
+        let cookies = flows.purge_orphans().map_err(TaskError::Flows)?;
+        if !spaces.is_empty() || cookies > 0 {
+            warn!(spaces = spaces.len(), flow_owners = cookies, "removed task spaces and flows left by a previous run");
+        }
+        Ok(Self {
+            bridge: bridge.to_owned(),
+            naming,
+            flows,
+            pool: Mutex::new(pool),
+            next: AtomicU32::new(1),
+            history: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn pool(&self) -> MutexGuard<'_, AddressPool> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn history(&self) -> MutexGuard<'_, BTreeMap<u32, TaskRecord>> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checks the pool against the desired state (no tenant subnet may overlap it).
+    pub fn check_pool(&self, inv: &Inventory) -> Result<(), PoolError> {
+        self.pool().check_against(inv)
+    }
+
+    /// Runs a `port-scan` task against `target` now, blocking until it is finished, and records it.
+    pub fn run(&self, target: &Target, profile: &Profile) -> TaskRecord {
+        let id = TaskId(self.next.fetch_add(1, Ordering::Relaxed));
+        let started = std::time::Instant::now();
+        let started_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let result = self.run_task(id, target, profile);
+        let mut rec = TaskRecord {
+            id: id.0,
+            tenant: target.tenant.to_string(),
+            target: target.key(),
+            kind: "port-scan".to_owned(),
+            state: TaskState::Done,
+            reason: None,
+            started_ms,
+            duration_ms: 0.0,
+            open: Vec::new(),
+            ports: Vec::new(),
+        };
+        match result {
+            Ok(ports) => {
+                rec.open = ports.iter().filter(|p| p.state == crate::PortState::Open).cloned().collect();
+                rec.ports = ports;
+            }
+            Err(e) => {
+                rec.state = TaskState::Failed;
+                rec.reason = Some(chain(&e));
+                warn!(task = %id, target = %rec.target, reason = %chain(&e), "scan task failed");
+            }
+        }
+        rec.duration_ms = started.elapsed().as_secs_f64() * 1e3;
+        info!(task = %id, target = %rec.target, open = rec.open.len(), ms = rec.duration_ms, "scan task finished");
+        self.history().insert(id.0, rec.clone());
+        rec
+    }
+
+    fn run_task(&self, id: TaskId, target: &Target, profile: &Profile) -> Result<Vec<PortResult>, TaskError> {
+        let (addrs, net) = {
+            let mut pool = self.pool();
+            (pool.allocate().map_err(TaskError::Pool)?, pool.net())
+        };
+        let released = Release { service: self, addrs };
+        let space = TaskSpace::create(&self.naming, id, addrs, &self.bridge).map_err(TaskError::Space)?;
+        let ports = self.flows.switch().ports().map_err(TaskError::Ports)?;
+        let rules = compile_task(id, &addrs, space.name(), target, net, &ports).map_err(TaskError::Target)?;
+        self.flows.setup(id, &rules).map_err(TaskError::Flows)?;
+        let spec = ScanSpec {
+            target: addrs.vir.ip,
+            tcp: profile.tcp.clone(),
+            udp: profile.udp.clone(),
+            concurrency: profile.concurrency.max(1),
+            timeout: Duration::from_millis(profile.timeout_ms),
+        };
+        let scanned = scan_in(&space.netns_path(), spec).map_err(TaskError::Engine);
+        let down = self.flows.teardown(id).map_err(TaskError::Flows);
+        let removed = space.remove().map_err(TaskError::Space);
+        drop(released);
+        let report = scanned?;
+        down?;
+        removed?;
+        Ok(report.ports)
+    }
+
+    /// Tasks recorded, oldest first; `tenant` limits them to one tenant's.
+    pub fn tasks(&self, tenant: Option<&str>) -> Vec<TaskRecord> {
+        self.history().values().filter(|t| tenant.is_none_or(|x| t.tenant == x)).cloned().collect()
+    }
+}
+
+/// Returns a task's addresses to the pool however the task ends.
+struct Release<'a> {
+    service: &'a ScanService,
+    addrs: TaskAddrs,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.service.pool().release(&self.addrs) {
+            warn!(error = %e, "task addresses were not in the pool");
+        }
+    }
+}
