@@ -1,0 +1,449 @@
+//! Injection into a running guest and the life of the installed monitor.
+//!
+//! ```text
+//!  parse payload ─► resolve imports (fail naming a missing symbol) ─► inspect dispatch, find
+//!  fentry sites ─► hijacked module_alloc(size) = mem-A ─► relocate at mem-A ─► text/rodata via
+//!  gdb (TCG drops stale translations), data + mem-S via the RAM file (pages walked once)
+//!  ─► hijacked set_memory_ro + set_memory_x (text), set_memory_ro (rodata) ─► check with a walk
+//!  ─► mem-S header, hook table, policy ─► patch each NOP5 into `call trampoline` ─► resume
+//! ```
+
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use palisade_vmi::gdb::{GdbClient, GdbError};
+use palisade_vmi::hijack::{hijack_call, HijackError};
+use palisade_vmi::kallsyms::KernelSymbols;
+use palisade_vmi::{AddressSpace, Gpa, Gva, MemoryError, PhysMemory, RamFile, TranslateError, Translation, VirtMemory};
+
+use crate::channel::{ChannelError, MemS};
+use crate::elf::{ElfError, Object};
+use crate::hooks::{self, DispatchEvidence, HookError, HookMethod, KernelView};
+use crate::loader::{self, LoadError, Segment, PAGE};
+use crate::payload::{self, ImportError};
+use crate::policy::{Rule, Syscall, HELPER_SYSCALLS};
+
+/// Start of the x86-64 module area (`MODULES_VADDR` without KASLR of the area itself).
+const MODULES_VADDR: u64 = 0xffff_ffff_a000_0000;
+
+/// Why injection, hooking or unhooking failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// The embedded payload is not a valid object.
+    #[error("the payload object is malformed")]
+    Payload(#[source] ElfError),
+    /// An import is missing or ambiguous.
+    #[error("the payload cannot be linked against this kernel")]
+    Import(#[source] ImportError),
+    /// A symbol the injector itself needs.
+    #[error("the guest kernel has no symbol `{0}`, which injection needs")]
+    KernelSymbol(String),
+    /// Layout or relocation failed.
+    #[error("the payload cannot be loaded")]
+    Load(#[source] LoadError),
+    /// Hook method or site problems.
+    #[error("system calls cannot be hooked")]
+    Hook(#[source] HookError),
+    /// The chosen method is one this build cannot install yet.
+    #[error("this kernel needs the {0:?} method, which injection does not implement yet")]
+    MethodUnavailable(HookMethod),
+    /// A system call not in the table, or one the payload calls itself.
+    #[error("system call `{0}` cannot be hooked (unknown, or used by the payload itself)")]
+    Syscall(String),
+    /// A hijacked call failed.
+    #[error("hijacked call to {func} failed")]
+    Hijack {
+        /// The kernel function.
+        func: &'static str,
+        /// Why.
+        #[source]
+        source: HijackError,
+    },
+    /// A hijacked call returned failure.
+    #[error("{func} returned {value:#x}")]
+    KernelCall {
+        /// The kernel function.
+        func: &'static str,
+        /// Its return value.
+        value: u64,
+    },
+    /// gdb stub I/O.
+    #[error("gdb request failed")]
+    Gdb(#[from] GdbError),
+    /// Guest RAM I/O.
+    #[error("guest RAM access failed")]
+    Memory(#[from] MemoryError),
+    /// Page walk.
+    #[error("page walk of the payload's memory failed")]
+    Translate(#[from] TranslateError),
+    /// mem-S.
+    #[error("mem-S access failed")]
+    Channel(#[from] ChannelError),
+    /// A page of the payload has the wrong rights.
+    #[error("{segment:?} page {addr:#x} has rights {translation:?}")]
+    Protection {
+        /// The segment.
+        segment: Segment,
+        /// The page.
+        addr: u64,
+        /// What the walk found.
+        translation: Translation,
+    },
+    /// A patched site holds something else than we wrote.
+    #[error("{handler}'s entry holds {found:02x?}, not our call {expected:02x?}; left as is")]
+    Tampered {
+        /// The handler.
+        handler: String,
+        /// What is there.
+        found: Vec<u8>,
+        /// What we wrote.
+        expected: [u8; 5],
+    },
+}
+
+/// What injection is asked to do.
+#[derive(Debug, Clone)]
+pub struct InjectOptions {
+    /// The system-call handler hijacked calls run from (a frequently called one).
+    pub safe_point: String,
+    /// Timeout of each hijacked call (including reaching the safe point).
+    pub timeout: Duration,
+    /// The system calls to hook.
+    pub syscalls: Vec<Syscall>,
+    /// The initial policy.
+    pub rules: Vec<Rule>,
+}
+
+/// One patched handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledHook {
+    /// The system call.
+    pub syscall: Syscall,
+    /// The patched NOP's address.
+    pub site: u64,
+    /// The bytes that were there.
+    pub original: [u8; 5],
+    /// The call we wrote.
+    pub patched: [u8; 5],
+}
+
+/// How long injection took, step by step.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InjectTimings {
+    /// Parsing, resolving and inspecting (host only).
+    pub prepare: Duration,
+    /// The hijacked `module_alloc`, including waiting for the safe point.
+    pub alloc: Duration,
+    /// Writing the image.
+    pub write: Duration,
+    /// The hijacked protection calls and their check.
+    pub protect: Duration,
+    /// mem-S set-up and patching the sites.
+    pub hook: Duration,
+    /// Everything.
+    pub total: Duration,
+}
+
+/// An injected, hooked monitor in a running guest.
+#[derive(Debug)]
+pub struct Monitor {
+    gdb: GdbClient<UnixStream>,
+    mems: MemS<RamFile>,
+    base: u64,
+    size: u64,
+    trampoline: u64,
+    evidence: DispatchEvidence,
+    hooks: Vec<InstalledHook>,
+    timings: InjectTimings,
+    running: bool,
+}
+
+struct GuestKernel<'a> {
+    symbols: &'a KernelSymbols,
+    ram: &'a RamFile,
+    addrs: Vec<u64>,
+}
+
+impl<'a> GuestKernel<'a> {
+    fn new(symbols: &'a KernelSymbols, ram: &'a RamFile) -> Self {
+        let mut addrs: Vec<u64> = symbols.symbols().iter().map(|s| s.addr.0).collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        GuestKernel { symbols, ram, addrs }
+    }
+
+    /// Kernel image bytes, through the image's linear physical mapping.
+    fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        let off = addr.checked_sub(self.symbols.virt_base().0)?;
+        self.ram.read_vec(Gpa(self.symbols.phys_base().0.checked_add(off)?), len).ok()
+    }
+}
+
+impl KernelView for GuestKernel<'_> {
+    fn symbol(&self, name: &str) -> Option<u64> {
+        self.symbols.by_name(name).map(|s| s.addr.0)
+    }
+    fn handlers(&self) -> std::collections::BTreeSet<u64> {
+        self.symbols.with_prefix("__x64_sys_").map(|s| s.addr.0).collect()
+    }
+    fn function_bytes(&self, addr: u64, max: u64) -> Option<Vec<u8>> {
+        let i = self.addrs.partition_point(|&a| a <= addr);
+        let end = self.addrs.get(i).copied().unwrap_or(addr + max);
+        self.read(addr, (end - addr).min(max) as usize)
+    }
+}
+
+fn kernel_fn(symbols: &KernelSymbols, name: &'static str) -> Result<Gva, MonitorError> {
+    payload::resolve_import(symbols, name).map(Gva).map_err(|_| MonitorError::KernelSymbol(name.into()))
+}
+
+fn call(
+    gdb: &mut GdbClient<UnixStream>,
+    safe: Gva,
+    symbols: &KernelSymbols,
+    func: &'static str,
+    args: &[u64],
+    timeout: Duration,
+) -> Result<u64, MonitorError> {
+    let f = kernel_fn(symbols, func)?;
+    hijack_call(gdb, safe, f, args, timeout).map_err(|source| MonitorError::Hijack { func, source })
+}
+
+/// Injects the payload into the guest behind `gdb` (stopped or running: it is stopped by the
+/// hijacked calls) and hooks `opts.syscalls`; the guest is left running.
+pub fn inject(
+    mut gdb: GdbClient<UnixStream>,
+    ram: RamFile,
+    symbols: &KernelSymbols,
+    opts: &InjectOptions,
+) -> Result<Monitor, MonitorError> {
+    let t0 = Instant::now();
+    let mut timings = InjectTimings::default();
+
+    // 1. Host-side preparation: nothing in the guest changes if any of this fails.
+    let obj = Object::parse(payload::OBJECT).map_err(MonitorError::Payload)?;
+    let mut imports = std::collections::BTreeMap::new();
+    for name in obj.imports() {
+        imports.insert(name, payload::resolve_import(symbols, name).map_err(MonitorError::Import)?);
+    }
+    let kernel = GuestKernel::new(symbols, &ram);
+    let evidence = hooks::inspect(&kernel);
+    let method = hooks::choose(&evidence).map_err(MonitorError::Hook)?;
+    tracing::info!(?evidence, ?method, "system-call dispatch inspected");
+    if method != HookMethod::EntryCall {
+        return Err(MonitorError::MethodUnavailable(method));
+    }
+    let mut sites = Vec::new();
+    for sc in &opts.syscalls {
+        if HELPER_SYSCALLS.contains(&sc.name) {
+            return Err(MonitorError::Syscall(sc.name.into()));
+        }
+        let handler = sc.handler();
+        let addr = kernel.symbol(&handler).ok_or_else(|| MonitorError::KernelSymbol(handler.clone()))?;
+        let code = kernel.read(addr, 16).ok_or_else(|| MonitorError::KernelSymbol(handler.clone()))?;
+        sites.push((hooks::fentry_site(&handler, addr, &code).map_err(MonitorError::Hook)?, *sc));
+    }
+    let layout = loader::Layout::new(&obj).map_err(MonitorError::Load)?;
+    // A dry run at the module area's start: a relocation that cannot be applied fails here,
+    // before anything is allocated in the guest.
+    loader::load(&obj, MODULES_VADDR, &|name| imports.get(name).copied()).map_err(MonitorError::Load)?;
+    crate::policy::validate(&opts.rules).map_err(ChannelError::from)?;
+    let safe = payload::resolve_import(symbols, &opts.safe_point)
+        .map(Gva)
+        .map_err(|_| MonitorError::KernelSymbol(opts.safe_point.clone()))?;
+    timings.prepare = t0.elapsed();
+
+    // 2. mem-A.
+    let t = Instant::now();
+    let base = call(&mut gdb, safe, symbols, "module_alloc", &[layout.size], opts.timeout)?;
+    if base == 0 || base % PAGE != 0 {
+        return Err(MonitorError::KernelCall { func: "module_alloc", value: base });
+    }
+    timings.alloc = t.elapsed();
+
+    // 3. The image: code through the gdb stub, data through the RAM file.
+    let t = Instant::now();
+    let image = loader::load(&obj, base, &|name| imports.get(name).copied()).map_err(MonitorError::Load)?;
+    let regs = gdb.read_registers()?;
+    let (cr3, cr4) = (regs.get("cr3").unwrap_or(0), regs.get("cr4").unwrap_or(0));
+    let space = AddressSpace::from_registers(cr3, cr4);
+    for seg in [Segment::Text, Segment::Rodata] {
+        let r = layout.segment(seg);
+        if !r.is_empty() {
+            gdb.write_memory(Gva(base + r.start), &image.bytes[r.start as usize..r.end as usize])?;
+        }
+    }
+    let vm = VirtMemory::new(&ram, space);
+    let data = layout.segment(Segment::Data);
+    for off in (data.start..data.end).step_by(PAGE as usize) {
+        let gpa = vm.translate(Gva(base + off))?.gpa;
+        ram.write(gpa, &image.bytes[off as usize..(off + PAGE) as usize])?;
+    }
+    let ms = layout.segment(Segment::MemS);
+    let mut pages = Vec::new();
+    for off in (ms.start..ms.end).step_by(PAGE as usize) {
+        pages.push(vm.translate(Gva(base + off))?.gpa);
+    }
+    timings.write = t.elapsed();
+
+    // 4. W^X: code read-only then executable; rodata read-only; data and mem-S stay RW+NX.
+    let t = Instant::now();
+    let text = layout.segment(Segment::Text);
+    let pages_of = |r: &std::ops::Range<u64>| (r.end - r.start) / PAGE;
+    for (func, range) in [
+        ("set_memory_ro", text.clone()),
+        ("set_memory_x", text.clone()),
+        ("set_memory_ro", layout.segment(Segment::Rodata)),
+    ] {
+        if range.is_empty() {
+            continue;
+        }
+        let ret = call(&mut gdb, safe, symbols, func, &[base + range.start, pages_of(&range)], opts.timeout)?;
+        if ret as i32 != 0 {
+            return Err(MonitorError::KernelCall { func, value: ret });
+        }
+    }
+    for (seg, range) in &layout.segments {
+        for off in (range.start..range.end).step_by(PAGE as usize) {
+            let tr = vm.translate(Gva(base + off))?;
+            let ok = match seg {
+                Segment::Text => !tr.writable && !tr.nx,
+                Segment::Rodata => !tr.writable && tr.nx,
+                Segment::Data | Segment::MemS => tr.writable && tr.nx,
+            };
+            if !ok {
+                return Err(MonitorError::Protection { segment: *seg, addr: base + off, translation: tr });
+            }
+        }
+    }
+    timings.protect = t.elapsed();
+
+    // 5. mem-S, then the hooks (guest stopped: all vCPUs are halted by the stub).
+    let t = Instant::now();
+    let mems = MemS::new(ram, pages);
+    mems.initialise(&sites.iter().map(|&(site, sc)| (site, sc)).collect::<Vec<_>>())?;
+    mems.write_policy(&opts.rules)?;
+    let trampoline = image.export(payload::TRAMPOLINE).ok_or(MonitorError::KernelSymbol(payload::TRAMPOLINE.into()))?;
+    let mut monitor = Monitor {
+        gdb,
+        mems,
+        base,
+        size: layout.size,
+        trampoline,
+        evidence,
+        hooks: Vec::new(),
+        timings,
+        running: false,
+    };
+    for (site, sc) in sites {
+        let patched = hooks::call_bytes(site, trampoline).map_err(MonitorError::Hook)?;
+        let found = monitor.gdb.read_memory(Gva(site), 5)?;
+        if found != hooks::NOP5 {
+            return Err(MonitorError::Hook(HookError::NoFentryNop { handler: sc.handler(), bytes: found }));
+        }
+        monitor.gdb.write_memory(Gva(site), &patched)?;
+        monitor.hooks.push(InstalledHook { syscall: sc, site, original: hooks::NOP5, patched });
+        monitor.check_site(site, &patched, &sc)?;
+    }
+    monitor.timings.hook = t.elapsed();
+    monitor.timings.total = t0.elapsed();
+    monitor.gdb.cont()?;
+    monitor.running = true;
+    tracing::info!(
+        base = format_args!("{base:#x}"),
+        size = layout.size,
+        hooks = monitor.hooks.len(),
+        "monitor injected"
+    );
+    Ok(monitor)
+}
+
+impl Monitor {
+    fn check_site(&mut self, site: u64, expected: &[u8; 5], sc: &Syscall) -> Result<(), MonitorError> {
+        let found = self.gdb.read_memory(Gva(site), 5)?;
+        if found != expected {
+            return Err(MonitorError::Tampered { handler: sc.handler(), found, expected: *expected });
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<(), MonitorError> {
+        if self.running {
+            self.gdb.interrupt()?;
+            self.gdb.wait_stop(Duration::from_secs(10))?;
+            self.running = false;
+        }
+        Ok(())
+    }
+
+    /// The shared region (events, policy, counters).
+    pub fn mem_s(&self) -> &MemS<RamFile> {
+        &self.mems
+    }
+
+    /// Replaces the policy live (no VM exit, no re-injection).
+    pub fn set_policy(&self, rules: &[Rule]) -> Result<(), MonitorError> {
+        Ok(self.mems.write_policy(rules)?)
+    }
+
+    /// mem-A's address and size.
+    pub fn allocation(&self) -> (u64, u64) {
+        (self.base, self.size)
+    }
+
+    /// The trampoline's address.
+    pub fn trampoline(&self) -> u64 {
+        self.trampoline
+    }
+
+    /// What the kernel's code said about dispatch.
+    pub fn evidence(&self) -> &DispatchEvidence {
+        &self.evidence
+    }
+
+    /// The patched handlers.
+    pub fn hooks(&self) -> &[InstalledHook] {
+        &self.hooks
+    }
+
+    /// How long injection took.
+    pub fn timings(&self) -> InjectTimings {
+        self.timings
+    }
+
+    /// Restores every patched site's original bytes (guest stopped meanwhile), then resumes.
+    /// The payload stays in mem-A: a task still inside it returns through it safely.
+    pub fn unhook(&mut self) -> Result<(), MonitorError> {
+        self.stop()?;
+        while let Some(h) = self.hooks.pop() {
+            let found = self.gdb.read_memory(Gva(h.site), 5)?;
+            if found != h.patched {
+                self.hooks.push(h.clone());
+                return Err(MonitorError::Tampered { handler: h.syscall.handler(), found, expected: h.patched });
+            }
+            self.gdb.write_memory(Gva(h.site), &h.original)?;
+            let back = self.gdb.read_memory(Gva(h.site), 5)?;
+            if back != h.original {
+                return Err(MonitorError::Tampered { handler: h.syscall.handler(), found: back, expected: h.original });
+            }
+        }
+        self.gdb.cont()?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// Reads guest kernel memory through the stub (guest stopped meanwhile, then resumed).
+    pub fn read_kernel(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, MonitorError> {
+        self.stop()?;
+        let bytes = self.gdb.read_memory(Gva(addr), len)?;
+        self.gdb.cont()?;
+        self.running = true;
+        Ok(bytes)
+    }
+
+    /// Lets go of the gdb stub; the guest keeps running (hooks stay if not unhooked).
+    pub fn detach(mut self) -> Result<(), MonitorError> {
+        self.stop()?;
+        Ok(self.gdb.detach()?)
+    }
+}

@@ -1,0 +1,78 @@
+//! A real QEMU guest for the monitor tests, started by `palisade-guest`: Debian's cloud kernel
+//! and a busybox initramfs (both fetched with apt), RAM in a /dev/shm file, TCG. A missing QEMU
+//! fails the test loudly: CI runs as root with qemu-system-x86 installed.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use palisade_guest::initramfs::{self, InitramfsSpec};
+use palisade_guest::{AccelPolicy, Guest, GuestConfig, KernelImage};
+use palisade_vmi::{Gpa, RamFile, RamLayout, RamRegion};
+
+pub const MEM_MIB: u64 = 512;
+pub const TIMEOUT: Duration = Duration::from_secs(300);
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("PALISADE_GUEST_CACHE")
+        .map_or_else(|| PathBuf::from(palisade_guest::DEFAULT_CACHE_DIR), PathBuf::from)
+}
+
+/// A booted guest and its own /proc/kallsyms dump (taken before anything was injected).
+pub struct TestGuest {
+    pub guest: Guest,
+    pub kallsyms_lines: usize,
+}
+
+impl TestGuest {
+    /// Boots a TCG guest with `vcpus` vCPUs running `workload`; returns once `marker` shows.
+    pub fn boot(name: &str, vcpus: u32, workload: Vec<String>, marker: &str) -> TestGuest {
+        let qemu = std::process::Command::new("qemu-system-x86_64").arg("--version").output();
+        assert!(
+            qemu.is_ok_and(|o| o.status.success()),
+            "qemu-system-x86_64 cannot be run: apt-get install qemu-system-x86"
+        );
+        let cache = cache_dir();
+        let kernel = KernelImage::fetch_cloud(&cache).unwrap_or_else(|e| panic!("kernel: {e:#?}"));
+        let busybox = initramfs::static_busybox(&cache).unwrap_or_else(|e| panic!("busybox: {e:#?}"));
+        let spec = InitramfsSpec { busybox, modules: Vec::new(), workload };
+        let initrd = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("monitor-{name}.cpio"));
+        initramfs::build(&spec, &initrd).unwrap_or_else(|e| panic!("initramfs: {e:#?}"));
+        let mut config = GuestConfig::new(format!("mon-{name}-{}", std::process::id()), &kernel.vmlinuz, &initrd);
+        config.memory_mib = MEM_MIB;
+        config.vcpus = vcpus;
+        config.accel = AccelPolicy::Tcg;
+        let mut guest = Guest::start(&config).unwrap_or_else(|e| panic!("start: {e:#?}"));
+        let dump = guest.kallsyms_dump(TIMEOUT).unwrap_or_else(|e| panic!("kallsyms dump: {e:#?}"));
+        let kallsyms_lines = dump.lines().filter(|l| !l.trim().is_empty()).count();
+        let mut tg = TestGuest { guest, kallsyms_lines };
+        tg.wait(marker);
+        tg
+    }
+
+    /// Waits for a console line containing `marker`; panics with the console otherwise.
+    pub fn wait(&mut self, marker: &str) -> String {
+        self.guest.wait_for_console(marker, TIMEOUT).unwrap_or_else(|e| {
+            let console = std::fs::read_to_string(self.guest.console_path()).unwrap_or_default();
+            panic!("waiting for {marker}: {e}\nconsole:\n{console}")
+        })
+    }
+
+    /// The console so far.
+    pub fn console(&self) -> String {
+        std::fs::read_to_string(self.guest.console_path()).unwrap_or_default()
+    }
+
+    /// The guest's RAM file with the layout `palisade-guest` reports.
+    pub fn ram(&self) -> RamFile {
+        let regions = self
+            .guest
+            .ram_layout()
+            .iter()
+            .map(|r| RamRegion { start: Gpa(r.gpa), len: r.len, file_offset: r.file_offset })
+            .collect();
+        let layout = RamLayout::new(regions).expect("palisade-guest's RAM layout");
+        RamFile::open(self.guest.ram_path(), layout).expect("guest RAM file")
+    }
+}
