@@ -9,7 +9,9 @@
  *   __x64_sys_getpid      the caller's thread-group id in its pid namespace
  *   ktime_get_real_fast_ns   CLOCK_REALTIME, NMI-safe, lock-free
  *   strncpy_from_user     a path argument from user memory
- *   fget / fput / file_path   an fd argument to an absolute path (d_path)
+ *   fget                  an fd argument to its struct file (a reference)
+ *   file_path             ... to an absolute path (d_path)
+ *   fput                  ... and the reference dropped
  *
  * Layout of the shared region: shared.h.
  */
