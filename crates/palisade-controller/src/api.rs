@@ -18,6 +18,8 @@ use tracing::error;
 use crate::auth::{Scope, Tokens};
 use crate::service::{Controller, ServiceError};
 
+mod scans;
+
 /// The OpenAPI document, checked in and served as is.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
@@ -25,6 +27,8 @@ pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 struct AppState {
     controller: Arc<Controller>,
     tokens: Arc<Tokens>,
+    /// Type 2 scanning (issue #7); absent when the controller does not run the engine.
+    scans: Option<Arc<palisade_scan::ScanService>>,
 }
 
 /// Largest request body accepted: policy files for thousands of policies run to a few MB.
@@ -32,6 +36,15 @@ pub const MAX_BODY_BYTES: usize = 32 << 20;
 
 /// Builds the router.
 pub fn router(controller: Arc<Controller>, tokens: Arc<Tokens>) -> Router {
+    router_with_scans(controller, tokens, None)
+}
+
+/// Builds the router, serving `/v1/scans` with `scans` (Type 2 access, issue #7).
+pub fn router_with_scans(
+    controller: Arc<Controller>,
+    tokens: Arc<Tokens>,
+    scans: Option<Arc<palisade_scan::ScanService>>,
+) -> Router {
     let v1 = Router::new()
         .route("/apply", post(apply))
         .route("/objects", get(list))
@@ -42,14 +55,15 @@ pub fn router(controller: Arc<Controller>, tokens: Arc<Tokens>) -> Router {
         .route("/status", get(status))
         .route("/reconcile", post(reconcile))
         .route("/guests", get(guests))
-        .route("/vmi/{tenant}/{vm}/symbols", get(symbols));
+        .route("/vmi/{tenant}/{vm}/symbols", get(symbols))
+        .route("/scans", get(scans::list).post(scans::run));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .nest("/v1", v1)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(AppState { controller, tokens })
+        .with_state(AppState { controller, tokens, scans })
 }
 
 /// An error reply.

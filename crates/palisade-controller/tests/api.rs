@@ -258,10 +258,17 @@ async fn server_matches_openapi_document() {
             }
             let m = method.to_uppercase();
             let body = (m == "POST" && path == "/v1/apply").then(|| json!({ "file": "r.yaml", "content": REDIRECT }));
+            let body = body.or_else(|| (m == "POST" && path == "/v1/scans").then(|| json!({ "target": "alpha/web1" })));
             let uri = format!("{}{}", concrete(path), if m == "DELETE" { "?dry_run=true" } else { "" });
             let (st, v) = call(&app, &m, &uri, Some(ADMIN), body).await;
             let documented = op["responses"].as_object().unwrap();
             assert!(documented.contains_key(st.as_str()), "{m} {path} answered {st} (undocumented): {v}");
+            // This server runs no scan engine (the lab test runs the real one, issue #7).
+            if path == "/v1/scans" && m == "POST" {
+                assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+                checked += 1;
+                continue;
+            }
             // fw1 is still used by the policy: deleting it must be refused, the rest succeed.
             if path == "/v1/objects/{kind}/{name}" && m == "DELETE" {
                 assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -286,8 +293,27 @@ async fn server_matches_openapi_document() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 15);
+    assert_eq!(checked, 17);
     // Metrics are Prometheus text.
     let (_, m) = call(&app, "GET", "/metrics", None, None).await;
     assert!(m.as_str().unwrap().contains("palisade_flows_programmed "));
+}
+
+/// Issue #7: scan requests are checked before any engine is involved; without one, 503.
+#[tokio::test]
+async fn scan_requests_are_checked_and_scoped() {
+    let (app, _, _) = setup();
+    apply(&app, ADMIN, "lab.yaml", LAB).await;
+    let (st, v) = call(&app, "POST", "/v1/scans", Some(ALPHA), Some(json!({ "target": "alpha/web1" }))).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["error"], "scanning is not enabled on this controller");
+    let (st, v) = call(&app, "POST", "/v1/scans", Some(ALPHA), Some(json!({ "target": "web1" }))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, _) = call(&app, "POST", "/v1/scans", Some(ALPHA), Some(json!({ "target": "alpha/web1", "x": 1 }))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    // Another tenant's VM is "not found", exactly like an absent one.
+    let (st, v) = call(&app, "POST", "/v1/scans", Some(ALPHA), Some(json!({ "target": "beta/web1" }))).await;
+    assert_eq!((st, v["error"].as_str()), (StatusCode::NOT_FOUND, Some("vm beta/web1 not found")));
+    let (st, v) = call(&app, "GET", "/v1/scans", Some(BETA), None).await;
+    assert_eq!((st, v), (StatusCode::OK, json!([])));
 }

@@ -1,0 +1,132 @@
+//! `/v1/scans`: Type 2 scan tasks (issue #7). A task runs in its own task space and reaches
+//! exactly one VM; a tenant token may scan and list only its own tenant's VMs.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use palisade_model::{Inventory, Object, ObjectKey};
+use palisade_scan::{Profile, Target, TargetError};
+use serde::Deserialize;
+use tracing::error;
+
+use super::{blocking, scope, ApiError, AppState};
+use crate::auth::Scope;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunBody {
+    /// `tenant/vm`.
+    target: String,
+    /// TCP ports (default: Palisade's port-scan profile).
+    tcp: Option<Vec<u16>>,
+    /// UDP ports (default none).
+    udp: Option<Vec<u16>>,
+    /// Probes in flight at once (1-1024).
+    concurrency: Option<usize>,
+    /// Per-probe timeout in ms (1-10000).
+    timeout_ms: Option<u64>,
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, msg)
+}
+
+fn unavailable() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "scanning is not enabled on this controller")
+}
+
+/// The desired state as `scope` sees it.
+fn inventory(st: &AppState, scope: &Scope) -> Inventory {
+    let mut inv = Inventory::default();
+    for v in st.controller.objects(scope, None) {
+        let key = ObjectKey {
+            kind: v.kind,
+            tenant: v.tenant.as_deref().and_then(|t| t.parse().ok()),
+            name: match v.name.parse() {
+                Ok(n) => n,
+                Err(_) => continue,
+            },
+        };
+        if let Ok(obj) = Object::from_json(v.kind, v.spec) {
+            inv.objects.insert(key, obj);
+        }
+    }
+    inv
+}
+
+fn profile(body: &RunBody) -> Result<Profile, ApiError> {
+    let mut p = Profile::default();
+    if let Some(tcp) = &body.tcp {
+        p.tcp.clone_from(tcp);
+    }
+    if let Some(udp) = &body.udp {
+        p.udp.clone_from(udp);
+    }
+    if p.tcp.is_empty() && p.udp.is_empty() {
+        return Err(bad("a scan needs at least one port"));
+    }
+    if p.tcp.iter().chain(&p.udp).any(|&port| port == 0) {
+        return Err(bad("port 0 cannot be scanned"));
+    }
+    if let Some(c) = body.concurrency {
+        if !(1..=1024).contains(&c) {
+            return Err(bad("concurrency must be between 1 and 1024"));
+        }
+        p.concurrency = c;
+    }
+    if let Some(t) = body.timeout_ms {
+        if !(1..=10_000).contains(&t) {
+            return Err(bad("timeout_ms must be between 1 and 10000"));
+        }
+        p.timeout_ms = t;
+    }
+    Ok(p)
+}
+
+/// `POST /v1/scans`: runs a port-scan task now and answers with its record.
+pub(super) async fn run(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<RunBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    let Json(body) = body.map_err(|e| bad(format!("request body: {}", e.body_text())))?;
+    let (tenant, vm) = body.target.split_once('/').ok_or_else(|| bad("target must be tenant/vm"))?;
+    let (tenant, vm) = match (tenant.parse(), vm.parse()) {
+        (Ok(t), Ok(v)) => (t, v),
+        _ => return Err(bad(format!("target `{}` is not tenant/vm", body.target))),
+    };
+    let profile = profile(&body)?;
+    let target = Target::resolve(&inventory(&st, &scope), &tenant, &vm).map_err(|e| match e {
+        TargetError::UnknownVm(_) => ApiError::new(StatusCode::NOT_FOUND, format!("vm {} not found", body.target)),
+        other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+    })?;
+    let scans = st.scans.clone().ok_or_else(unavailable)?;
+    if let Err(e) = scans.check_pool(&inventory(&st, &Scope::Admin)) {
+        error!(error = %e, "the task address pool overlaps a tenant subnet; scanning refused");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the task address pool overlaps a tenant subnet; the operator must choose another pool",
+        ));
+    }
+    let mut record = blocking(move || Ok(scans.run(&target, &profile))).await?;
+    if scope != Scope::Admin {
+        // Tenants get the reason's first sentence; the chain (commands, their output) is logged.
+        record.reason = record.reason.map(|r| r.split(": ").next().unwrap_or_default().to_owned());
+    }
+    Ok(Json(record).into_response())
+}
+
+/// `GET /v1/scans`: the tasks the caller may see, oldest first.
+pub(super) async fn list(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    let Some(scans) = st.scans.clone() else { return Ok(Json(Vec::<()>::new()).into_response()) };
+    let mut tasks = scans.tasks(scope.tenant().map(|t| t.as_str()));
+    if scope != Scope::Admin {
+        for t in &mut tasks {
+            t.reason = t.reason.take().map(|r| r.split(": ").next().unwrap_or_default().to_owned());
+        }
+    }
+    Ok(Json(tasks).into_response())
+}
