@@ -4,6 +4,7 @@
 #  1. Agreement first: on a small generated capture, `palisade nad features` and the baseline
 #     tool chain (tshark field export + bench/nad_reference.py, written from the spec) must give
 #     the same rows (floats to 1e-9), or the run stops.
+#     tshark resets its session every 100,000 packets (-M): it keeps ~2.7 KB per packet otherwise.
 #  2. Throughput on one core (taskset -c $CORE) from a warm page cache, N packets (default 10 M,
 #     seeded generator, TCP/UDP/ICMP + ignored traffic, 4 VMs, 1,000 peers per VM): packets/s and
 #     file bytes/s, best of 3 for palisade, one run of the baseline, same file.
@@ -21,6 +22,7 @@ mkdir -p "$DIR"
 need=()
 command -v tshark >/dev/null || need+=(tshark)
 [ -x /usr/bin/time ] || need+=(time)
+command -v bc >/dev/null || need+=(bc)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -34,10 +36,11 @@ gen() { # file packets peers
   [ -s "$1" ] || "$P" nad generate --out "$1" --packets "$2" --peers "$3" --seed 7 2>/dev/null
 }
 warm() { cat "$1" >/dev/null; }
-# One timed run pinned to $CORE: prints "seconds max_rss_kb".
+# One timed run pinned to $CORE: prints "seconds max_rss_kb cpu_seconds" (cpu = user + sys, which
+# is what to read when something else shares the core).
 timed() {
-  /usr/bin/time -f "%e %M" -o "$DIR/time.out" taskset -c "$CORE" "$@" >"$DIR/out.csv" 2>/dev/null
-  cat "$DIR/time.out"
+  /usr/bin/time -f "%e %M %U %S" -o "$DIR/time.out" taskset -c "$CORE" "$@" >"$DIR/out.csv" 2>/dev/null
+  awk '{printf "%s %s %.2f\n", $1, $2, $3 + $4}' "$DIR/time.out"
 }
 best_of_3() {
   local best="" line
@@ -48,7 +51,7 @@ best_of_3() {
   echo "$best"
 }
 baseline() { # file -> rows on stdout; both stages pinned to the same core
-  taskset -c "$CORE" tshark -r "$1" -n -o ip.defragment:FALSE -T fields -E separator=, -E occurrence=f $FIELDS 2>/dev/null |
+  taskset -c "$CORE" tshark -r "$1" -n -M 100000 -o ip.defragment:FALSE -T fields -E separator=, -E occurrence=f $FIELDS 2>/dev/null |
     taskset -c "$CORE" python3 bench/nad_reference.py $VMS --window 1
 }
 
@@ -64,7 +67,7 @@ python3 bench/nad_compare.py "$DIR/check.palisade.csv" "$DIR/check.baseline.csv"
 gen "$DIR/n.pcap" "$N" 1000
 SIZE=$(stat -c %s "$DIR/n.pcap")
 warm "$DIR/n.pcap"
-read -r T_P RSS_P < <(best_of_3 "$P" nad features --pcap "$DIR/n.pcap" $VMS --window 1)
+read -r T_P RSS_P CPU_P < <(best_of_3 "$P" nad features --pcap "$DIR/n.pcap" $VMS --window 1)
 warm "$DIR/n.pcap"
 T0=$(date +%s.%N)
 baseline "$DIR/n.pcap" >"$DIR/n.baseline.csv"
@@ -76,21 +79,22 @@ SAME=$(python3 bench/nad_compare.py "$DIR/n.palisade.csv" "$DIR/n.baseline.csv" 
 gen "$DIR/p10.pcap" "$N" 10
 gen "$DIR/p10k.pcap" "$N" 10000
 warm "$DIR/p10.pcap"
-read -r T_10 RSS_10 < <(timed "$P" nad features --pcap "$DIR/p10.pcap" $VMS --window 1)
+read -r T_10 RSS_10 _ < <(timed "$P" nad features --pcap "$DIR/p10.pcap" $VMS --window 1)
 warm "$DIR/p10k.pcap"
-read -r T_10K RSS_10K < <(timed "$P" nad features --pcap "$DIR/p10k.pcap" $VMS --window 1)
+read -r T_10K RSS_10K _ < <(timed "$P" nad features --pcap "$DIR/p10k.pcap" $VMS --window 1)
 
 # 4. Linearity: N/2 (the generator is sequential, so it is the first half of the same traffic).
 gen "$DIR/half.pcap" $((N / 2)) 1000
 warm "$DIR/half.pcap"
-read -r T_H _ < <(best_of_3 "$P" nad features --pcap "$DIR/half.pcap" $VMS --window 1)
+read -r T_H _ CPU_H < <(best_of_3 "$P" nad features --pcap "$DIR/half.pcap" $VMS --window 1)
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-rate() { echo "scale=2; $1 / $2 / 1000000" | bc -l; }
+rate() { printf "%.2f" "$(echo "$1 / $2 / 1000000" | bc -l)"; }
+T_B=$(printf "%.2f" "$T_B")
 cat <<EOF
 | measure ($N packets, $((SIZE / 1000000)) MB, warm cache, one core) | baseline: tshark fields + Python (same run) | palisade nad features | ratio |
 |---|---|---|---|
-| time | ${T_B} s | ${T_P} s | $(echo "scale=1; $T_B / $T_P" | bc -l)x |
+| time (wall) | ${T_B} s | ${T_P} s (CPU ${CPU_P} s) | $(echo "scale=1; $T_B / $T_P" | bc -l)x |
 | packets/s | $(rate "$N" "$T_B") M | $(rate "$N" "$T_P") M | |
 | bytes/s (file) | $(rate "$SIZE" "$T_B") MB/s | $(rate "$SIZE" "$T_P") MB/s | |
 | rows | $(($(wc -l <"$DIR/n.baseline.csv") - 1)) | $(($(wc -l <"$DIR/n.palisade.csv") - 1)) ($SAME) | |
@@ -101,5 +105,5 @@ cat <<EOF
 
 | linearity | $((N / 2)) packets | $N packets | ratio |
 |---|---|---|---|
-| palisade time | ${T_H} s | ${T_P} s | $(echo "scale=2; $T_P / $T_H" | bc -l) |
+| palisade time (wall; CPU) | ${T_H} s; ${CPU_H} s | ${T_P} s; ${CPU_P} s | $(echo "scale=2; $T_P / $T_H" | bc -l); $(echo "scale=2; $CPU_P / $CPU_H" | bc -l) |
 EOF

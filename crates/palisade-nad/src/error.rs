@@ -93,6 +93,15 @@ pub enum RunError {
         #[source]
         source: pcap::Error,
     },
+    /// The capture's descriptor could not be duplicated for polling.
+    #[error("cannot duplicate the capture descriptor of interface `{iface}`")]
+    LiveDup {
+        /// The interface.
+        iface: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Waiting for packets failed.
     #[error("waiting for packets on interface `{iface}` failed")]
     LiveWait {

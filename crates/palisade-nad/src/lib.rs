@@ -3,10 +3,10 @@
 //! Owns capture reading, packet decoding, the extractor and `palisade nad`; not the detector.
 //!
 //! ```text
-//!  file ─► capture (pcap | pcapng, 1 MiB reads, parsed in place) ─┐
-//!                                                                 ├─► decode ─► features ─► RowWriter
-//!  interface ─► live (libpcap: TPACKET_V3 ring, kernel timestamps) ┘  (checked   (per VM,    (CSV | JSONL)
-//!                                                                     views)      per window)
+//!  file ──► capture (pcap | pcapng: 256 KiB reads, parsed in place) ──┐
+//!                                                                     ├─► decode ─► features ─► RowWriter
+//!  interface ──► live (libpcap: TPACKET_V3 ring, kernel timestamps) ──┘   (checked    (per VM,    (CSV | JSONL)
+//!                                                                          views)      per window)
 //! ```
 //!
 //! Live capture uses libpcap (the `pcap` crate) rather than a plain `AF_PACKET` socket: libpcap

@@ -37,9 +37,7 @@ fn worked_example(dir: &std::path::Path) -> std::path::PathBuf {
 
 fn run(args: &[&str]) -> String {
     let argv = std::iter::once("palisade nad").chain(args.iter().copied());
-    let NadCmd::Features(a) = NadCli::try_parse_from(argv).expect("arguments").command else {
-        panic!("not features")
-    };
+    let NadCmd::Features(a) = NadCli::try_parse_from(argv).expect("arguments").command else { panic!("not features") };
     let mut out = Vec::new();
     features_to(&a, &mut out).expect("run");
     String::from_utf8(out).expect("utf-8")
@@ -81,9 +79,10 @@ enum ParentCmd {
 
 #[test]
 fn the_parent_cli_hands_over_its_words_untouched() {
-    let parent =
-        Parent::try_parse_from(["palisade", "nad", "features", "--pcap", "f.pcap", "--vm", "fd00::1", "--window", "0.5", "-o", "jsonl"])
-            .expect("parent parses");
+    let parent = Parent::try_parse_from([
+        "palisade", "nad", "features", "--pcap", "f.pcap", "--vm", "fd00::1", "--window", "0.5", "-o", "jsonl",
+    ])
+    .expect("parent parses");
     assert_eq!(parent.output, "human", "the parent's -o is not consumed");
     let ParentCmd::Nad(raw) = parent.cmd;
     let argv = std::iter::once("palisade nad".into()).chain(raw.args);
@@ -106,10 +105,18 @@ fn bad_inputs_are_named() {
     assert!(err(&["features", "--pcap", "x", "--vm", "10.0.0.300", "--window", "1"]).contains("10.0.0.300"));
     assert!(err(&["features", "--pcap", "x", "--vm", "10.0.0.1", "--window", "-2"]).contains("-2"));
     assert!(err(&["features", "--vm", "10.0.0.1", "--window", "1"]).contains("--pcap"));
-    let NadCmd::Features(a) =
-        NadCli::try_parse_from(["palisade nad", "features", "--pcap", "/nonexistent.pcap", "--vm", "10.0.0.1", "--window", "1"])
-            .expect("parses")
-            .command
+    let NadCmd::Features(a) = NadCli::try_parse_from([
+        "palisade nad",
+        "features",
+        "--pcap",
+        "/nonexistent.pcap",
+        "--vm",
+        "10.0.0.1",
+        "--window",
+        "1",
+    ])
+    .expect("parses")
+    .command
     else {
         panic!("features")
     };
