@@ -37,6 +37,9 @@ extern ms_u64 ktime_get_real_fast_ns(void);
 
 long palisade_handle(struct pt_regs_abi *regs, ms_u64 ret_addr);
 
+/* Original handlers behind the table-redirect stubs (trampoline.S), written by the host. */
+ms_u64 palisade_table_orig[MS_MAX_HOOKS];
+
 struct ms_region palisade_mem_s __attribute__((section(".bss.palisade_mem_s"), aligned(MS_PAGE)));
 
 static inline void *current_task_ptr(void)

@@ -53,4 +53,22 @@ palisade_trampoline:
 	addq $8, %rsp
 	ret
 	.size palisade_trampoline, . - palisade_trampoline
+
+/* Table-redirect stubs (the paper's method, for kernels that call sys_call_table[nr]): stub i
+ * replaces a table entry. It enters the trampoline exactly like a patched fentry site (the hook
+ * table's `site` is the stub's address), then tail-jumps to the original handler kept in
+ * palisade_table_orig[i]; on block, the trampoline returns straight to the stub's caller.
+ * 16 bytes each, MS_MAX_HOOKS of them.
+ */
+	.globl palisade_table_stubs
+	.balign 16
+palisade_table_stubs:
+	.set stub, 0
+	.rept 32
+	.balign 16
+	call palisade_trampoline
+	jmp *palisade_table_orig + 8 * stub(%rip)
+	.set stub, stub + 1
+	.endr
+	.size palisade_table_stubs, . - palisade_table_stubs
 	.section .note.GNU-stack, "", @progbits

@@ -14,6 +14,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::layout::MAX_HOOKS;
+use crate::policy::Syscall;
+
 /// The 5-byte NOP at a `__fentry__` site (`nopl 0x0(%rax,%rax,1)`).
 pub const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
 /// `endbr64`, present when the kernel is built with IBT.
@@ -43,6 +46,24 @@ pub enum HookError {
         /// What is there.
         bytes: Vec<u8>,
     },
+    /// A symbol the method needs is missing or unreadable.
+    #[error("the guest kernel has no readable `{0}`")]
+    Symbol(String),
+    /// A table entry does not hold the handler it should (tampered, or another hook).
+    #[error("sys_call_table[{nr}] holds {found:#x}, not {handler} ({expected:#x}); refusing to chain")]
+    TableMismatch {
+        /// The system call number.
+        nr: u32,
+        /// The handler symbol.
+        handler: String,
+        /// What the entry holds.
+        found: u64,
+        /// The handler's address.
+        expected: u64,
+    },
+    /// More hooks than the payload has table stubs.
+    #[error("{0} hooks, the payload has {1} table stubs")]
+    TooManyHooks(usize, usize),
     /// The trampoline is out of rel32 reach of a site.
     #[error("the trampoline at {target:#x} is beyond ±2 GiB of the call site {site:#x}")]
     OutOfReach {
@@ -61,6 +82,8 @@ pub trait KernelView {
     fn handlers(&self) -> BTreeSet<u64>;
     /// Bytes from the symbol at `addr` to the next symbol (at most `max`).
     fn function_bytes(&self, addr: u64, max: u64) -> Option<Vec<u8>>;
+    /// `len` bytes of kernel memory at `addr`.
+    fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>>;
 }
 
 /// What the kernel's code says about system-call dispatch.
@@ -154,6 +177,74 @@ pub fn call_bytes(site: u64, target: u64) -> Result<[u8; 5], HookError> {
     let rel = i32::try_from(rel).map_err(|_| HookError::OutOfReach { site, target })?;
     let r = rel.to_le_bytes();
     Ok([0xe8, r[0], r[1], r[2], r[3]])
+}
+
+/// One place to patch for one system call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The system call.
+    pub syscall: Syscall,
+    /// The patched address: a fentry NOP, or a `sys_call_table` slot.
+    pub addr: u64,
+    /// The bytes there now (restored on unhook).
+    pub original: Vec<u8>,
+}
+
+/// Size of one table-redirect stub in the payload (`palisade_table_stubs`).
+pub const STUB_SIZE: u64 = 16;
+
+/// The patch targets of `method` for `syscalls`, checked against what the kernel holds.
+pub fn targets(k: &dyn KernelView, method: HookMethod, syscalls: &[Syscall]) -> Result<Vec<Target>, HookError> {
+    let mut out = Vec::with_capacity(syscalls.len());
+    let table = match method {
+        HookMethod::TableRedirect => {
+            Some(k.symbol("sys_call_table").ok_or(HookError::Symbol("sys_call_table".into()))?)
+        }
+        HookMethod::EntryCall => None,
+    };
+    for &sc in syscalls {
+        let handler = sc.handler();
+        let addr = k.symbol(&handler).ok_or_else(|| HookError::Symbol(handler.clone()))?;
+        let target = match table {
+            None => {
+                let code = k.read(addr, 9).ok_or_else(|| HookError::Symbol(handler.clone()))?;
+                let site = fentry_site(&handler, addr, &code)?;
+                Target { syscall: sc, addr: site, original: NOP5.to_vec() }
+            }
+            Some(table) => {
+                let slot = table + 8 * u64::from(sc.nr);
+                let bytes = k.read(slot, 8).ok_or(HookError::Symbol("sys_call_table".into()))?;
+                let found = u64::from_le_bytes(bytes.as_slice().try_into().unwrap_or([0; 8]));
+                if found != addr {
+                    return Err(HookError::TableMismatch { nr: sc.nr, handler, found, expected: addr });
+                }
+                Target { syscall: sc, addr: slot, original: bytes }
+            }
+        };
+        out.push(target);
+    }
+    Ok(out)
+}
+
+/// For the `i`-th target: the address the payload sees as the hook's site (its hook table key)
+/// and the bytes to write at the target.
+pub fn patch(
+    method: HookMethod,
+    i: usize,
+    target: &Target,
+    trampoline: u64,
+    stubs: u64,
+) -> Result<(u64, Vec<u8>), HookError> {
+    match method {
+        HookMethod::EntryCall => Ok((target.addr, call_bytes(target.addr, trampoline)?.to_vec())),
+        HookMethod::TableRedirect => {
+            if i >= MAX_HOOKS {
+                return Err(HookError::TooManyHooks(i + 1, MAX_HOOKS));
+            }
+            let stub = stubs + STUB_SIZE * i as u64;
+            Ok((stub, stub.to_le_bytes().to_vec()))
+        }
+    }
 }
 
 #[cfg(test)]

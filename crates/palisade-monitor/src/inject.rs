@@ -89,15 +89,17 @@ pub enum MonitorError {
         /// What the walk found.
         translation: Translation,
     },
-    /// A patched site holds something else than we wrote.
-    #[error("{handler}'s entry holds {found:02x?}, not our call {expected:02x?}; left as is")]
+    /// A patched place holds something else than expected.
+    #[error("the hook of {handler} at {addr:#x} holds {found:02x?}, not {expected:02x?}; left as is")]
     Tampered {
         /// The handler.
         handler: String,
+        /// The patched address.
+        addr: u64,
         /// What is there.
         found: Vec<u8>,
-        /// What we wrote.
-        expected: [u8; 5],
+        /// What should be there.
+        expected: Vec<u8>,
     },
 }
 
@@ -112,19 +114,24 @@ pub struct InjectOptions {
     pub syscalls: Vec<Syscall>,
     /// The initial policy.
     pub rules: Vec<Rule>,
+    /// Force a method instead of the one the kernel's code calls for (experiments and tests:
+    /// a forced method the kernel does not dispatch through intercepts nothing).
+    pub method: Option<HookMethod>,
 }
 
-/// One patched handler.
+/// One installed hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstalledHook {
     /// The system call.
     pub syscall: Syscall,
-    /// The patched NOP's address.
-    pub site: u64,
+    /// The patched address (fentry NOP or `sys_call_table` slot).
+    pub addr: u64,
+    /// The payload address the patch leads to (the hook table's key).
+    pub entry: u64,
     /// The bytes that were there.
-    pub original: [u8; 5],
-    /// The call we wrote.
-    pub patched: [u8; 5],
+    pub original: Vec<u8>,
+    /// What we wrote.
+    pub patched: Vec<u8>,
 }
 
 /// How long injection took, step by step.
@@ -152,6 +159,7 @@ pub struct Monitor {
     base: u64,
     size: u64,
     trampoline: u64,
+    method: HookMethod,
     evidence: DispatchEvidence,
     hooks: Vec<InstalledHook>,
     timings: InjectTimings,
@@ -191,6 +199,9 @@ impl KernelView for GuestKernel<'_> {
         let end = self.addrs.get(i).copied().unwrap_or(addr + max);
         self.read(addr, (end - addr).min(max) as usize)
     }
+    fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        GuestKernel::read(self, addr, len)
+    }
 }
 
 fn kernel_fn(symbols: &KernelSymbols, name: &'static str) -> Result<Gva, MonitorError> {
@@ -228,21 +239,16 @@ pub fn inject(
     }
     let kernel = GuestKernel::new(symbols, &ram);
     let evidence = hooks::inspect(&kernel);
-    let method = hooks::choose(&evidence).map_err(MonitorError::Hook)?;
-    tracing::info!(?evidence, ?method, "system-call dispatch inspected");
-    if method != HookMethod::EntryCall {
-        return Err(MonitorError::MethodUnavailable(method));
+    let chosen = hooks::choose(&evidence).map_err(MonitorError::Hook);
+    tracing::info!(?evidence, ?chosen, forced = ?opts.method, "system-call dispatch inspected");
+    let method = match opts.method {
+        Some(forced) => forced,
+        None => chosen?,
+    };
+    if let Some(sc) = opts.syscalls.iter().find(|sc| HELPER_SYSCALLS.contains(&sc.name)) {
+        return Err(MonitorError::Syscall(sc.name.into()));
     }
-    let mut sites = Vec::new();
-    for sc in &opts.syscalls {
-        if HELPER_SYSCALLS.contains(&sc.name) {
-            return Err(MonitorError::Syscall(sc.name.into()));
-        }
-        let handler = sc.handler();
-        let addr = kernel.symbol(&handler).ok_or_else(|| MonitorError::KernelSymbol(handler.clone()))?;
-        let code = kernel.read(addr, 16).ok_or_else(|| MonitorError::KernelSymbol(handler.clone()))?;
-        sites.push((hooks::fentry_site(&handler, addr, &code).map_err(MonitorError::Hook)?, *sc));
-    }
+    let targets = hooks::targets(&kernel, method, &opts.syscalls).map_err(MonitorError::Hook)?;
     let layout = loader::Layout::new(&obj).map_err(MonitorError::Load)?;
     // A dry run at the module area's start: a relocation that cannot be applied fails here,
     // before anything is allocated in the guest.
@@ -263,7 +269,15 @@ pub fn inject(
 
     // 3. The image: code through the gdb stub, data through the RAM file.
     let t = Instant::now();
-    let image = loader::load(&obj, base, &|name| imports.get(name).copied()).map_err(MonitorError::Load)?;
+    let mut image = loader::load(&obj, base, &|name| imports.get(name).copied()).map_err(MonitorError::Load)?;
+    if method == HookMethod::TableRedirect {
+        // The stubs' tail-jump targets: the original handlers (in the data segment).
+        let orig = image.export(payload::TABLE_ORIG).ok_or(MonitorError::KernelSymbol(payload::TABLE_ORIG.into()))?;
+        for (i, t) in targets.iter().enumerate() {
+            let at = (orig - base) as usize + 8 * i;
+            image.bytes[at..at + 8].copy_from_slice(&t.original);
+        }
+    }
     let regs = gdb.read_registers()?;
     let (cr3, cr4) = (regs.get("cr3").unwrap_or(0), regs.get("cr4").unwrap_or(0));
     let space = AddressSpace::from_registers(cr3, cr4);
@@ -321,29 +335,32 @@ pub fn inject(
     // 5. mem-S, then the hooks (guest stopped: all vCPUs are halted by the stub).
     let t = Instant::now();
     let mems = MemS::new(ram, pages);
-    mems.initialise(&sites.iter().map(|&(site, sc)| (site, sc)).collect::<Vec<_>>())?;
-    mems.write_policy(&opts.rules)?;
     let trampoline = image.export(payload::TRAMPOLINE).ok_or(MonitorError::KernelSymbol(payload::TRAMPOLINE.into()))?;
+    let stubs = image.export(payload::TABLE_STUBS).ok_or(MonitorError::KernelSymbol(payload::TABLE_STUBS.into()))?;
+    let mut planned = Vec::with_capacity(targets.len());
+    for (i, t) in targets.into_iter().enumerate() {
+        let (entry, patched) = hooks::patch(method, i, &t, trampoline, stubs).map_err(MonitorError::Hook)?;
+        planned.push(InstalledHook { syscall: t.syscall, addr: t.addr, entry, original: t.original, patched });
+    }
+    mems.initialise(&planned.iter().map(|h| (h.entry, h.syscall)).collect::<Vec<_>>())?;
+    mems.write_policy(&opts.rules)?;
     let mut monitor = Monitor {
         gdb,
         mems,
         base,
         size: layout.size,
         trampoline,
+        method,
         evidence,
         hooks: Vec::new(),
         timings,
         running: false,
     };
-    for (site, sc) in sites {
-        let patched = hooks::call_bytes(site, trampoline).map_err(MonitorError::Hook)?;
-        let found = monitor.gdb.read_memory(Gva(site), 5)?;
-        if found != hooks::NOP5 {
-            return Err(MonitorError::Hook(HookError::NoFentryNop { handler: sc.handler(), bytes: found }));
-        }
-        monitor.gdb.write_memory(Gva(site), &patched)?;
-        monitor.hooks.push(InstalledHook { syscall: sc, site, original: hooks::NOP5, patched });
-        monitor.check_site(site, &patched, &sc)?;
+    for h in planned {
+        monitor.expect(&h, &h.original)?;
+        monitor.gdb.write_memory(Gva(h.addr), &h.patched)?;
+        monitor.hooks.push(h.clone());
+        monitor.expect(&h, &h.patched)?;
     }
     monitor.timings.hook = t.elapsed();
     monitor.timings.total = t0.elapsed();
@@ -359,10 +376,16 @@ pub fn inject(
 }
 
 impl Monitor {
-    fn check_site(&mut self, site: u64, expected: &[u8; 5], sc: &Syscall) -> Result<(), MonitorError> {
-        let found = self.gdb.read_memory(Gva(site), 5)?;
+    /// Checks that `h`'s patched address holds `expected` (the guest is stopped).
+    fn expect(&mut self, h: &InstalledHook, expected: &[u8]) -> Result<(), MonitorError> {
+        let found = self.gdb.read_memory(Gva(h.addr), expected.len())?;
         if found != expected {
-            return Err(MonitorError::Tampered { handler: sc.handler(), found, expected: *expected });
+            return Err(MonitorError::Tampered {
+                handler: h.syscall.handler(),
+                addr: h.addr,
+                found,
+                expected: expected.to_vec(),
+            });
         }
         Ok(())
     }
@@ -396,6 +419,11 @@ impl Monitor {
         self.trampoline
     }
 
+    /// The interception method in use.
+    pub fn method(&self) -> HookMethod {
+        self.method
+    }
+
     /// What the kernel's code said about dispatch.
     pub fn evidence(&self) -> &DispatchEvidence {
         &self.evidence
@@ -416,16 +444,12 @@ impl Monitor {
     pub fn unhook(&mut self) -> Result<(), MonitorError> {
         self.stop()?;
         while let Some(h) = self.hooks.pop() {
-            let found = self.gdb.read_memory(Gva(h.site), 5)?;
-            if found != h.patched {
-                self.hooks.push(h.clone());
-                return Err(MonitorError::Tampered { handler: h.syscall.handler(), found, expected: h.patched });
+            if let Err(e) = self.expect(&h, &h.patched) {
+                self.hooks.push(h);
+                return Err(e);
             }
-            self.gdb.write_memory(Gva(h.site), &h.original)?;
-            let back = self.gdb.read_memory(Gva(h.site), 5)?;
-            if back != h.original {
-                return Err(MonitorError::Tampered { handler: h.syscall.handler(), found: back, expected: h.original });
-            }
+            self.gdb.write_memory(Gva(h.addr), &h.original)?;
+            self.expect(&h, &h.original)?;
         }
         self.gdb.cont()?;
         self.running = true;

@@ -7,6 +7,10 @@ use palisade_vmi::kallsyms::KernelSymbols;
 pub const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/payload.o"));
 /// The trampoline hooked sites call.
 pub const TRAMPOLINE: &str = "palisade_trampoline";
+/// The table-redirect stubs (16 bytes each).
+pub const TABLE_STUBS: &str = "palisade_table_stubs";
+/// The original handlers behind the stubs.
+pub const TABLE_ORIG: &str = "palisade_table_orig";
 /// The shared region's symbol.
 pub const MEM_S: &str = "palisade_mem_s";
 

@@ -12,7 +12,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use palisade_guest::initramfs::WORKLOAD_DONE_MARKER;
-use palisade_monitor::hooks::NOP5;
+use palisade_monitor::hooks::{HookMethod, NOP5};
 use palisade_monitor::{inject, Action, Event, EventReader, InjectOptions, Rule, Syscall};
 use palisade_vmi::gdb::GdbClient;
 use palisade_vmi::kallsyms;
@@ -105,6 +105,7 @@ fn injected_monitor_records_blocks_live_and_unhooks_cleanly() {
         timeout: Duration::from_secs(60),
         syscalls: syscalls.clone(),
         rules: rules(Action::Block),
+        method: None,
     };
     let mut monitor = inject(gdb, tg.ram(), &symbols, &opts).unwrap_or_else(|e| panic!("inject: {e:#?}"));
     let (base, size) = monitor.allocation();
@@ -181,10 +182,12 @@ fn injected_monitor_records_blocks_live_and_unhooks_cleanly() {
     );
 
     // Unhook: original bytes back, no more calls reach the payload.
-    let sites: Vec<u64> = monitor.hooks().iter().map(|h| h.site).collect();
+    assert_eq!(monitor.method(), HookMethod::EntryCall);
+    let hooks = monitor.hooks().to_vec();
+    assert!(hooks.iter().all(|h| h.original == NOP5 && h.patched[0] == 0xe8));
     monitor.unhook().unwrap_or_else(|e| panic!("unhook: {e:#?}\nconsole:\n{}", tg.console()));
-    for site in sites {
-        assert_eq!(monitor.read_kernel(site, 5).unwrap(), NOP5);
+    for h in hooks {
+        assert_eq!(monitor.read_kernel(h.addr, 5).unwrap(), NOP5, "{}", h.syscall.name);
     }
     tg.wait("PALISADE-UNHOOKED-SEEN");
     let hits = monitor.mem_s().counters().unwrap().hits;

@@ -61,6 +61,7 @@ fn per_event_cost_is_measured_and_every_lost_event_is_counted() {
         timeout: Duration::from_secs(60),
         syscalls,
         rules: vec![gate_rules()[0].clone()],
+        method: None,
     };
     let mut monitor = inject(gdb, tg.ram(), &symbols, &opts).unwrap_or_else(|e| panic!("inject: {e:#?}"));
     println!("injection: {:?}", monitor.timings());

@@ -19,6 +19,9 @@ impl KernelView for FakeKernel {
     fn function_bytes(&self, addr: u64, max: u64) -> Option<Vec<u8>> {
         self.code.get(&addr).map(|c| c.iter().take(max as usize).copied().collect())
     }
+    fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        self.code.get(&addr).map(|c| c.iter().take(len).copied().collect())
+    }
 }
 
 const READ: u64 = 0xffff_ffff_8120_0000;
@@ -120,4 +123,49 @@ fn call_bytes_encode_rel32_and_refuse_what_is_out_of_reach() {
     let rel = i32::from_le_bytes([b[1], b[2], b[3], b[4]]);
     assert_eq!(tramp.wrapping_add(5).wrapping_add(rel as i64 as u64), site);
     assert!(matches!(call_bytes(site, 0xffff_8880_0000_0000), Err(HookError::OutOfReach { .. })));
+}
+
+fn sc(name: &str) -> Syscall {
+    Syscall::by_name(name).unwrap()
+}
+
+#[test]
+fn entry_call_targets_are_the_fentry_nops_and_patches_call_the_trampoline() {
+    let mut k = kernel_with_switch();
+    k.code.insert(READ, vec![0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5]);
+    let tramp = 0xffff_ffff_c000_0400;
+
+    let t = targets(&k, HookMethod::EntryCall, &[sc("read")]).unwrap();
+    let (site, bytes) = patch(HookMethod::EntryCall, 0, &t[0], tramp, 0).unwrap();
+
+    assert_eq!((t[0].addr, t[0].original.as_slice()), (READ, &NOP5[..]));
+    assert_eq!(site, READ);
+    assert_eq!(bytes, call_bytes(READ, tramp).unwrap());
+}
+
+#[test]
+fn table_targets_are_the_slots_holding_their_handlers_and_patches_point_at_stubs() {
+    let mut k = kernel_with_switch();
+    k.code.insert(TABLE, READ.to_le_bytes().to_vec()); // sys_call_table[0] = __x64_sys_read
+    k.code.insert(TABLE + 8, WRITE.to_le_bytes().to_vec());
+    let stubs = 0xffff_ffff_c000_0540;
+
+    let t = targets(&k, HookMethod::TableRedirect, &[sc("read"), sc("write")]).unwrap();
+    let (site, bytes) = patch(HookMethod::TableRedirect, 1, &t[1], 0, stubs).unwrap();
+
+    assert_eq!((t[0].addr, t[0].original.clone()), (TABLE, READ.to_le_bytes().to_vec()));
+    assert_eq!(t[1].addr, TABLE + 8);
+    assert_eq!(site, stubs + STUB_SIZE);
+    assert_eq!(bytes, (stubs + STUB_SIZE).to_le_bytes());
+    assert!(matches!(patch(HookMethod::TableRedirect, MAX_HOOKS, &t[0], 0, stubs), Err(HookError::TooManyHooks(..))));
+}
+
+#[test]
+fn a_table_slot_not_holding_its_handler_is_refused() {
+    let mut k = kernel_with_switch();
+    k.code.insert(TABLE, 0xffff_ffff_c0de_0000u64.to_le_bytes().to_vec());
+
+    let err = targets(&k, HookMethod::TableRedirect, &[sc("read")]).unwrap_err();
+
+    assert!(matches!(err, HookError::TableMismatch { nr: 0, found: 0xffff_ffff_c0de_0000, .. }), "{err}");
 }
