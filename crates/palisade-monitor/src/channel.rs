@@ -264,14 +264,19 @@ impl EventReader {
             return Err(ChannelError::Ring { head, tail: self.next });
         }
         let mut batch = Batch::default();
-        let mut record = vec![0u8; EVENT_SIZE as usize];
-        while self.next < head {
-            let at = REGION_RING + (self.next % RING_CAPACITY) * EVENT_SIZE;
-            mems.read(at, &mut record)?;
-            if u64_field(&record, EV_SEQ) != self.next + 1 {
+        // The outstanding slots in at most two contiguous reads (the ring may wrap).
+        let first = self.next % RING_CAPACITY;
+        let n = head - self.next;
+        let span1 = n.min(RING_CAPACITY - first);
+        let mut bytes = vec![0u8; (n * EVENT_SIZE) as usize];
+        let (a, b) = bytes.split_at_mut((span1 * EVENT_SIZE) as usize);
+        mems.read(REGION_RING + first * EVENT_SIZE, a)?;
+        mems.read(REGION_RING, b)?;
+        for record in bytes.chunks_exact(EVENT_SIZE as usize) {
+            if u64_field(record, EV_SEQ) != self.next + 1 {
                 break; // reserved, not yet committed: next poll
             }
-            batch.events.push(parse_event(self.next, &record));
+            batch.events.push(parse_event(self.next, record));
             self.next += 1;
         }
         mems.write(HDR_TAIL, &self.next.to_le_bytes())?;

@@ -9,8 +9,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use palisade_monitor::{inject, Action, EventReader, InjectOptions, Rule, Syscall};
-use palisade_vmi::gdb::GdbClient;
+use palisade_vmi::gdb::{Breakpoint, GdbClient};
 use palisade_vmi::kallsyms;
+use palisade_vmi::Gva;
 use support::TestGuest;
 
 const N: u64 = 50_000;
@@ -19,6 +20,7 @@ fn workload() -> Vec<String> {
     [
         "echo gate > /gate",
         "echo gate > /gate2",
+        "echo gate > /gate3",
         "cs() { read -r up _ < /proc/uptime; echo \"${up%.*}${up#*.}\"; }",
         &format!("run() {{ a=$(cs); dd if=/dev/zero of=/dev/null bs=1 count={N} 2>/dev/null; b=$(cs); echo \"PALISADE-T $1 $((b - a))\"; }}"),
         "run plain",
@@ -31,6 +33,10 @@ fn workload() -> Vec<String> {
         "while cat /gate2 >/dev/null 2>&1; do sleep 0.05; done",
         "run recorded",
         "echo PALISADE-MON-RECORDED-DONE",
+        "while cat /gate3 >/dev/null 2>&1; do sleep 0.05; done",
+        "echo PALISADE-MON-BP-PHASE",
+        // Classic VMI for comparison: the host traps read(2) with a gdb breakpoint meanwhile.
+        "dd if=/dev/zero of=/dev/null bs=1 count=2000000 2>/dev/null",
     ]
     .map(str::to_owned)
     .to_vec()
@@ -89,7 +95,7 @@ fn per_event_cost_is_measured_and_every_lost_event_is_counted() {
                 received += 1;
             }
         }
-        if tg.console().contains("PALISADE-MON-RECORDED-DONE") {
+        if polls % 16 == 0 && tg.console().contains("PALISADE-MON-RECORDED-DONE") {
             // One last poll for what was committed meanwhile.
             let batch = reader.poll(monitor.mem_s()).unwrap();
             lost += batch.lost;
@@ -97,11 +103,24 @@ fn per_event_cost_is_measured_and_every_lost_event_is_counted() {
             break;
         }
         assert!(t.elapsed() < Duration::from_secs(600), "the recorded run did not finish");
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_micros(500));
     }
     let after = monitor.mem_s().counters().unwrap();
+    // Stop recording dd, then let the guest on to the breakpoint phase.
+    let mut rules = gate_rules();
+    let openat = Syscall::by_name("openat").map(|s| s.nr);
+    rules.push(Rule {
+        id: 11,
+        nr: openat,
+        subject: Some("cat".into()),
+        object: Some("/gate3".into()),
+        action: Action::Block,
+    });
+    monitor.set_policy(&rules).unwrap();
+    tg.wait("PALISADE-MON-BP-PHASE");
     monitor.unhook().unwrap();
     monitor.detach().unwrap();
+    let per_trap = breakpoint_cost(&tg, symbols.by_name("__x64_sys_read").unwrap().addr.0);
 
     let console = tg.console();
     let (plain, hooked, recorded) =
@@ -123,10 +142,36 @@ fn per_event_cost_is_measured_and_every_lost_event_is_counted() {
         "ring: {received} received, {lost} lost ({polls} polls), payload overflow counter {} -> {}",
         before.overflow, after.overflow
     );
+    let recorded_ns = per_call_ns(best(&recorded) - best(&plain));
+    println!(
+        "breakpoint per read(2): {per_trap:?} => the injected monitor is {:.0}x cheaper per event",
+        per_trap.as_nanos() as f64 / recorded_ns
+    );
     // dd's reads and writes, plus its final stats write to /dev/null and its exit.
     assert!(received + lost >= 2 * N, "{received} + {lost} < {}", 2 * N);
     assert!(received + lost <= 2 * N + 8, "{received} + {lost}");
     assert_eq!(lost, after.overflow - before.overflow, "every dropped event is counted");
     tg.wait(palisade_guest::initramfs::WORKLOAD_DONE_MARKER);
     assert!(tg.guest.wait_exit(Duration::from_secs(60)).unwrap().is_clean());
+}
+
+/// What classic VMI pays per event: a gdb software breakpoint on the handler, each hit taken,
+/// stepped over and resumed (200 hits, wall time per hit).
+fn breakpoint_cost(tg: &TestGuest, handler: u64) -> Duration {
+    let mut gdb = GdbClient::connect_unix(tg.guest.gdb_path()).expect("reconnect to the gdb stub");
+    let bp = Gva(handler);
+    gdb.insert_breakpoint(Breakpoint::Software, bp, 1).unwrap();
+    let hits = 200;
+    let t = Instant::now();
+    for _ in 0..hits {
+        gdb.cont().unwrap();
+        gdb.wait_stop(Duration::from_secs(30)).unwrap();
+        gdb.remove_breakpoint(Breakpoint::Software, bp, 1).unwrap();
+        gdb.step().unwrap();
+        gdb.insert_breakpoint(Breakpoint::Software, bp, 1).unwrap();
+    }
+    let per_hit = t.elapsed() / hits;
+    gdb.remove_breakpoint(Breakpoint::Software, bp, 1).unwrap();
+    gdb.detach().unwrap();
+    per_hit
 }
