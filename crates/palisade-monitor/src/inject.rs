@@ -8,6 +8,7 @@
 //!  ─► mem-S header, hook table, policy ─► patch each NOP5 into `call trampoline` ─► resume
 //! ```
 
+use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -18,8 +19,9 @@ use palisade_vmi::{AddressSpace, Gpa, Gva, MemoryError, PhysMemory, RamFile, Tra
 
 use crate::channel::{ChannelError, MemS};
 use crate::elf::{ElfError, Object};
-use crate::hooks::{self, DispatchEvidence, HookError, HookMethod, KernelView};
+use crate::hooks::{self, HookError, HookMethod, KernelView};
 use crate::loader::{self, LoadError, Segment, PAGE};
+use crate::monitor::{InstalledHook, Monitor};
 use crate::payload::{self, ImportError};
 use crate::policy::{Rule, Syscall, HELPER_SYSCALLS};
 
@@ -44,9 +46,6 @@ pub enum MonitorError {
     /// Hook method or site problems.
     #[error("system calls cannot be hooked")]
     Hook(#[source] HookError),
-    /// The chosen method is one this build cannot install yet.
-    #[error("this kernel needs the {0:?} method, which injection does not implement yet")]
-    MethodUnavailable(HookMethod),
     /// A system call not in the table, or one the payload calls itself.
     #[error("system call `{0}` cannot be hooked (unknown, or used by the payload itself)")]
     Syscall(String),
@@ -119,21 +118,6 @@ pub struct InjectOptions {
     pub method: Option<HookMethod>,
 }
 
-/// One installed hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstalledHook {
-    /// The system call.
-    pub syscall: Syscall,
-    /// The patched address (fentry NOP or `sys_call_table` slot).
-    pub addr: u64,
-    /// The payload address the patch leads to (the hook table's key).
-    pub entry: u64,
-    /// The bytes that were there.
-    pub original: Vec<u8>,
-    /// What we wrote.
-    pub patched: Vec<u8>,
-}
-
 /// How long injection took, step by step.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InjectTimings {
@@ -149,21 +133,6 @@ pub struct InjectTimings {
     pub hook: Duration,
     /// Everything.
     pub total: Duration,
-}
-
-/// An injected, hooked monitor in a running guest.
-#[derive(Debug)]
-pub struct Monitor {
-    gdb: GdbClient<UnixStream>,
-    mems: MemS<RamFile>,
-    base: u64,
-    size: u64,
-    trampoline: u64,
-    method: HookMethod,
-    evidence: DispatchEvidence,
-    hooks: Vec<InstalledHook>,
-    timings: InjectTimings,
-    running: bool,
 }
 
 struct GuestKernel<'a> {
@@ -208,18 +177,6 @@ fn kernel_fn(symbols: &KernelSymbols, name: &'static str) -> Result<Gva, Monitor
     payload::resolve_import(symbols, name).map(Gva).map_err(|_| MonitorError::KernelSymbol(name.into()))
 }
 
-fn call(
-    gdb: &mut GdbClient<UnixStream>,
-    safe: Gva,
-    symbols: &KernelSymbols,
-    func: &'static str,
-    args: &[u64],
-    timeout: Duration,
-) -> Result<u64, MonitorError> {
-    let f = kernel_fn(symbols, func)?;
-    hijack_call(gdb, safe, f, args, timeout).map_err(|source| MonitorError::Hijack { func, source })
-}
-
 /// Injects the payload into the guest behind `gdb` (stopped or running: it is stopped by the
 /// hijacked calls) and hooks `opts.syscalls`; the guest is left running.
 pub fn inject(
@@ -259,35 +216,114 @@ pub fn inject(
         .map_err(|_| MonitorError::KernelSymbol(opts.safe_point.clone()))?;
     timings.prepare = t0.elapsed();
 
-    // 2. mem-A.
+    // 2. mem-A. From here on a failure gives the allocation back.
     let t = Instant::now();
-    let base = call(&mut gdb, safe, symbols, "module_alloc", &[layout.size], opts.timeout)?;
+    let mut ctx = Guest { gdb: &mut gdb, symbols, safe, timeout: opts.timeout };
+    let base = ctx.call("module_alloc", &[layout.size])?;
     if base == 0 || base % PAGE != 0 {
         return Err(MonitorError::KernelCall { func: "module_alloc", value: base });
     }
     timings.alloc = t.elapsed();
+    let placed = place(&mut ctx, &ram, &obj, &imports, &layout, method, &targets, base, &mut timings);
+    let (pages, trampoline, stubs) = match placed {
+        Ok(v) => v,
+        Err(e) => return Err(ctx.release(base, e)),
+    };
 
-    // 3. The image: code through the gdb stub, data through the RAM file.
+    // 5. mem-S, then the hooks (guest stopped: all vCPUs are halted by the stub).
     let t = Instant::now();
-    let mut image = loader::load(&obj, base, &|name| imports.get(name).copied()).map_err(MonitorError::Load)?;
+    let mems = MemS::new(ram, pages);
+    let mut planned = Vec::with_capacity(targets.len());
+    for (i, t) in targets.into_iter().enumerate() {
+        let (entry, patched) = hooks::patch(method, i, &t, trampoline, stubs).map_err(MonitorError::Hook)?;
+        planned.push(InstalledHook { syscall: t.syscall, addr: t.addr, entry, original: t.original, patched });
+    }
+    let shared = mems
+        .initialise(&planned.iter().map(|h| (h.entry, h.syscall)).collect::<Vec<_>>())
+        .and_then(|()| mems.write_policy(&opts.rules));
+    if let Err(e) = shared {
+        return Err(ctx.release(base, e.into()));
+    }
+    let mut installed = Vec::with_capacity(planned.len());
+    for h in planned {
+        if let Err(e) = patch_one(ctx.gdb, &h) {
+            // The guest has not run since the first patch: nothing is inside the payload.
+            for done in installed.iter().rev() {
+                if let Err(undo) = restore_one(ctx.gdb, done) {
+                    tracing::warn!(error = %undo, handler = %done.syscall.handler(), "could not undo a hook");
+                    return Err(e); // mem-A stays: a hook may still lead into it
+                }
+            }
+            return Err(ctx.release(base, e));
+        }
+        installed.push(h);
+    }
+    timings.hook = t.elapsed();
+    timings.total = t0.elapsed();
+    gdb.cont()?;
+    tracing::info!(base = format_args!("{base:#x}"), size = layout.size, hooks = installed.len(), "monitor injected");
+    Ok(Monitor::new(gdb, mems, (base, layout.size), trampoline, method, evidence, installed, timings))
+}
+
+/// The guest behind the stub, for hijacked calls from the safe point.
+struct Guest<'g> {
+    gdb: &'g mut GdbClient<UnixStream>,
+    symbols: &'g KernelSymbols,
+    safe: Gva,
+    timeout: Duration,
+}
+
+impl Guest<'_> {
+    fn call(&mut self, func: &'static str, args: &[u64]) -> Result<u64, MonitorError> {
+        let f = kernel_fn(self.symbols, func)?;
+        hijack_call(self.gdb, self.safe, f, args, self.timeout).map_err(|source| MonitorError::Hijack { func, source })
+    }
+
+    /// Gives mem-A back after a failed injection (nothing leads into it), keeping `error`.
+    fn release(&mut self, base: u64, error: MonitorError) -> MonitorError {
+        if let Err(e) = self.call("module_memfree", &[base]) {
+            tracing::warn!(error = %e, base = format_args!("{base:#x}"), "could not free the payload's memory");
+        }
+        error
+    }
+}
+
+/// Steps 3 and 4: relocates and writes the image (code through the gdb stub, data through the
+/// RAM file), then makes it W^X and checks that with a page walk. Returns mem-S's pages, the
+/// trampoline and the table stubs.
+#[allow(clippy::too_many_arguments)]
+fn place(
+    ctx: &mut Guest<'_>,
+    ram: &RamFile,
+    obj: &Object<'_>,
+    imports: &BTreeMap<&str, u64>,
+    layout: &loader::Layout,
+    method: HookMethod,
+    targets: &[hooks::Target],
+    base: u64,
+    timings: &mut InjectTimings,
+) -> Result<(Vec<Gpa>, u64, u64), MonitorError> {
+    let t = Instant::now();
+    let mut image = loader::load(obj, base, &|name| imports.get(name).copied()).map_err(MonitorError::Load)?;
+    let export = |name: &str| image.export(name).ok_or_else(|| MonitorError::KernelSymbol(name.into()));
+    let (trampoline, stubs, orig) =
+        (export(payload::TRAMPOLINE)?, export(payload::TABLE_STUBS)?, export(payload::TABLE_ORIG)?);
     if method == HookMethod::TableRedirect {
         // The stubs' tail-jump targets: the original handlers (in the data segment).
-        let orig = image.export(payload::TABLE_ORIG).ok_or(MonitorError::KernelSymbol(payload::TABLE_ORIG.into()))?;
         for (i, t) in targets.iter().enumerate() {
             let at = (orig - base) as usize + 8 * i;
             image.bytes[at..at + 8].copy_from_slice(&t.original);
         }
     }
-    let regs = gdb.read_registers()?;
-    let (cr3, cr4) = (regs.get("cr3").unwrap_or(0), regs.get("cr4").unwrap_or(0));
-    let space = AddressSpace::from_registers(cr3, cr4);
+    let regs = ctx.gdb.read_registers()?;
+    let space = AddressSpace::from_registers(regs.get("cr3").unwrap_or(0), regs.get("cr4").unwrap_or(0));
     for seg in [Segment::Text, Segment::Rodata] {
         let r = layout.segment(seg);
         if !r.is_empty() {
-            gdb.write_memory(Gva(base + r.start), &image.bytes[r.start as usize..r.end as usize])?;
+            ctx.gdb.write_memory(Gva(base + r.start), &image.bytes[r.start as usize..r.end as usize])?;
         }
     }
-    let vm = VirtMemory::new(&ram, space);
+    let vm = VirtMemory::new(ram, space);
     let data = layout.segment(Segment::Data);
     for off in (data.start..data.end).step_by(PAGE as usize) {
         let gpa = vm.translate(Gva(base + off))?.gpa;
@@ -303,16 +339,13 @@ pub fn inject(
     // 4. W^X: code read-only then executable; rodata read-only; data and mem-S stay RW+NX.
     let t = Instant::now();
     let text = layout.segment(Segment::Text);
-    let pages_of = |r: &std::ops::Range<u64>| (r.end - r.start) / PAGE;
-    for (func, range) in [
-        ("set_memory_ro", text.clone()),
-        ("set_memory_x", text.clone()),
-        ("set_memory_ro", layout.segment(Segment::Rodata)),
-    ] {
+    for (func, range) in
+        [("set_memory_ro", text.clone()), ("set_memory_x", text), ("set_memory_ro", layout.segment(Segment::Rodata))]
+    {
         if range.is_empty() {
             continue;
         }
-        let ret = call(&mut gdb, safe, symbols, func, &[base + range.start, pages_of(&range)], opts.timeout)?;
+        let ret = ctx.call(func, &[base + range.start, (range.end - range.start) / PAGE])?;
         if ret as i32 != 0 {
             return Err(MonitorError::KernelCall { func, value: ret });
         }
@@ -331,143 +364,37 @@ pub fn inject(
         }
     }
     timings.protect = t.elapsed();
-
-    // 5. mem-S, then the hooks (guest stopped: all vCPUs are halted by the stub).
-    let t = Instant::now();
-    let mems = MemS::new(ram, pages);
-    let trampoline = image.export(payload::TRAMPOLINE).ok_or(MonitorError::KernelSymbol(payload::TRAMPOLINE.into()))?;
-    let stubs = image.export(payload::TABLE_STUBS).ok_or(MonitorError::KernelSymbol(payload::TABLE_STUBS.into()))?;
-    let mut planned = Vec::with_capacity(targets.len());
-    for (i, t) in targets.into_iter().enumerate() {
-        let (entry, patched) = hooks::patch(method, i, &t, trampoline, stubs).map_err(MonitorError::Hook)?;
-        planned.push(InstalledHook { syscall: t.syscall, addr: t.addr, entry, original: t.original, patched });
-    }
-    mems.initialise(&planned.iter().map(|h| (h.entry, h.syscall)).collect::<Vec<_>>())?;
-    mems.write_policy(&opts.rules)?;
-    let mut monitor = Monitor {
-        gdb,
-        mems,
-        base,
-        size: layout.size,
-        trampoline,
-        method,
-        evidence,
-        hooks: Vec::new(),
-        timings,
-        running: false,
-    };
-    for h in planned {
-        monitor.expect(&h, &h.original)?;
-        monitor.gdb.write_memory(Gva(h.addr), &h.patched)?;
-        monitor.hooks.push(h.clone());
-        monitor.expect(&h, &h.patched)?;
-    }
-    monitor.timings.hook = t.elapsed();
-    monitor.timings.total = t0.elapsed();
-    monitor.gdb.cont()?;
-    monitor.running = true;
-    tracing::info!(
-        base = format_args!("{base:#x}"),
-        size = layout.size,
-        hooks = monitor.hooks.len(),
-        "monitor injected"
-    );
-    Ok(monitor)
+    Ok((pages, trampoline, stubs))
 }
 
-impl Monitor {
-    /// Checks that `h`'s patched address holds `expected` (the guest is stopped).
-    fn expect(&mut self, h: &InstalledHook, expected: &[u8]) -> Result<(), MonitorError> {
-        let found = self.gdb.read_memory(Gva(h.addr), expected.len())?;
-        if found != expected {
-            return Err(MonitorError::Tampered {
-                handler: h.syscall.handler(),
-                addr: h.addr,
-                found,
-                expected: expected.to_vec(),
-            });
-        }
-        Ok(())
+/// Reads `len` bytes at `addr` and checks them (the guest is stopped).
+pub(crate) fn expect_bytes(
+    gdb: &mut GdbClient<UnixStream>,
+    h: &InstalledHook,
+    expected: &[u8],
+) -> Result<(), MonitorError> {
+    let found = gdb.read_memory(Gva(h.addr), expected.len())?;
+    if found != expected {
+        return Err(MonitorError::Tampered {
+            handler: h.syscall.handler(),
+            addr: h.addr,
+            found,
+            expected: expected.to_vec(),
+        });
     }
+    Ok(())
+}
 
-    fn stop(&mut self) -> Result<(), MonitorError> {
-        if self.running {
-            self.gdb.interrupt()?;
-            self.gdb.wait_stop(Duration::from_secs(10))?;
-            self.running = false;
-        }
-        Ok(())
-    }
+/// Writes a hook after checking the original bytes, and checks the result.
+fn patch_one(gdb: &mut GdbClient<UnixStream>, h: &InstalledHook) -> Result<(), MonitorError> {
+    expect_bytes(gdb, h, &h.original)?;
+    gdb.write_memory(Gva(h.addr), &h.patched)?;
+    expect_bytes(gdb, h, &h.patched)
+}
 
-    /// The shared region (events, policy, counters).
-    pub fn mem_s(&self) -> &MemS<RamFile> {
-        &self.mems
-    }
-
-    /// Replaces the policy live (no VM exit, no re-injection).
-    pub fn set_policy(&self, rules: &[Rule]) -> Result<(), MonitorError> {
-        Ok(self.mems.write_policy(rules)?)
-    }
-
-    /// mem-A's address and size.
-    pub fn allocation(&self) -> (u64, u64) {
-        (self.base, self.size)
-    }
-
-    /// The trampoline's address.
-    pub fn trampoline(&self) -> u64 {
-        self.trampoline
-    }
-
-    /// The interception method in use.
-    pub fn method(&self) -> HookMethod {
-        self.method
-    }
-
-    /// What the kernel's code said about dispatch.
-    pub fn evidence(&self) -> &DispatchEvidence {
-        &self.evidence
-    }
-
-    /// The patched handlers.
-    pub fn hooks(&self) -> &[InstalledHook] {
-        &self.hooks
-    }
-
-    /// How long injection took.
-    pub fn timings(&self) -> InjectTimings {
-        self.timings
-    }
-
-    /// Restores every patched site's original bytes (guest stopped meanwhile), then resumes.
-    /// The payload stays in mem-A: a task still inside it returns through it safely.
-    pub fn unhook(&mut self) -> Result<(), MonitorError> {
-        self.stop()?;
-        while let Some(h) = self.hooks.pop() {
-            if let Err(e) = self.expect(&h, &h.patched) {
-                self.hooks.push(h);
-                return Err(e);
-            }
-            self.gdb.write_memory(Gva(h.addr), &h.original)?;
-            self.expect(&h, &h.original)?;
-        }
-        self.gdb.cont()?;
-        self.running = true;
-        Ok(())
-    }
-
-    /// Reads guest kernel memory through the stub (guest stopped meanwhile, then resumed).
-    pub fn read_kernel(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, MonitorError> {
-        self.stop()?;
-        let bytes = self.gdb.read_memory(Gva(addr), len)?;
-        self.gdb.cont()?;
-        self.running = true;
-        Ok(bytes)
-    }
-
-    /// Lets go of the gdb stub; the guest keeps running (hooks stay if not unhooked).
-    pub fn detach(mut self) -> Result<(), MonitorError> {
-        self.stop()?;
-        Ok(self.gdb.detach()?)
-    }
+/// Puts a hook's original bytes back after checking ours are there, and checks the result.
+pub(crate) fn restore_one(gdb: &mut GdbClient<UnixStream>, h: &InstalledHook) -> Result<(), MonitorError> {
+    expect_bytes(gdb, h, &h.patched)?;
+    gdb.write_memory(Gva(h.addr), &h.original)?;
+    expect_bytes(gdb, h, &h.original)
 }

@@ -24,9 +24,11 @@ pub mod hooks;
 pub mod inject;
 pub mod layout;
 pub mod loader;
+pub mod monitor;
 pub mod payload;
 pub mod policy;
 
 pub use channel::{Batch, ChannelError, Counters, Event, EventReader, MemS};
-pub use inject::{inject, InjectOptions, InjectTimings, InstalledHook, Monitor, MonitorError};
+pub use inject::{inject, InjectOptions, InjectTimings, MonitorError};
+pub use monitor::{InstalledHook, Monitor};
 pub use policy::{Action, ObjectArg, Rule, Syscall};
