@@ -123,6 +123,17 @@ impl Client {
     pub fn reconcile(&self) -> Result<Value, ClientError> {
         self.call("POST", "/v1/reconcile", None)
     }
+
+    /// Runs a port-scan task now (`{"target": "tenant/vm", "tcp": [...], ...}`) and returns
+    /// the finished task (issue #7).
+    pub fn scan_run(&self, request: Value) -> Result<Value, ClientError> {
+        self.call("POST", "/v1/scans", Some(request))
+    }
+
+    /// Scan tasks the token may see.
+    pub fn scan_tasks(&self) -> Result<Value, ClientError> {
+        self.call("GET", "/v1/scans", None)
+    }
 }
 
 /// Percent-encodes everything but unreserved characters (RFC 3986).

@@ -22,6 +22,7 @@ pub mod space;
 pub mod task;
 
 pub use flows::{compile_task, Target, TargetError, TaskRules};
+pub use ipnet::Ipv4Net;
 pub use manager::{FlowError, TaskFlows};
 pub use pool::{AddressPool, Endpoint, PoolError, TaskAddrs, DEFAULT_POOL};
 pub use portscan::{scan_in, PortResult, PortState, Proto, ScanReport, ScanSpec};

@@ -11,6 +11,9 @@ use palisade_client::Client;
 use palisade_lab::Lab;
 use serde_json::Value;
 
+#[path = "palisade/scan.rs"]
+mod scan;
+
 /// Palisade: security as a service for the VMs of an IaaS cloud.
 ///
 /// Policies live in YAML files (see examples/). `palisade lab up` builds a small cloud on
@@ -89,6 +92,9 @@ enum Cmd {
     /// Look into guest VMs from outside (no agent in the guest).
     #[command(subcommand)]
     Vmi(VmiCmd),
+    /// Type 2 scanning: one engine reaches a tenant's VM through a task space.
+    #[command(subcommand)]
+    Scan(scan::ScanCmd),
     /// Network anomaly detection: the 11 traffic features per VM and time window, from a
     /// capture file or a live interface (`palisade nad features --help`).
     Nad(palisade_nad::cli::NadCommand),
@@ -287,6 +293,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Cmd::Lab(cmd) => lab(cli, cmd)?,
         Cmd::Vmi(cmd) => vmi(cli, cmd)?,
+        Cmd::Scan(cmd) => scan::run(cli, cmd)?,
         Cmd::Nad(cmd) => palisade_nad::cli::run(cmd)?,
     }
     Ok(())

@@ -11,6 +11,7 @@ use palisade_controller::{api, Controller, Tokens};
 use palisade_guest::AccelPolicy;
 use palisade_ovs::OfctlSwitch;
 use palisade_runtime::{QemuGuests, RuntimeConfig};
+use palisade_scan::{AddressPool, Naming, ScanService};
 use palisade_store::SqliteStore;
 use tracing::{info, warn};
 
@@ -41,6 +42,12 @@ struct Args {
     /// Accelerator for guest VMs: `auto` takes KVM if a test guest really boots with it, else TCG.
     #[arg(long, env = "PALISADE_GUEST_ACCEL", value_enum, default_value_t = AccelArg::Auto)]
     guest_accel: AccelArg,
+    /// Reserved range the scan tasks' addresses come from (must not overlap any tenant subnet).
+    #[arg(long, env = "PALISADE_SCAN_POOL", default_value = palisade_scan::DEFAULT_POOL)]
+    scan_pool: palisade_scan::Ipv4Net,
+    /// Prefix of task space names (namespaces and ports): 1-7 characters of [a-z0-9-].
+    #[arg(long, env = "PALISADE_SCAN_PREFIX", default_value = "pt-")]
+    scan_prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -105,10 +112,12 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
+    let scans = start_scans(&args).context("starting the scan engine")?;
+
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     info!(listen = %args.listen, bridge = %args.bridge, db = %args.db.display(), "palisaded started");
-    axum::serve(listener, api::router(controller, Arc::new(tokens)))
+    axum::serve(listener, api::router_with_scans(controller, Arc::new(tokens), Some(scans)))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving the API")?;
@@ -116,6 +125,15 @@ async fn main() -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || guests.shutdown()).await.context("stopping guests")?;
     info!("palisaded stopped");
     Ok(())
+}
+
+/// The Type 2 scan engine on the controller's bridge (issue #7). It first removes the task
+/// spaces and flows a previous, crashed controller left behind.
+fn start_scans(args: &Args) -> anyhow::Result<Arc<ScanService>> {
+    let naming = Naming::new(&args.scan_prefix)?;
+    let pool = AddressPool::new(args.scan_pool)?;
+    let switch = Arc::new(OfctlSwitch::new(args.bridge.clone()));
+    Ok(Arc::new(ScanService::start(&args.bridge, switch, naming, pool)?))
 }
 
 /// Resolves on SIGINT or SIGTERM (what systemd and `kill` send). Flows stay installed: stopping

@@ -1,0 +1,133 @@
+//! `palisade scan`: Type 2 scan tasks (issue #7).
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use super::{client, print, Cli};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScanCmd {
+    /// Scan one VM now through a task space; prints the open ports.
+    ///
+    /// Example: `palisade scan run --target alpha/web1 --tcp 22,80,8000-8100 -o json`
+    Run {
+        /// The VM: `tenant/vm`.
+        #[arg(long)]
+        target: String,
+        /// TCP ports: a list of ports and ranges (default: 1-1024 and a few common higher ones).
+        #[arg(long)]
+        tcp: Option<String>,
+        /// UDP ports: a list of ports and ranges (default none).
+        #[arg(long)]
+        udp: Option<String>,
+        /// Probes in flight at once.
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Per-probe timeout in milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+    /// List scan tasks and their findings.
+    Tasks,
+}
+
+/// Parses `22,80,8000-8100`.
+fn ports(s: &str) -> anyhow::Result<Vec<u16>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |x: &str| x.parse::<u16>().with_context(|| format!("`{x}` is not a port number"));
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    bail!("port range `{part}` runs backwards");
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    Ok(out)
+}
+
+fn open_ports(task: &Value) -> String {
+    let list: Vec<String> = task["open"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| format!("{}/{}", p["port"], p["proto"].as_str().unwrap_or("")))
+        .collect();
+    if list.is_empty() {
+        "-".to_owned()
+    } else {
+        list.join(",")
+    }
+}
+
+pub(crate) fn run(cli: &Cli, cmd: &ScanCmd) -> anyhow::Result<()> {
+    let c = client(cli)?;
+    match cmd {
+        ScanCmd::Run { target, tcp, udp, concurrency, timeout_ms } => {
+            let mut req = json!({ "target": target });
+            if let Some(t) = tcp {
+                req["tcp"] = json!(ports(t)?);
+            }
+            if let Some(u) = udp {
+                req["udp"] = json!(ports(u)?);
+            }
+            if let Some(n) = concurrency {
+                req["concurrency"] = json!(n);
+            }
+            if let Some(t) = timeout_ms {
+                req["timeout_ms"] = json!(t);
+            }
+            let task = c.scan_run(req)?;
+            print(cli, &task, |t| {
+                println!(
+                    "task {} {} {} ({:.0} ms)",
+                    t["id"],
+                    t["target"].as_str().unwrap_or(""),
+                    t["state"].as_str().unwrap_or(""),
+                    t["duration_ms"].as_f64().unwrap_or(0.0)
+                );
+                for p in t["open"].as_array().into_iter().flatten() {
+                    println!("  {}/{} open", p["port"], p["proto"].as_str().unwrap_or(""));
+                }
+            });
+            if task["state"] == "failed" {
+                bail!("scan task {} failed: {}", task["id"], task["reason"].as_str().unwrap_or("no reason given"));
+            }
+        }
+        ScanCmd::Tasks => {
+            let v = c.scan_tasks()?;
+            print(cli, &v, |v| {
+                println!("{:<6} {:<20} {:<7} {:>9}  OPEN", "ID", "TARGET", "STATE", "MS");
+                for t in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<6} {:<20} {:<7} {:>9.0}  {}",
+                        t["id"],
+                        t["target"].as_str().unwrap_or(""),
+                        t["state"].as_str().unwrap_or(""),
+                        t["duration_ms"].as_f64().unwrap_or(0.0),
+                        open_ports(t)
+                    );
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ports;
+
+    #[test]
+    fn port_lists_and_ranges() {
+        assert_eq!(ports("22, 80,8000-8002").unwrap(), vec![22, 80, 8000, 8001, 8002]);
+        assert!(ports("9-1").is_err());
+        assert!(ports("http").is_err());
+        assert!(ports("70000").is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! Type 2 access in the real lab (issue #7): `palisade scan run` reaches each tenant's web1 —
+//! the same IP in both tenants — through a task space, finds that tenant's open port only,
+//! and leaves no task namespace, port or flow; the other hosts capture no task packet.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+mod common;
+
+use common::{nix_is_root, Env};
+use serde_json::Value;
+
+/// A TCP listener inside a lab VM's namespace (opened there from this process) that accepts forever.
+fn listen(netns: &str, port: u16) {
+    let path = PathBuf::from("/run/netns").join(netns);
+    let listener = palisade_scan::netns::run_in(&path, move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
+        .expect("enter the VM's namespace")
+        .expect("bind");
+    std::thread::spawn(move || for _ in listener.incoming() {});
+}
+
+struct Capture {
+    child: Child,
+    file: PathBuf,
+    port: String,
+}
+
+impl Capture {
+    fn start(dir: &Path, port: &str) -> Capture {
+        let file = dir.join(format!("{port}.pcap"));
+        let mut child = Command::new("tcpdump")
+            .args(["-nn", "-U", "-i", port, "-w"])
+            .arg(&file)
+            .arg("net 100.64.0.0/10")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump runs");
+        let mut line = String::new();
+        BufReader::new(child.stderr.as_mut().expect("stderr")).read_line(&mut line).expect("tcpdump says");
+        assert!(line.contains("listening on"), "tcpdump on {port}: {line}");
+        Capture { child, file, port: port.to_owned() }
+    }
+
+    fn packets(mut self) -> Vec<String> {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        let out = Command::new("tcpdump").args(["-nn", "-r"]).arg(&self.file).output().expect("tcpdump reads");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    }
+}
+
+fn open_ports(task: &Value) -> Vec<u64> {
+    task["open"].as_array().expect("open").iter().map(|p| p["port"].as_u64().expect("port")).collect()
+}
+
+fn token(env: &Env, who: &str) -> String {
+    palisade_client::lab::LabHome::new(env.dir.clone()).token(who).expect("lab token")
+}
+
+#[test]
+fn scans_reach_each_tenants_own_vm_through_task_spaces() {
+    assert!(nix_is_root(), "this test needs root (CI runs as root)");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let env = Env { dir: tmp.path().join("lab") };
+    let _ = env.palisade(&["lab", "down"]);
+    env.ok(&["lab", "up"]);
+
+    // alpha/web1 and beta/web1 are both 198.18.1.10; each listens on its own port.
+    listen("pal-alpha-web1", 8081);
+    listen("pal-beta-web1", 8082);
+    let bystanders: Vec<Capture> = ["pa-web2", "pb-web2", "pg-alpha-web", "pg-beta-web", "pa-fw1"]
+        .iter()
+        .map(|p| Capture::start(tmp.path(), p))
+        .collect();
+
+    // Both tenants scanned at once, each with its own token.
+    let (alpha_token, beta_token) = (token(&env, "alpha"), token(&env, "beta"));
+    let scan = |who: &str, tok: &str| -> Value {
+        let out = env.ok(&["--token", tok, "scan", "run", "--target", who, "--tcp", "22,80,8081,8082", "-o", "json"]);
+        serde_json::from_str(&out).expect("json")
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| scan("alpha/web1", &alpha_token));
+        let b = s.spawn(|| scan("beta/web1", &beta_token));
+        (a.join().expect("alpha scan"), b.join().expect("beta scan"))
+    });
+    assert_eq!(a["state"], "done", "{a}");
+    assert_eq!(open_ports(&a), vec![8081], "alpha's scan finds alpha's port only: {a}");
+    assert_eq!(open_ports(&b), vec![8082], "beta's scan finds beta's port only: {b}");
+    println!("scan tasks took {} ms and {} ms", a["duration_ms"], b["duration_ms"]);
+
+    // A tenant cannot scan another tenant's VM, and sees only its own tasks.
+    let out = env.palisade(&["--token", &alpha_token, "scan", "run", "--target", "beta/web1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vm beta/web1 not found"), "{out:?}");
+    let tasks: Value =
+        serde_json::from_str(&env.ok(&["--token", &beta_token, "scan", "tasks", "-o", "json"])).expect("json");
+    let targets: Vec<&str> = tasks.as_array().expect("tasks").iter().filter_map(|t| t["target"].as_str()).collect();
+    assert_eq!(targets, vec!["beta/web1"]);
+
+    // No other host saw a packet from a task space.
+    for cap in bystanders {
+        let port = cap.port.clone();
+        let packets = cap.packets();
+        assert!(packets.is_empty(), "{port} saw task traffic: {packets:?}");
+    }
+    // Nothing of the tasks remains: namespaces, ports, flows.
+    let netns = Command::new("ip").args(["netns", "list"]).output().expect("ip");
+    assert!(!String::from_utf8_lossy(&netns.stdout).lines().any(|l| l.starts_with("pt-")));
+    let ports = Command::new("ovs-vsctl").args(["list-ports", "palisade0"]).output().expect("ovs-vsctl");
+    assert!(!String::from_utf8_lossy(&ports.stdout).lines().any(|l| l.starts_with("pt-")));
+    let flows =
+        Command::new("ovs-ofctl").args(["-O", "OpenFlow14", "dump-flows", "palisade0"]).output().expect("ofctl");
+    let flows = String::from_utf8_lossy(&flows.stdout);
+    assert!(!flows.contains("cookie=0x5a1510") && !flows.contains("cookie=0x5a1511"), "task flows remain:\n{flows}");
+
+    env.ok(&["lab", "down"]);
+}
