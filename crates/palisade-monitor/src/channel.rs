@@ -233,6 +233,28 @@ pub struct Event {
     pub policy_busy: bool,
 }
 
+impl Event {
+    /// The paper's Figure 12 text form: `FILE MONITOR: INDEX:[0], timestamp: [...],
+    /// filename:[test2], pathname: [/home/test2], operation: [OPEN], process name: [bash],
+    /// user id:[0].` (timestamp: seconds.nanoseconds since the epoch, guest clock).
+    pub fn figure12(&self) -> String {
+        let t = self.time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let op = self.syscall.map_or_else(|| format!("SYSCALL {}", self.nr), str::to_uppercase);
+        format!(
+            "FILE MONITOR: INDEX:[{}], timestamp: [{}.{:09}], filename:[{}], pathname: [{}], operation: [{}], \
+             process name: [{}], user id:[{}].",
+            self.index,
+            t.as_secs(),
+            t.subsec_nanos(),
+            self.file_name,
+            self.path,
+            op,
+            self.process,
+            self.uid
+        )
+    }
+}
+
 /// What one poll found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {

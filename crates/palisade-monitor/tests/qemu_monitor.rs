@@ -121,7 +121,7 @@ fn injected_monitor_records_blocks_live_and_unhooks_cleanly() {
     let batch = reader.poll(monitor.mem_s()).unwrap();
     assert_eq!(batch.lost, 0);
     for e in &batch.events {
-        println!("event {}", short(e));
+        println!("{}  (pid {}, rule {}, {})", e.figure12(), e.pid, e.rule, e.action);
     }
     let ops: Vec<&Event> = batch.events.iter().filter(|e| e.rule == 1 && e.process == "sh").collect();
     let expected = [

@@ -167,3 +167,18 @@ fn accesses_outside_mem_s_are_refused() {
     assert!(matches!(m.read(REGION_SIZE - 4, &mut b), Err(ChannelError::OutOfRange { .. })));
     assert!(matches!(m.read(u64::MAX - 2, &mut b), Err(ChannelError::OutOfRange { .. })));
 }
+
+#[test]
+fn events_print_in_the_papers_figure_12_form() {
+    let m = mems();
+    let mut reader = EventReader::new(&m).unwrap();
+    publish(&m, "/home/test2", "bash", true);
+
+    let e = &reader.poll(&m).unwrap().events[0];
+
+    assert_eq!(
+        e.figure12(),
+        "FILE MONITOR: INDEX:[0], timestamp: [1700000000.000000123], filename:[test2], pathname: [/home/test2], \
+         operation: [OPENAT], process name: [bash], user id:[1000]."
+    );
+}
