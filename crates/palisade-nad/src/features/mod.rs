@@ -360,6 +360,10 @@ impl Vm {
     /// The open window `k`, opened if needed (kept sorted; nearly always the newest).
     #[inline]
     fn window(&mut self, k: u64) -> &mut WindowCounts {
+        let n = self.open.len();
+        if n > 0 && self.open[n - 1].0 == k {
+            return &mut self.open[n - 1].1;
+        }
         let pos = match self.open.iter().rposition(|(ok, _)| *ok <= k) {
             Some(p) if self.open[p].0 == k => p,
             Some(p) => self.insert(p + 1, k),

@@ -41,6 +41,9 @@ pub(crate) struct WindowCounts {
     peer_packets: Vec<u64>,
     /// Per peer as a client: distinct destination ports it sent to on the VM.
     client_ports: Vec<u32>,
+    /// Per peer: the destination port of its previous inbound TCP/UDP packet (`u32::MAX`:
+    /// none), so a client's run of packets to one port skips the pair set.
+    last_port: Vec<u32>,
     /// `(peer index << 16) | destination port` for every (client, port) pair seen.
     client_port_pairs: FxHashSet<u64>,
     /// Destination port of inbound TCP/UDP packets -> packets.
@@ -60,11 +63,16 @@ impl WindowCounts {
         if idx == next {
             self.peer_packets.push(0);
             self.client_ports.push(0);
+            self.last_port.push(u32::MAX);
         }
-        self.peer_packets[idx as usize] += 1;
+        let i = idx as usize;
+        self.peer_packets[i] += 1;
         if let Some(port) = inbound_port {
-            if self.client_port_pairs.insert((u64::from(idx) << 16) | u64::from(port)) {
-                self.client_ports[idx as usize] += 1;
+            if self.last_port[i] != u32::from(port) {
+                self.last_port[i] = u32::from(port);
+                if self.client_port_pairs.insert((u64::from(idx) << 16) | u64::from(port)) {
+                    self.client_ports[i] += 1;
+                }
             }
             *self.service.entry(port).or_insert(0) += 1;
             self.service_total += 1;
@@ -102,6 +110,7 @@ impl WindowCounts {
         self.peer_index.clear();
         self.peer_packets.clear();
         self.client_ports.clear();
+        self.last_port.clear();
         self.client_port_pairs.clear();
         self.service.clear();
         self.service_total = 0;
