@@ -2,7 +2,7 @@
 //!
 //! A file holds any of three top-level lists. Nested objects inherit their parent
 //! (a VM belongs to the subdomain it is listed under). Each policy names its kind by the
-//! one kind key it carries (`redirect:` and `monitor:` today; `scan:` and `anomaly:` later),
+//! one kind key it carries (`redirect:`, `monitor:` and `scan:` today; `anomaly:` later),
 //! so files written today stay valid when new kinds arrive.
 //!
 //! ```yaml
@@ -184,6 +184,9 @@ pub struct PolicyDoc {
     /// Agentless monitoring: hook system calls of guest VMs, record or block by rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor: Option<crate::MonitorSpec>,
+    /// Type 2 access: scan the tenant's VMs from task spaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<Box<crate::ScanSpec>>,
 }
 
 fn default_priority() -> u16 {

@@ -177,6 +177,9 @@ pub struct Policy {
     /// Agentless monitoring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor: Option<crate::MonitorSpec>,
+    /// Type 2 scanning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<Box<crate::ScanSpec>>,
 }
 
 /// One object's body.
@@ -350,6 +353,7 @@ impl FileObjects {
                     priority: p.priority,
                     redirect: p.redirect.clone(),
                     monitor: p.monitor.clone(),
+                    scan: p.scan.clone(),
                 }),
                 format!("policies[{pi}]"),
             ));

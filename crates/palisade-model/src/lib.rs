@@ -10,6 +10,7 @@ pub mod guest;
 pub mod inventory;
 mod locate;
 pub mod monitor;
+pub mod scan;
 pub mod types;
 pub mod validate;
 
@@ -18,6 +19,7 @@ pub use guest::{GuestKernel, GuestSpec};
 pub use inventory::{Inventory, Kind, Object, ObjectKey};
 pub use locate::LineIndex;
 pub use monitor::{MonitorAction, MonitorRule, MonitorSpec, SyscallRef};
+pub use scan::{PortItem, ScanKind, ScanProfile, ScanSpec, Schedule};
 pub use types::{MacAddr, Name, PortName};
 
 /// A file's objects merged into the current state, validated.

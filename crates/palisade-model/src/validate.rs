@@ -211,10 +211,20 @@ pub fn validate(inv: &Inventory) -> Vec<Problem> {
                 if !(1..=1000).contains(&p.priority) {
                     problem(key, "priority", format!("priority {} is outside 1-1000", p.priority));
                 }
+                if let Some(s) = &p.scan {
+                    if p.redirect.is_some() || p.monitor.is_some() {
+                        problem(key, "scan", "a policy has one kind key; split scan from the others".to_owned());
+                    } else {
+                        check_scan(inv, &mut problem, key, &t, s);
+                    }
+                    continue;
+                }
                 match (&p.redirect, &p.monitor) {
                     (Some(r), None) => check_redirect(inv, &mut problem, key, &t, r),
                     (None, Some(m)) => check_monitor(inv, &mut problem, key, &t, m),
-                    (None, None) => problem(key, "", "a policy needs one kind key (redirect or monitor)".to_owned()),
+                    (None, None) => {
+                        problem(key, "", "a policy needs one kind key (redirect, monitor or scan)".to_owned())
+                    }
                     (Some(_), Some(_)) => {
                         problem(key, "monitor", "a policy has one kind key; split redirect and monitor".to_owned())
                     }
@@ -240,6 +250,32 @@ fn check_host(
     }
     if let Some(other) = macs.insert((tenant.clone(), domain.clone(), mac.to_owned()), key.clone()) {
         problem(key, "mac", format!("MAC {mac} is already used by {other} in domain `{domain}`"));
+    }
+}
+
+fn check_scan(
+    inv: &Inventory,
+    problem: &mut dyn FnMut(&ObjectKey, &str, String),
+    key: &ObjectKey,
+    tenant: &Name,
+    s: &crate::ScanSpec,
+) {
+    for (field, message) in s.problems() {
+        problem(key, &field, message);
+    }
+    let Some(target) = &s.target else {
+        if !inv.vms().any(|(k, _)| k.tenant.as_ref() == Some(tenant)) {
+            problem(key, "scan", format!("tenant `{tenant}` has no VM to scan"));
+        }
+        return;
+    };
+    match resolve_endpoint(inv, tenant, target) {
+        Err((sub, message)) => {
+            let field = if sub.is_empty() { "scan.target".to_owned() } else { format!("scan.target.{sub}") };
+            problem(key, &field, message);
+        }
+        Ok(sel) if sel.vms.is_empty() => problem(key, "scan.target", "the target holds no VM to scan".to_owned()),
+        Ok(_) => {}
     }
 }
 

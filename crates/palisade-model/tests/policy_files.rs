@@ -179,3 +179,45 @@ fn monitor_policies_are_parsed_and_checked() {
     let e = located(&MONITOR.replace("action: block", "action: kill"), "action");
     assert!(e.contains("unknown variant `kill`"), "{e}");
 }
+
+/// Issue #7: `scan` policies name a target (VM, subdomain, domain or the whole tenant), ports,
+/// a schedule and a concurrency; every mistake is located.
+#[test]
+fn scan_policies_are_parsed_and_checked() {
+    const SCAN: &str = include_str!("../../../examples/scan.yaml");
+    let merged = merge_file("scan.yaml", SCAN, &lab()).expect("scan.yaml is valid");
+    let scans: Vec<_> = merged.after.policies().filter_map(|(k, p)| Some((k.to_string(), p.scan.clone()?))).collect();
+    assert_eq!(scans.len(), 2, "{scans:?}");
+    let alpha = &scans[0].1;
+    assert_eq!(alpha.profile.tcp_ports().len(), 3 + 101);
+    assert_eq!(alpha.schedule.as_ref().and_then(|s| s.every.as_deref()), Some("1h"));
+    assert_eq!(scans[1].1.concurrency, 4, "the default");
+
+    let located = |text: &str, needle: &str| {
+        let errs = merge_file("s.yaml", text, &lab()).expect_err("rejected");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let e = errs[0].to_string();
+        let line: usize = e.split(':').nth(1).unwrap().parse().unwrap();
+        assert!(text.lines().nth(line - 1).unwrap().contains(needle), "{e} points at the wrong line");
+        e
+    };
+    let e = located(&SCAN.replace("vm: web1", "vm: web9"), "target");
+    assert!(e.contains("unknown vm `web9`"), "{e}");
+    let e = located(
+        &SCAN.replace("\"8000-8100\"]\n      schedule: { every", "\"8100-8000\"]\n      schedule: { every"),
+        "tcp",
+    );
+    assert!(e.contains("runs backwards"), "{e}");
+    let e = located(&SCAN.replace("every: 1h", "every: 5s"), "every");
+    assert!(e.contains("shorter than 60s"), "{e}");
+    let e = located(&SCAN.replace("every: 1h", "every: 1h, cron: \"* * * * *\""), "schedule");
+    assert!(e.contains("exactly one of `every` and `cron`"), "{e}");
+    let e = located(&SCAN.replace("0 3 * * *", "0 25 * * *"), "cron");
+    assert!(e.contains("hour: `25` is outside 0-23"), "{e}");
+    let e = located(&SCAN.replace("concurrency: 2", "concurrency: 0"), "concurrency");
+    assert!(e.contains("outside 1-64"), "{e}");
+    let e = located(&SCAN.replace("concurrency: 2", "concurrency: 2\n      kind: vuln-scan"), "kind");
+    assert!(e.contains("vuln-scan is not available yet"), "{e}");
+    let e = located(&SCAN.replace("concurrency: 2", "concurrency: 2\n      speed: fast"), "speed");
+    assert!(e.contains("unknown field `speed`"), "{e}");
+}
