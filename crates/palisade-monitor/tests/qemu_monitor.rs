@@ -22,7 +22,7 @@ const WAIT: &str = "PALISADE-MON-WAIT";
 
 fn workload() -> Vec<String> {
     [
-        "mkdir -p /etc /tmp/pal",
+        "mkdir -p /etc /tmp/pal/deny",
         "echo '127.0.0.1 localhost guest1' > /etc/hosts",
         "echo palisade-input-line > /tmp/pal/in.txt",
         "echo gate > /gate",
@@ -38,6 +38,9 @@ fn workload() -> Vec<String> {
         "cat /etc/hosts; echo \"PALISADE-CAT-HOSTS status=$?\"",
         "cat /tmp/pal/in.txt; echo \"PALISADE-CAT-IN status=$?\"",
         "head -n 1 /etc/hosts; echo \"PALISADE-HEAD-HOSTS status=$?\"",
+        // A blocked write(2): the descriptor-based path (fget + file_path) decides.
+        "echo data > /tmp/pal/deny/f; echo \"PALISADE-WRITE-DENIED status=$?\"",
+        "echo \"PALISADE-DENIED-SIZE $(wc -c < /tmp/pal/deny/f)\"",
         "echo \"PALISADE-LSMOD-BODY $(lsmod | tail -n +2 | wc -l)\"",
         "echo \"PALISADE-MODULES $(wc -l < /proc/modules)\"",
         "echo \"PALISADE-KALLSYMS $(wc -l < /proc/kallsyms)\"",
@@ -63,7 +66,10 @@ fn workload() -> Vec<String> {
 
 fn rules(hosts: Action) -> Vec<Rule> {
     let openat = Syscall::by_name("openat").map(|s| s.nr);
+    let write = Syscall::by_name("write").map(|s| s.nr);
     vec![
+        // First match wins: this one before the record rule for /tmp/pal/.
+        Rule { id: 4, nr: write, subject: None, object: Some("/tmp/pal/deny/".into()), action: Action::Block },
         Rule { id: 1, nr: None, subject: None, object: Some("/tmp/pal/".into()), action: Action::Record },
         Rule { id: 2, nr: openat, subject: Some("cat".into()), object: Some("/etc/hosts".into()), action: hosts },
         Rule { id: 3, nr: openat, subject: Some("cat".into()), object: Some("/gate".into()), action: Action::Block },
@@ -163,6 +169,15 @@ fn injected_monitor_records_blocks_live_and_unhooks_cleanly() {
             (e.syscall, e.path.as_str(), e.process.as_str(), e.action),
             (Some("openat"), "/etc/hosts", "cat", Action::Block)
         );
+    }
+
+    // The blocked write: the file was created, nothing was written.
+    assert_eq!(value_after(&console, "PALISADE-WRITE-DENIED status="), "1");
+    assert_eq!(value_after(&console, "PALISADE-DENIED-SIZE "), "0");
+    let denied: Vec<&Event> = batch.events.iter().filter(|e| e.rule == 4).collect();
+    assert!(!denied.is_empty(), "no event for the blocked write");
+    for e in &denied {
+        assert_eq!((e.syscall, e.path.as_str(), e.action), (Some("write"), "/tmp/pal/deny/f", Action::Block));
     }
 
     // Nothing in the guest shows the monitor.
