@@ -103,9 +103,19 @@ fn same_ip_tenants_each_reach_only_their_own_vm() {
     assert_eq!(a, BTreeSet::from([8081]), "alpha's task sees alpha/web1 only");
     assert_eq!(b, BTreeSet::from([8082]), "beta's task sees beta/web1 only");
     // The VM saw the task's own pool address (off its subnet, so it answered via its gateway).
+    // (The listener threads record accepted peers a moment after the scanner saw "open".)
+    let recorded = |peers: &std::sync::Mutex<Vec<std::net::SocketAddr>>| {
+        for _ in 0..100 {
+            if !peers.lock().unwrap().is_empty() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    };
+    assert!(recorded(&alpha_peers) && recorded(&beta_peers), "both listeners accepted a connection");
     let vport_a = alpha.space.addrs().vport.ip;
     assert!(alpha_peers.lock().unwrap().iter().all(|p| p.ip() == vport_a), "{alpha_peers:?}");
-    assert!(!alpha_peers.lock().unwrap().is_empty() && !beta_peers.lock().unwrap().is_empty());
 
     // Nothing else is reachable: other VMs' real addresses, the other task's virtual address.
     let other = ScanSpec {

@@ -70,13 +70,25 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// One host of a bed: namespace (= root port name), VLAN, MAC, IP, whether it has a default route.
+pub type Host = (&'static str, u16, &'static str, &'static str, bool);
+
 /// The test bed; dropping it removes everything it made.
-pub struct Bed;
+pub struct Bed {
+    hosts: Vec<Host>,
+}
 
 impl Bed {
+    /// The two-tenant bed of `INVENTORY`.
     pub fn up() -> Bed {
+        Bed::up_with(&HOSTS)
+    }
+
+    /// A bed with these hosts on `BRIDGE`.
+    pub fn up_with(hosts: &[Host]) -> Bed {
         assert!(is_root(), "this test needs root and Open vSwitch (CI runs as root)");
-        Bed::down();
+        let bed = Bed { hosts: hosts.to_vec() };
+        bed.down();
         let dp = if Path::new("/sys/module/openvswitch").exists() { "system" } else { "netdev" };
         sh(&[
             "ovs-vsctl",
@@ -91,7 +103,7 @@ impl Bed {
             "protocols=OpenFlow13,OpenFlow14,OpenFlow15",
         ]);
         sh(&["ovs-ofctl", "-O", "OpenFlow13", "add-flow", BRIDGE, "priority=0,actions=NORMAL"]);
-        for (name, vlan, mac, ip, routed) in HOSTS {
+        for &(name, vlan, mac, ip, routed) in hosts {
             sh(&["ip", "netns", "add", name]);
             sh(&["ip", "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", name]);
             sh(&["ip", "-n", name, "link", "set", "eth0", "address", mac]);
@@ -106,12 +118,12 @@ impl Bed {
             }
             sh(&["ovs-vsctl", "add-port", BRIDGE, name, &format!("tag={vlan}")]);
         }
-        Bed
+        bed
     }
 
-    pub fn down() {
+    fn down(&self) {
         quiet(&["ovs-vsctl", "--if-exists", "del-br", BRIDGE]);
-        for (name, ..) in HOSTS {
+        for (name, ..) in &self.hosts {
             quiet(&["ip", "netns", "del", name]);
             quiet(&["ip", "link", "del", name]);
         }
@@ -120,7 +132,7 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        Bed::down();
+        self.down();
     }
 }
 
