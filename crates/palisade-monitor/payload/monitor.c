@@ -140,7 +140,8 @@ static int policy_mentions(const volatile struct ms_header *h, ms_u32 nr)
 	return 0;
 }
 
-/* The first matching policy under a stable generation: 1 and its id/action, or 0. */
+/* The first matching policy under a stable generation: 1 and its id/action, or 0 when none
+ * matches or the first match is a pass rule. */
 static int decide(volatile struct ms_header *h, ms_u32 nr, struct ms_event *ev)
 {
 	for (int attempt = 0; attempt < 64; attempt++) {
@@ -151,10 +152,10 @@ static int decide(volatile struct ms_header *h, ms_u32 nr, struct ms_event *ev)
 		ms_u32 count = h->policy_count;
 		for (ms_u32 i = 0; i < count && i < MS_MAX_POLICIES; i++) {
 			if (policy_matches(&h->policies[i], nr, ev)) {
+				ms_u8 action = h->policies[i].action;
 				ev->policy_id = h->policies[i].id;
-				ev->action = h->policies[i].action == MS_ACTION_BLOCK ? MS_ACTION_BLOCK
-										      : MS_ACTION_RECORD;
-				found = 1;
+				ev->action = action == MS_ACTION_BLOCK ? MS_ACTION_BLOCK : MS_ACTION_RECORD;
+				found = action != MS_ACTION_PASS; /* pass: matched, nothing to do */
 				break;
 			}
 		}

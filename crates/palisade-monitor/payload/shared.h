@@ -36,6 +36,7 @@ typedef long long ms_i64;
 
 #define MS_ACTION_RECORD 0
 #define MS_ACTION_BLOCK 1
+#define MS_ACTION_PASS 2 /* stops matching; no event, the call runs */
 
 /* ms_event.flags */
 #define MS_EV_PATH_TRUNCATED 1u /* the path did not fit */

@@ -350,7 +350,7 @@ pub fn parse_event(index: u64, r: &[u8]) -> Event {
         uid: u32_field(r, EV_UID),
         arg0: u64_field(r, EV_ARG0) as i64,
         rule: u32_field(r, EV_POLICY_ID),
-        action: if r[EV_ACTION as usize] == 1 { Action::Block } else { Action::Record },
+        action: if r[EV_ACTION as usize] == ACTION_BLOCK { Action::Block } else { Action::Record },
         path_truncated: flags & 1 != 0,
         path_fault: flags & 2 != 0,
         policy_busy: flags & 4 != 0,

@@ -22,6 +22,10 @@ pub const MAX_POLICIES: usize = 16;
 pub const RING_CAPACITY: u64 = 1024;
 /// `MS_ANY_NR`.
 pub const ANY_NR: u32 = 0xffff_ffff;
+/// `MS_ACTION_RECORD`, `MS_ACTION_BLOCK`, `MS_ACTION_PASS`.
+pub const ACTION_RECORD: u8 = 0;
+pub const ACTION_BLOCK: u8 = 1;
+pub const ACTION_PASS: u8 = 2;
 
 /// `struct ms_header` field offsets and size.
 pub const HDR_MAGIC: u64 = 0;
@@ -86,6 +90,9 @@ pub const C_CHECKS: &[(&str, u64)] = &[
     ("MS_MAX_POLICIES", MAX_POLICIES as u64),
     ("MS_RING_CAPACITY", RING_CAPACITY),
     ("MS_ANY_NR", ANY_NR as u64),
+    ("MS_ACTION_RECORD", ACTION_RECORD as u64),
+    ("MS_ACTION_BLOCK", ACTION_BLOCK as u64),
+    ("MS_ACTION_PASS", ACTION_PASS as u64),
     ("offsetof(struct ms_header, magic)", HDR_MAGIC),
     ("offsetof(struct ms_header, version)", HDR_VERSION),
     ("offsetof(struct ms_header, event_size)", HDR_EVENT_SIZE),

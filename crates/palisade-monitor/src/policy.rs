@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::layout::{ANY_NR, COMM_LEN, MAX_POLICIES, NAME_LEN};
+use crate::layout::{ACTION_BLOCK, ACTION_PASS, ACTION_RECORD, ANY_NR, COMM_LEN, MAX_POLICIES, NAME_LEN};
 
 /// What to do with a matching call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -12,14 +12,18 @@ pub enum Action {
     Record,
     /// Record the event; the call returns -EPERM without running.
     Block,
+    /// No event, the call runs, and later rules are not consulted (a matching pass rule
+    /// shadows them: first match wins).
+    Pass,
 }
 
 impl Action {
     /// The `MS_ACTION_*` value.
     pub fn code(self) -> u8 {
         match self {
-            Action::Record => 0,
-            Action::Block => 1,
+            Action::Record => ACTION_RECORD,
+            Action::Block => ACTION_BLOCK,
+            Action::Pass => ACTION_PASS,
         }
     }
 }
@@ -29,6 +33,7 @@ impl fmt::Display for Action {
         f.write_str(match self {
             Action::Record => "record",
             Action::Block => "block",
+            Action::Pass => "pass",
         })
     }
 }
@@ -114,7 +119,7 @@ impl Syscall {
 }
 
 /// One policy rule. The first matching rule (in table order) decides; a hooked call that
-/// matches none is neither recorded nor blocked.
+/// matches none, or whose first match is a pass rule, is neither recorded nor blocked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     /// Non-zero identifier, reported in events.

@@ -133,6 +133,19 @@ fn policy_writes_bump_an_even_generation_and_fill_the_table() {
 }
 
 #[test]
+fn a_pass_rule_is_written_with_the_pass_code_in_its_place() {
+    let m = mems();
+    let rule = |id, action| Rule { id, nr: None, subject: None, object: Some("/etc/".into()), action };
+    m.write_policy(&[rule(1, Action::Pass), rule(2, Action::Record), rule(3, Action::Block)]).unwrap();
+
+    let mut p = vec![0u8; POLICY_SIZE as usize * 3];
+    m.read(HDR_POLICIES, &mut p).unwrap();
+    let actions: Vec<u8> = (0..3).map(|i| p[i * POLICY_SIZE as usize + POL_ACTION as usize]).collect();
+    assert_eq!(actions, [ACTION_PASS, ACTION_RECORD, ACTION_BLOCK]);
+    assert_eq!((ACTION_PASS, Action::Pass.to_string()), (2, "pass".to_owned()));
+}
+
+#[test]
 fn policies_the_table_cannot_hold_are_refused() {
     let m = mems();
     let rule = |id| Rule { id, nr: None, subject: None, object: None, action: Action::Record };
