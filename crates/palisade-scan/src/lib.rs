@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod diff;
 pub mod flows;
 pub mod manager;
 pub mod netns;
@@ -19,8 +20,10 @@ pub mod pool;
 pub mod portscan;
 pub mod service;
 pub mod space;
+pub mod store;
 pub mod task;
 
+pub use diff::{diff, DiffError, ScanDiff};
 pub use flows::{compile_task, Target, TargetError, TaskRules};
 pub use ipnet::Ipv4Net;
 pub use manager::{FlowError, TaskFlows};
@@ -28,4 +31,5 @@ pub use pool::{AddressPool, Endpoint, PoolError, TaskAddrs, DEFAULT_POOL};
 pub use portscan::{scan_in, PortResult, PortState, Proto, ScanReport, ScanSpec};
 pub use service::{Profile, ScanService, TaskError, TaskRecord, TaskState};
 pub use space::{SpaceError, TaskSpace};
+pub use store::{StoreError, TaskStore};
 pub use task::{Naming, TaskId};

@@ -8,7 +8,6 @@
 //! failed with the reason. At start, the service removes what a crashed predecessor left
 //! (task namespaces, ports and flows).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,12 +22,15 @@ use crate::manager::TaskFlows;
 use crate::pool::{AddressPool, PoolError, TaskAddrs};
 use crate::portscan::{scan_in, PortResult, ScanSpec};
 use crate::space::{self, SpaceError, TaskSpace};
+use crate::store::{StoreError, TaskStore};
 use crate::task::{Naming, TaskId};
 
 /// The state of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
+    /// Running now (or cut short by a crash, until the next start marks it failed).
+    Running,
     /// Finished; its findings are complete.
     Done,
     /// Failed; `reason` says why. Its space and flows were removed.
@@ -107,6 +109,9 @@ pub enum TaskError {
     /// The engine failed.
     #[error("the scan engine failed")]
     Engine(#[source] crate::portscan::EngineError),
+    /// The task store failed.
+    #[error("could not record the task")]
+    Store(#[source] StoreError),
 }
 
 /// Formats an error with its causes, for a task's recorded reason.
@@ -129,35 +134,36 @@ pub struct ScanService {
     flows: TaskFlows,
     pool: Mutex<AddressPool>,
     next: AtomicU32,
-    history: Mutex<BTreeMap<u32, TaskRecord>>,
+    store: TaskStore,
 }
 
 impl ScanService {
     /// A service on `bridge` through `switch`, with task names from `naming` and addresses from
-    /// `pool`. Removes whatever a previous service left behind.
-    pub fn start(bridge: &str, switch: Arc<dyn Switch>, naming: Naming, pool: AddressPool) -> Result<Self, TaskError> {
+    /// `pool`, recording tasks in `store`. Removes whatever a previous service left behind and
+    /// marks the tasks it left running as failed.
+    pub fn start(
+        bridge: &str,
+        switch: Arc<dyn Switch>,
+        naming: Naming,
+        pool: AddressPool,
+        store: TaskStore,
+    ) -> Result<Self, TaskError> {
         let flows = TaskFlows::new(switch);
+        let interrupted = store.fail_interrupted().map_err(TaskError::Store)?;
+        if interrupted > 0 {
+            warn!(tasks = interrupted, "scan tasks were cut short by a crash; marked failed");
+        }
+        let next = store.last_id().map_err(TaskError::Store)?.saturating_add(1);
         let spaces = space::purge_orphans(&naming, bridge).map_err(TaskError::Space)?;
         let cookies = flows.purge_orphans().map_err(TaskError::Flows)?;
         if !spaces.is_empty() || cookies > 0 {
             warn!(spaces = spaces.len(), flow_owners = cookies, "removed task spaces and flows left by a previous run");
         }
-        Ok(Self {
-            bridge: bridge.to_owned(),
-            naming,
-            flows,
-            pool: Mutex::new(pool),
-            next: AtomicU32::new(1),
-            history: Mutex::new(BTreeMap::new()),
-        })
+        Ok(Self { bridge: bridge.to_owned(), naming, flows, pool: Mutex::new(pool), next: AtomicU32::new(next), store })
     }
 
     fn pool(&self) -> MutexGuard<'_, AddressPool> {
         self.pool.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn history(&self) -> MutexGuard<'_, BTreeMap<u32, TaskRecord>> {
-        self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Checks the pool against the desired state (no tenant subnet may overlap it).
@@ -170,21 +176,24 @@ impl ScanService {
         let id = TaskId(self.next.fetch_add(1, Ordering::Relaxed));
         let started = std::time::Instant::now();
         let started_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let result = self.run_task(id, target, profile);
         let mut rec = TaskRecord {
             id: id.0,
             tenant: target.tenant.to_string(),
             target: target.key(),
             kind: "port-scan".to_owned(),
-            state: TaskState::Done,
+            state: TaskState::Running,
             reason: None,
             started_ms,
             duration_ms: 0.0,
             open: Vec::new(),
             ports: Vec::new(),
         };
-        match result {
+        if let Err(e) = self.store.put(&rec) {
+            warn!(task = %id, error = %chain(&e), "could not record the task's start");
+        }
+        match self.run_task(id, target, profile) {
             Ok(ports) => {
+                rec.state = TaskState::Done;
                 rec.open = ports.iter().filter(|p| p.state == crate::PortState::Open).cloned().collect();
                 rec.ports = ports;
             }
@@ -196,7 +205,11 @@ impl ScanService {
         }
         rec.duration_ms = started.elapsed().as_secs_f64() * 1e3;
         info!(task = %id, target = %rec.target, open = rec.open.len(), ms = rec.duration_ms, "scan task finished");
-        self.history().insert(id.0, rec.clone());
+        if let Err(e) = self.store.put(&rec) {
+            warn!(task = %id, error = %chain(&e), "could not record the task's result");
+            rec.state = TaskState::Failed;
+            rec.reason = Some(chain(&TaskError::Store(e)));
+        }
         rec
     }
 
@@ -228,8 +241,13 @@ impl ScanService {
     }
 
     /// Tasks recorded, oldest first; `tenant` limits them to one tenant's.
-    pub fn tasks(&self, tenant: Option<&str>) -> Vec<TaskRecord> {
-        self.history().values().filter(|t| tenant.is_none_or(|x| t.tenant == x)).cloned().collect()
+    pub fn tasks(&self, tenant: Option<&str>) -> Result<Vec<TaskRecord>, StoreError> {
+        self.store.list(tenant)
+    }
+
+    /// One task, if recorded.
+    pub fn task(&self, id: u32) -> Result<Option<TaskRecord>, StoreError> {
+        self.store.get(id)
     }
 }
 

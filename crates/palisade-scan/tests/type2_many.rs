@@ -10,7 +10,7 @@ use std::time::Instant;
 use common::{listen, sh, Bed, Host, BRIDGE};
 use palisade_model::{merge_file, Inventory};
 use palisade_ovs::{OfctlSwitch, Switch};
-use palisade_scan::{AddressPool, Naming, Profile, ScanService, Target, TaskState, DEFAULT_POOL};
+use palisade_scan::{AddressPool, Naming, Profile, ScanService, Target, TaskState, TaskStore, DEFAULT_POOL};
 
 const TENANTS: usize = 5;
 const TASKS_PER_TENANT: usize = 4;
@@ -49,7 +49,14 @@ fn twenty_concurrent_tasks_across_five_same_ip_tenants() {
     let inv = merge_file("many.yaml", &inventory(), &Inventory::default()).expect("valid inventory").after;
     let switch: Arc<dyn Switch> = Arc::new(OfctlSwitch::new(BRIDGE));
     let pool = AddressPool::new(DEFAULT_POOL.parse().unwrap()).unwrap();
-    let svc = ScanService::start(BRIDGE, switch.clone(), Naming::new("pst-m").unwrap(), pool).unwrap();
+    let svc = ScanService::start(
+        BRIDGE,
+        switch.clone(),
+        Naming::new("pst-m").unwrap(),
+        pool,
+        TaskStore::open_in_memory().unwrap(),
+    )
+    .unwrap();
     svc.check_pool(&inv).unwrap();
     // Tenant t<i>'s VM listens on 9000+i only; all five VMs are 198.18.1.10.
     let _listeners: Vec<_> = (1..=TENANTS).map(|t| listen(&format!("pst-m{t}-web"), 9000 + t as u16)).collect();

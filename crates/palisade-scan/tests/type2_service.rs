@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::{listen, sh, Bed, BRIDGE};
 use palisade_model::{merge_file, Inventory};
 use palisade_ovs::{OfctlSwitch, Switch};
-use palisade_scan::{AddressPool, Naming, Profile, ScanService, Target, TaskState, DEFAULT_POOL};
+use palisade_scan::{AddressPool, Naming, Profile, ScanService, Target, TaskState, TaskStore, DEFAULT_POOL};
 
 fn target(inv: &Inventory, tenant: &str) -> Target {
     Target::resolve(inv, &tenant.parse().unwrap(), &"web1".parse().unwrap()).unwrap()
@@ -26,7 +26,24 @@ fn tasks_find_their_own_tenants_ports_and_failures_leave_nothing() {
     switch.commit(&[format!("flow add cookie={stale},priority=4000,in_port=1,actions=drop")]).unwrap();
 
     let pool = AddressPool::new(DEFAULT_POOL.parse().unwrap()).unwrap();
-    let svc = ScanService::start(BRIDGE, switch.clone(), Naming::new("pst-s").unwrap(), pool).unwrap();
+    // ... and its store a task it was running when it died.
+    let store = TaskStore::open_in_memory().unwrap();
+    let cut = palisade_scan::TaskRecord {
+        id: 7,
+        tenant: "alpha".into(),
+        target: "alpha/web1".into(),
+        kind: "port-scan".into(),
+        state: TaskState::Running,
+        reason: None,
+        started_ms: 0,
+        duration_ms: 0.0,
+        open: vec![],
+        ports: vec![],
+    };
+    store.put(&cut).unwrap();
+    let svc = ScanService::start(BRIDGE, switch.clone(), Naming::new("pst-s").unwrap(), pool, store).unwrap();
+    let old = svc.task(7).unwrap().unwrap();
+    assert_eq!((old.state, old.reason.as_deref()), (TaskState::Failed, Some(palisade_scan::store::INTERRUPTED)));
     assert!(!sh(&["ip", "netns", "list"]).contains("pst-s000000ff"));
     assert!(switch.installed().unwrap().flows.keys().all(|c| !c.is_task()));
     svc.check_pool(&inv).unwrap();
@@ -57,8 +74,13 @@ fn tasks_find_their_own_tenants_ports_and_failures_leave_nothing() {
     assert!(switch.installed().unwrap().flows.keys().all(|c| !c.is_task()), "no task flow remains");
 
     // The history is per tenant.
-    let alpha: Vec<_> = svc.tasks(Some("alpha")).into_iter().map(|t| t.target).collect();
-    assert_eq!(alpha, vec!["alpha/web1".to_owned(), "alpha/web1".to_owned()]);
-    assert_eq!(svc.tasks(Some("beta")).len(), 1);
-    assert_eq!(svc.tasks(None).len(), 3);
+    let alpha: Vec<_> = svc.tasks(Some("alpha")).unwrap().into_iter().map(|t| (t.id, t.target)).collect();
+    let ids: Vec<u32> = alpha.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), 3, "{alpha:?}");
+    assert!(ids.iter().all(|id| *id >= 7), "ids continue after the stored ones: {ids:?}");
+    assert_eq!(svc.tasks(Some("beta")).unwrap().len(), 1);
+    assert_eq!(svc.tasks(None).unwrap().len(), 4);
+    // Two scans of alpha/web1 compare: nothing opened or closed between them.
+    let d = palisade_scan::diff(&a, &svc.task(a.id).unwrap().unwrap()).unwrap();
+    assert!(d.opened.is_empty() && d.closed.is_empty());
 }

@@ -102,6 +102,13 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
     let targets: Vec<&str> = tasks.as_array().expect("tasks").iter().filter_map(|t| t["target"].as_str()).collect();
     assert_eq!(targets, vec!["beta/web1"]);
 
+    // A second scan of alpha/web1 compares with the first: nothing opened or closed.
+    let again = scan("alpha/web1", &alpha_token);
+    let (from, to) = (a["id"].to_string(), again["id"].to_string());
+    let d: Value = serde_json::from_str(&env.ok(&["--token", &alpha_token, "scan", "diff", &from, &to, "-o", "json"]))
+        .expect("json");
+    assert_eq!((d["opened"].as_array().map(Vec::len), d["closed"].as_array().map(Vec::len)), (Some(0), Some(0)), "{d}");
+
     // No other host saw a packet from a task space.
     for cap in bystanders {
         let port = cap.port.clone();

@@ -122,7 +122,10 @@ pub(super) async fn run(
 pub(super) async fn list(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let scope = scope(&st, &headers)?;
     let Some(scans) = st.scans.clone() else { return Ok(Json(Vec::<()>::new()).into_response()) };
-    let mut tasks = scans.tasks(scope.tenant().map(|t| t.as_str()));
+    let mut tasks = scans.tasks(scope.tenant().map(|t| t.as_str())).map_err(|e| {
+        error!(error = %e, cause = ?std::error::Error::source(&e).map(ToString::to_string), "reading scan tasks failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the controller log")
+    })?;
     if scope != Scope::Admin {
         for t in &mut tasks {
             t.reason = t.reason.take().map(|r| r.split(": ").next().unwrap_or_default().to_owned());

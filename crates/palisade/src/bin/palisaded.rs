@@ -11,7 +11,7 @@ use palisade_controller::{api, Controller, Tokens};
 use palisade_guest::AccelPolicy;
 use palisade_ovs::OfctlSwitch;
 use palisade_runtime::{QemuGuests, RuntimeConfig};
-use palisade_scan::{AddressPool, Naming, ScanService};
+use palisade_scan::{AddressPool, Naming, ScanService, TaskStore};
 use palisade_store::SqliteStore;
 use tracing::{info, warn};
 
@@ -48,6 +48,9 @@ struct Args {
     /// Prefix of task space names (namespaces and ports): 1-7 characters of [a-z0-9-].
     #[arg(long, env = "PALISADE_SCAN_PREFIX", default_value = "pt-")]
     scan_prefix: String,
+    /// SQLite database of scan tasks and findings (default: `scans.db` beside `--db`).
+    #[arg(long, env = "PALISADE_SCAN_DB")]
+    scan_db: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -133,7 +136,9 @@ fn start_scans(args: &Args) -> anyhow::Result<Arc<ScanService>> {
     let naming = Naming::new(&args.scan_prefix)?;
     let pool = AddressPool::new(args.scan_pool)?;
     let switch = Arc::new(OfctlSwitch::new(args.bridge.clone()));
-    Ok(Arc::new(ScanService::start(&args.bridge, switch, naming, pool)?))
+    let db = args.scan_db.clone().unwrap_or_else(|| args.db.with_file_name("scans.db"));
+    let store = TaskStore::open(&db).with_context(|| format!("opening scan task store {}", db.display()))?;
+    Ok(Arc::new(ScanService::start(&args.bridge, switch, naming, pool, store)?))
 }
 
 /// Resolves on SIGINT or SIGTERM (what systemd and `kill` send). Flows stay installed: stopping

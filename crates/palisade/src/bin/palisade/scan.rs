@@ -30,6 +30,13 @@ pub(crate) enum ScanCmd {
     },
     /// List scan tasks and their findings.
     Tasks,
+    /// Compare two scans of the same target: ports that opened and closed.
+    Diff {
+        /// The earlier task id.
+        from: u32,
+        /// The later task id.
+        to: u32,
+    },
 }
 
 /// Parses `22,80,8000-8100`.
@@ -98,6 +105,27 @@ pub(crate) fn run(cli: &Cli, cmd: &ScanCmd) -> anyhow::Result<()> {
             if task["state"] == "failed" {
                 bail!("scan task {} failed: {}", task["id"], task["reason"].as_str().unwrap_or("no reason given"));
             }
+        }
+        ScanCmd::Diff { from, to } => {
+            let tasks: Vec<palisade_scan::TaskRecord> =
+                serde_json::from_value(c.scan_tasks()?).context("reading the task list")?;
+            let find =
+                |id: u32| tasks.iter().find(|t| t.id == id).with_context(|| format!("there is no scan task {id}"));
+            let d = palisade_scan::diff(find(*from)?, find(*to)?)?;
+            let v = serde_json::to_value(&d)?;
+            print(cli, &v, |_| {
+                println!("{} task {} -> task {}", d.target, d.from, d.to);
+                let proto = |p: palisade_scan::Proto| if p == palisade_scan::Proto::Tcp { "tcp" } else { "udp" };
+                for p in &d.opened {
+                    println!("  + {}/{} opened", p.port, proto(p.proto));
+                }
+                for p in &d.closed {
+                    println!("  - {}/{} closed", p.port, proto(p.proto));
+                }
+                if d.opened.is_empty() && d.closed.is_empty() {
+                    println!("  no change in open ports");
+                }
+            });
         }
         ScanCmd::Tasks => {
             let v = c.scan_tasks()?;
