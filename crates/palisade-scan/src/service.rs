@@ -97,6 +97,9 @@ pub enum TaskError {
     /// The space could not be made.
     #[error("could not create the task space")]
     Space(#[source] SpaceError),
+    /// The space could not be removed.
+    #[error("could not remove the task space")]
+    SpaceRemove(#[source] SpaceError),
     /// The switch could not be read or refused the flows.
     #[error("could not install the task's flows")]
     Flows(#[source] crate::manager::FlowError),
@@ -232,7 +235,7 @@ impl ScanService {
         };
         let scanned = scan_in(&space.netns_path(), spec).map_err(TaskError::Engine);
         let down = self.flows.teardown(id).map_err(TaskError::Flows);
-        let removed = space.remove().map_err(TaskError::Space);
+        let removed = space.remove().map_err(TaskError::SpaceRemove);
         drop(released);
         let report = scanned?;
         down?;

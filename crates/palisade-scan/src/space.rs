@@ -198,8 +198,15 @@ fn remove_named(bridge: &str, name: &str) -> Result<(), SpaceError> {
     if PathBuf::from("/run/netns").join(name).exists() {
         run(&["ip", "netns", "del", name], None)?;
     }
-    if PathBuf::from("/sys/class/net").join(name).exists() {
-        run(&["ip", "link", "del", name], None)?;
+    // The veth's root end goes with the namespace, a moment later; only one left behind (no
+    // namespace was made) is deleted here, and one vanishing meanwhile is fine.
+    let dev = PathBuf::from("/sys/class/net").join(name);
+    if dev.exists() {
+        if let Err(e) = run(&["ip", "link", "del", name], None) {
+            if dev.exists() {
+                return Err(e);
+            }
+        }
     }
     port.map(|_| ())
 }

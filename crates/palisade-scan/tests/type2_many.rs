@@ -43,6 +43,13 @@ fn inventory() -> String {
     y
 }
 
+/// A `VmRSS`/`VmHWM` line of /proc/self/status, in KiB.
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 #[test]
 fn twenty_concurrent_tasks_across_five_same_ip_tenants() {
     let _bed = Bed::up_with(&HOSTS);
@@ -62,6 +69,7 @@ fn twenty_concurrent_tasks_across_five_same_ip_tenants() {
     let _listeners: Vec<_> = (1..=TENANTS).map(|t| listen(&format!("pst-m{t}-web"), 9000 + t as u16)).collect();
     let profile = Profile { tcp: (9001..=9005).collect(), udp: vec![], concurrency: 5, timeout_ms: 1000 };
 
+    let rss_before = status_kib("VmRSS");
     let started = Instant::now();
     let records = std::thread::scope(|s| {
         let handles: Vec<_> = (0..TENANTS * TASKS_PER_TENANT)
@@ -84,7 +92,13 @@ fn twenty_concurrent_tasks_across_five_same_ip_tenants() {
         assert_eq!(rec.ports.len(), 5, "every port answered (open or closed)");
     }
     let longest = records.iter().map(|(_, r)| r.duration_ms).fold(0.0, f64::max);
-    println!("20 tasks across 5 tenants: {wall:.0} ms wall, longest task {longest:.0} ms");
+    // Memory: the engine's peak resident set over its resident set before the tasks, per task
+    // (an upper bound: the peak may include the test's own earlier allocations).
+    let per_task_kib = status_kib("VmHWM").saturating_sub(rss_before) / 20;
+    println!(
+        "20 tasks across 5 tenants: {wall:.0} ms wall, longest task {longest:.0} ms, <= {per_task_kib} KiB per task"
+    );
+    assert!(per_task_kib <= 5 * 1024, "memory per concurrent task stays within 5 MB");
 
     assert!(!sh(&["ip", "netns", "list"]).lines().any(|l| l.starts_with("pst-m0")), "no task namespace remains");
     assert!(!sh(&["ovs-vsctl", "list-ports", BRIDGE]).lines().any(|l| l.starts_with("pst-m0")), "no task port remains");
