@@ -89,7 +89,7 @@ warm "$DIR/half.pcap"
 read -r T_H _ CPU_H < <(best_of_3 "$P" nad features --pcap "$DIR/half.pcap" $VMS --window 1)
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-rate() { printf "%.2f" "$(echo "$1 / $2 / 1000000" | bc -l)"; }
+rate() { printf "%.3f" "$(echo "$1 / $2 / 1000000" | bc -l)"; }
 T_B=$(printf "%.2f" "$T_B")
 cat <<EOF
 | measure ($N packets, $((SIZE / 1000000)) MB, warm cache, one core) | baseline: tshark fields + Python (same run) | palisade nad features | ratio |
