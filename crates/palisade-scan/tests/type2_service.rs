@@ -80,7 +80,22 @@ fn tasks_find_their_own_tenants_ports_and_failures_leave_nothing() {
     assert!(ids.iter().all(|id| *id >= 7), "ids continue after the stored ones: {ids:?}");
     assert_eq!(svc.tasks(Some("beta")).unwrap().len(), 1);
     assert_eq!(svc.tasks(None).unwrap().len(), 4);
+
     // Two scans of alpha/web1 compare: nothing opened or closed between them.
     let d = palisade_scan::diff(&a, &svc.task(a.id).unwrap().unwrap()).unwrap();
     assert!(d.opened.is_empty() && d.closed.is_empty());
+
+    // A scheduled policy on alpha's subdomain runs once per period against both its VMs.
+    let policy = "policies:\n  - name: web-ports\n    tenant: alpha\n    scan:\n      target: { subdomain: web }\n      profile: { tcp: [8081, 8082] }\n      schedule: { every: 1h }\n      concurrency: 2\n";
+    let with_policy = merge_file("scan.yaml", policy, &inv).unwrap().after;
+    let scheduler = palisade_scan::Scheduler::default();
+    let ran = palisade_scan::schedule::run_due(&with_policy, &svc, &scheduler, 1_000_000);
+    let mut seen: Vec<(String, Vec<u16>)> =
+        ran.iter().map(|t| (t.target.clone(), t.open.iter().map(|p| p.port).collect())).collect();
+    seen.sort();
+    assert_eq!(seen, vec![("alpha/web1".to_owned(), vec![8081]), ("alpha/web2".to_owned(), vec![])]);
+    assert!(
+        palisade_scan::schedule::run_due(&with_policy, &svc, &scheduler, 1_000_060).is_empty(),
+        "not due again yet"
+    );
 }
