@@ -119,6 +119,13 @@ impl Client {
         self.call("GET", &format!("/v1/vmi/{}/{}/symbols{query}", percent_encode(tenant), percent_encode(vm)), None)
     }
 
+    /// Up to `limit` of a guest's recent monitor events with sequence above `after`.
+    pub fn events(&self, tenant: &str, vm: &str, after: u64, limit: usize) -> Result<Value, ClientError> {
+        let path =
+            format!("/v1/vmi/{}/{}/events?after={after}&limit={limit}", percent_encode(tenant), percent_encode(vm));
+        self.call("GET", &path, None)
+    }
+
     /// Asks the controller to reconcile now.
     pub fn reconcile(&self) -> Result<Value, ClientError> {
         self.call("POST", "/v1/reconcile", None)

@@ -177,6 +177,11 @@ impl LabHome {
         self.dir.join("palisade.db")
     }
 
+    /// The controller's security event stream (monitor events, JSON lines).
+    pub fn events(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+
     /// Creates the token file (admin + one per tenant) if it does not exist.
     pub fn ensure_tokens(&self, inv: &Inventory) -> Result<(), LabGlueError> {
         fs::create_dir_all(&self.dir).map_err(io("cannot create", &self.dir))?;
@@ -220,6 +225,7 @@ impl LabHome {
         let child = Command::new(palisaded)
             .args(["--db", &self.db().display().to_string(), "--tokens", &self.tokens().display().to_string()])
             .args(["--bridge", bridge, "--listen", listen])
+            .args(["--events", &self.events().display().to_string()])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)

@@ -56,6 +56,7 @@ pub fn router_with_scans(
         .route("/reconcile", post(reconcile))
         .route("/guests", get(guests))
         .route("/vmi/{tenant}/{vm}/symbols", get(symbols))
+        .route("/vmi/{tenant}/{vm}/events", get(events))
         .route("/scans", get(scans::list).post(scans::run));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -296,6 +297,28 @@ async fn symbols(
     Ok(Json(body).into_response())
 }
 
+#[derive(Debug, Deserialize)]
+struct EventQuery {
+    /// Only events with a higher sequence number.
+    #[serde(default)]
+    after: u64,
+    /// At most this many.
+    limit: Option<usize>,
+}
+
+async fn events(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<EventQuery>,
+    Path((tenant, vm)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    let key = key("vm", Some(&tenant), &vm)?;
+    let c = st.controller.clone();
+    let page = blocking(move || c.events(&scope, &key, q.after, q.limit.unwrap_or(1000))).await?;
+    Ok(Json(page).into_response())
+}
+
 async fn delete_key(st: AppState, headers: HeaderMap, key: ObjectKey, dry_run: bool) -> Result<Response, ApiError> {
     let scope = scope(&st, &headers)?;
     let c = st.controller.clone();
@@ -376,5 +399,7 @@ async fn reconcile(State(st): State<AppState>, headers: HeaderMap) -> Result<Res
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.controller.metrics.render()).into_response()
+    let mut text = st.controller.metrics.render();
+    text.push_str(&crate::monitors::metrics(&st.controller.guests(&Scope::Admin)));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use palisade_model::{GuestSpec, Inventory, MacAddr, Name, PortName};
 use serde::Serialize;
 
+use crate::monitors::{self, EventPage, MonitorPlan};
+
 /// A guest the desired state says should run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredGuest {
@@ -33,6 +35,8 @@ pub struct DesiredGuest {
     pub gateway: Ipv4Addr,
     /// VLAN tag of its domain (the access tag of its port).
     pub vlan: u16,
+    /// The merged plan of the monitor policies targeting it, if any (see [`monitors`]).
+    pub monitor: Option<MonitorPlan>,
 }
 
 impl DesiredGuest {
@@ -40,11 +44,18 @@ impl DesiredGuest {
     pub fn id(&self) -> String {
         format!("{}/{}", self.tenant, self.name)
     }
+
+    /// Whether `other` boots the same machine (everything but the monitor plan is equal): a
+    /// changed plan never restarts a guest.
+    pub fn same_machine(&self, other: &DesiredGuest) -> bool {
+        DesiredGuest { monitor: None, ..self.clone() } == DesiredGuest { monitor: None, ..other.clone() }
+    }
 }
 
 /// Every guest VM in `inv`, in key order.
 pub fn desired_guests(inv: &Inventory) -> Vec<DesiredGuest> {
     let mut out = Vec::new();
+    let mut plans = monitors::plans(inv);
     for (key, vm) in inv.vms() {
         let (Some(spec), Some(port), Some(tenant)) = (&vm.guest, &vm.port, &key.tenant) else { continue };
         let Some(sub) = inv.subdomain(tenant, &vm.subdomain) else { continue };
@@ -59,6 +70,7 @@ pub fn desired_guests(inv: &Inventory) -> Vec<DesiredGuest> {
             prefix_len: sub.cidr.prefix_len(),
             gateway: sub.gateway,
             vlan: domain.segment,
+            monitor: plans.remove(&format!("{tenant}/{}", key.name)),
         });
     }
     out
@@ -99,6 +111,41 @@ pub struct GuestStatus {
     pub vcpus: u8,
     /// Tap device / switch port.
     pub port: String,
+    /// Its monitor, when monitor policies target it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<MonitorStatus>,
+}
+
+/// Where a guest's monitor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MonitorState {
+    /// Waiting for the guest to run, or being injected.
+    Injecting,
+    /// Hooked; events flow.
+    Active,
+    /// Injection or reading failed; `detail` says why (retried later).
+    Failed,
+}
+
+/// A guest's monitor as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MonitorStatus {
+    /// Its state.
+    pub state: MonitorState,
+    /// Human detail: timings, or the failure with its causes.
+    pub detail: String,
+    /// The interception method, once injected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Hooked system calls by name.
+    pub syscalls: Vec<String>,
+    /// Rules in force.
+    pub rules: usize,
+    /// Events received since injection.
+    pub events: u64,
+    /// Events the guest dropped because its ring was full (never silently).
+    pub lost: u64,
 }
 
 /// One kernel symbol, as /proc/kallsyms shows it.
@@ -165,6 +212,14 @@ pub trait GuestRuntime: Send + Sync + Debug {
     fn status(&self) -> Vec<GuestStatus>;
     /// The guest kernel's symbol table (recovered once per boot, then cached).
     fn symbols(&self, vm: &str) -> Result<Arc<SymbolTable>, GuestRuntimeError>;
+    /// Whether it enforces [`DesiredGuest::monitor`] plans.
+    fn enforces_monitors(&self) -> bool {
+        false
+    }
+    /// Up to `limit` of the guest's recent monitor events after sequence `after`.
+    fn events(&self, vm: &str, _after: u64, _limit: usize) -> Result<EventPage, GuestRuntimeError> {
+        Err(GuestRuntimeError::NotFound(vm.to_owned()))
+    }
 }
 
 /// A runtime with no guests: for controllers that run none, and for tests.
@@ -184,21 +239,29 @@ impl GuestRuntime for NoGuests {
 }
 
 /// An in-memory runtime for unit tests: every desired guest "runs" at once and answers with
-/// the symbol table it was given.
+/// the symbol table it was given; a guest with a monitor plan is "monitored" at once and has
+/// the events tests push.
 #[derive(Debug)]
 pub struct FakeGuests {
     table: Arc<SymbolTable>,
     running: std::sync::Mutex<Vec<DesiredGuest>>,
+    events: std::sync::Mutex<std::collections::BTreeMap<String, monitors::EventRing>>,
 }
 
 impl FakeGuests {
     /// A fake whose every guest has `table`.
     pub fn new(table: SymbolTable) -> Self {
-        Self { table: Arc::new(table), running: std::sync::Mutex::new(Vec::new()) }
+        Self { table: Arc::new(table), running: std::sync::Mutex::new(Vec::new()), events: Default::default() }
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, Vec<DesiredGuest>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds an event to guest `vm`'s recent events (numbered by the ring).
+    pub fn push_event(&self, vm: &str, event: monitors::MonitorEvent) {
+        let mut rings = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        rings.entry(vm.to_owned()).or_insert_with(|| monitors::EventRing::new(1024)).push(event);
     }
 }
 
@@ -219,8 +282,29 @@ impl GuestRuntime for FakeGuests {
                 memory_mb: g.spec.memory_mb,
                 vcpus: g.spec.vcpus,
                 port: g.port.to_string(),
+                monitor: g.monitor.as_ref().map(|p| MonitorStatus {
+                    state: MonitorState::Active,
+                    detail: "fake".to_owned(),
+                    method: Some("fentry".to_owned()),
+                    syscalls: p.syscalls.iter().map(|n| n.to_string()).collect(),
+                    rules: p.rules.len(),
+                    events: 0,
+                    lost: 0,
+                }),
             })
             .collect()
+    }
+
+    fn enforces_monitors(&self) -> bool {
+        true
+    }
+
+    fn events(&self, vm: &str, after: u64, limit: usize) -> Result<EventPage, GuestRuntimeError> {
+        if !self.running().iter().any(|g| g.id() == vm) {
+            return Err(GuestRuntimeError::NotFound(vm.to_owned()));
+        }
+        let rings = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(rings.get(vm).map(|r| r.page(after, limit)).unwrap_or_default())
     }
 
     fn symbols(&self, vm: &str) -> Result<Arc<SymbolTable>, GuestRuntimeError> {

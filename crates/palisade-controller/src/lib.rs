@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod guests;
 pub mod metrics;
+pub mod monitors;
 pub mod service;
 
 pub use auth::{Scope, Secret, Tokens};

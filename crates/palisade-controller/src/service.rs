@@ -21,6 +21,8 @@ use tracing::{debug, info, warn};
 use crate::auth::Scope;
 use crate::metrics::Metrics;
 
+mod vmi;
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -228,13 +230,7 @@ impl Controller {
             }
         }
         let id = format!("{}/{}", key.tenant.as_ref().map(ToString::to_string).unwrap_or_default(), key.name);
-        self.guests.symbols(&id).map_err(|e| match e {
-            GuestRuntimeError::NotFound(_) => {
-                ServiceError::GuestNotReady(format!("guest {id} has not been started yet; try again shortly"))
-            }
-            GuestRuntimeError::NotRunning { .. } => ServiceError::GuestNotReady(e.to_string()),
-            GuestRuntimeError::Introspection { .. } => ServiceError::Introspection(e.to_string()),
-        })
+        self.guests.symbols(&id).map_err(|e| runtime_error(&id, e))
     }
 
     /// Loads the desired state from `store`. Nothing is sent to the switch until `reconcile`.
@@ -361,12 +357,13 @@ impl Controller {
         let mut rules = diff(&before_prog, &after_prog);
         rules.retain(|r| sees_owner(scope, &r.owner));
         let mut pending = after_prog.pending.clone();
-        // Monitor policies are stored and validated, but nothing enforces them yet: say so
-        // rather than let an operator believe a guest is watched.
+        // Without a runtime that enforces monitor policies (NoGuests), say so rather than let
+        // an operator believe a guest is watched.
+        let enforced_monitors = self.guests.enforces_monitors();
         pending.extend(
             after
                 .policies()
-                .filter(|(_, p)| p.monitor.is_some())
+                .filter(|(_, p)| p.monitor.is_some() && !enforced_monitors)
                 .map(|(k, _)| format!("{k}: monitoring is not enforced yet (no monitor runtime)")),
         );
         // Scan policies' schedules are not run yet (issue #7): scans run on demand.
@@ -597,6 +594,16 @@ impl Controller {
 
 /// True if `scope` may see rules of the owner named (or a message starting with that name):
 /// the admin sees all, a tenant only its own policies.
+fn runtime_error(id: &str, e: GuestRuntimeError) -> ServiceError {
+    match e {
+        GuestRuntimeError::NotFound(_) => {
+            ServiceError::GuestNotReady(format!("guest {id} has not been started yet; try again shortly"))
+        }
+        GuestRuntimeError::NotRunning { .. } => ServiceError::GuestNotReady(e.to_string()),
+        GuestRuntimeError::Introspection { .. } => ServiceError::Introspection(e.to_string()),
+    }
+}
+
 fn sees_owner(scope: &Scope, owner: &str) -> bool {
     match scope {
         Scope::Admin => true,

@@ -23,6 +23,10 @@ const ALPHA: &str = "alpha-token-0123456789";
 const BETA: &str = "beta-token-01234567890";
 
 fn setup() -> (Router, Arc<RecordingSwitch>, Arc<SqliteStore>) {
+    setup_with(Arc::new(FakeGuests::new(fake_symbols())))
+}
+
+fn setup_with(guests: Arc<FakeGuests>) -> (Router, Arc<RecordingSwitch>, Arc<SqliteStore>) {
     let ports = ["pa-web1", "pa-web2", "pb-web1", "pb-web2", "pa-fw1", "pg-alpha-web", "pg-beta-web"]
         .iter()
         .enumerate()
@@ -33,7 +37,7 @@ fn setup() -> (Router, Arc<RecordingSwitch>, Arc<SqliteStore>) {
     let controller = Arc::new(
         Controller::open(store.clone() as Arc<dyn Store>, switch.clone() as Arc<dyn Switch>)
             .unwrap()
-            .with_guests(Arc::new(FakeGuests::new(fake_symbols()))),
+            .with_guests(guests),
     );
     let tokens = Tokens {
         admin: Secret::new(ADMIN),
@@ -229,11 +233,58 @@ async fn guest_symbols_are_served_per_tenant() {
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(body["error"].as_str().unwrap().starts_with("grep:"), "{body}");
 
-    // A monitor policy is accepted, and the reply says that nothing enforces it yet (issue #5).
+    // A monitor policy is enforced by this runtime: no "not enforced" message (issue #5).
     let monitor = include_str!("../../../examples/monitor.yaml");
     let (st, out) = apply(&app, ALPHA, "monitor.yaml", monitor).await;
     assert_eq!(st, StatusCode::OK, "{out}");
-    assert!(out["pending"].to_string().contains("policy alpha/watch-files: monitoring is not enforced yet"), "{out}");
+    assert!(!out["pending"].to_string().contains("not enforced"), "{out}");
+}
+
+/// Issue #5: monitor events through the API, paged by sequence and scoped per tenant.
+#[tokio::test]
+async fn monitor_events_are_served_per_tenant_and_paged_by_sequence() {
+    let guests = Arc::new(FakeGuests::new(fake_symbols()));
+    let (app, _, _) = setup_with(guests.clone());
+    apply(&app, ADMIN, "lab.yaml", LAB).await;
+    apply(&app, ADMIN, "guest.yaml", GUEST).await;
+    let (st, out) = apply(&app, ALPHA, "monitor.yaml", include_str!("../../../examples/monitor.yaml")).await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    let event = |index: u64, path: &str, action: &str| palisade_controller::monitors::MonitorEvent {
+        seq: 0,
+        time: "1764190000.000000001".into(),
+        vm: "alpha/guest1".into(),
+        index,
+        operation: "openat".into(),
+        file_name: path.rsplit('/').next().unwrap().into(),
+        path: path.into(),
+        process: "cat".into(),
+        pid: 42,
+        uid: 0,
+        action: action.into(),
+        rule: 1,
+        policy: Some("alpha/watch-files".into()),
+    };
+    guests.push_event("alpha/guest1", event(0, "/etc/hosts", "block"));
+    guests.push_event("alpha/guest1", event(1, "/etc/passwd", "record"));
+
+    let (_, status) = call(&app, "GET", "/v1/guests", Some(ALPHA), None).await;
+    assert_eq!(status[0]["monitor"]["state"], "active", "{status}");
+    assert_eq!(status[0]["monitor"]["rules"], 3, "{status}");
+    let (st, page) = call(&app, "GET", "/v1/vmi/alpha/guest1/events", Some(ALPHA), None).await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert_eq!(page["last_seq"], 2);
+    assert_eq!(page["events"][0]["action"], "block");
+    assert_eq!(page["events"][0]["path"], "/etc/hosts");
+    let (_, rest) = call(&app, "GET", "/v1/vmi/alpha/guest1/events?after=1", Some(ALPHA), None).await;
+    assert_eq!(rest["events"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["events"][0]["seq"], 2);
+
+    let (st, _) = call(&app, "GET", "/v1/vmi/alpha/guest1/events", Some(BETA), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = call(&app, "GET", "/v1/vmi/alpha/web1/events", Some(ALPHA), None).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (_, m) = call(&app, "GET", "/metrics", None, None).await;
+    assert!(m.as_str().unwrap().contains("palisade_monitor_events_lost_total{vm=\"alpha/guest1\"} 0"), "{m}");
 }
 
 /// Every operation in docs/openapi.json exists on the server, and every status the server
@@ -293,7 +344,7 @@ async fn server_matches_openapi_document() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 17);
+    assert_eq!(checked, 18);
     // Metrics are Prometheus text.
     let (_, m) = call(&app, "GET", "/metrics", None, None).await;
     assert!(m.as_str().unwrap().contains("palisade_flows_programmed "));

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod images;
+mod monitoring;
 mod orphans;
 mod qemu;
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use palisade_controller::guests::{DesiredGuest, GuestRuntimeError, SymbolEntry};
+use palisade_controller::monitors::{EventPage, EventRing, EventSink};
 use palisade_controller::{GuestRuntime, GuestState, GuestStatus, SymbolTable};
 use palisade_guest::initramfs::{NET_UP_MARKER, READY_MARKER};
 use palisade_guest::{Accel, AccelPolicy, Guest, GuestConfig, NicConfig};
@@ -14,6 +15,7 @@ use palisade_vmi::{Gpa, RamFile, RamLayout, RamRegion};
 use tracing::{info, warn};
 
 use crate::images::Images;
+use crate::monitoring::{self, MonitorHandle, Target};
 
 /// Where guest RAM files live: a directory on tmpfs that only root can enter, because QEMU
 /// creates RAM files readable by everyone (mode 0644) and guest RAM holds tenants' secrets.
@@ -66,6 +68,9 @@ struct Slot {
     guest: Option<Guest>,
     accel: Option<String>,
     symbols: Option<Arc<SymbolTable>>,
+    kernel: Option<Arc<KernelSymbols>>,
+    events: Arc<Mutex<EventRing>>,
+    monitor: Option<MonitorHandle>,
 }
 
 #[derive(Debug, Default)]
@@ -80,9 +85,10 @@ struct Inner {
 pub struct QemuGuests {
     config: RuntimeConfig,
     inner: Arc<Inner>,
+    sink: Option<Arc<dyn EventSink>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -107,7 +113,7 @@ fn run(argv: &[&str]) -> Result<(), String> {
 }
 
 /// "error: cause: cause" for logs and status details.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {
@@ -129,7 +135,13 @@ impl QemuGuests {
         if !reaped.processes.is_empty() || !reaped.files.is_empty() {
             warn!(processes = ?reaped.processes, files = reaped.files.len(), "reaped guests of an earlier controller");
         }
-        QemuGuests { config, inner: Arc::new(Inner::default()) }
+        QemuGuests { config, inner: Arc::new(Inner::default()), sink: None }
+    }
+
+    /// Sends every monitor event to `sink` too (the events file, the store), as it arrives.
+    pub fn with_event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.sink = Some(sink);
+        self
     }
 
     fn guest_name(&self, g: &DesiredGuest) -> String {
@@ -151,6 +163,9 @@ impl QemuGuests {
     }
 
     fn stop_slot(&self, id: &str, slot: &mut Slot) {
+        if let Some(m) = slot.monitor.take() {
+            drop(m.stop()); // its unhook fails once QEMU is gone; nothing to wait for
+        }
         if let Some(mut guest) = slot.guest.take() {
             if let Err(e) = guest.stop() {
                 warn!(vm = id, error = %chain(&e), "could not stop guest cleanly");
@@ -252,6 +267,10 @@ impl QemuGuests {
                     slot.detail = format!("QEMU exited ({status:?}); the guest powered off or crashed");
                     slot.since = Instant::now();
                     slot.symbols = None;
+                    slot.kernel = None;
+                    if let Some(m) = slot.monitor.take() {
+                        drop(m.stop());
+                    }
                     exited.push((id.clone(), slot.guest.take()));
                 }
             }
@@ -276,6 +295,9 @@ impl Slot {
             guest: None,
             accel: self.accel.clone(),
             symbols: None,
+            kernel: None,
+            events: self.events.clone(),
+            monitor: None,
         }
     }
 }
@@ -288,8 +310,11 @@ impl GuestRuntime for QemuGuests {
         let mut to_boot = Vec::new();
         {
             let mut slots = lock(&self.inner.slots);
-            let gone: Vec<String> =
-                slots.iter().filter(|(id, s)| wanted.get(*id) != Some(&&s.desired)).map(|(id, _)| id.clone()).collect();
+            let gone: Vec<String> = slots
+                .iter()
+                .filter(|(id, s)| !wanted.get(*id).is_some_and(|w| w.same_machine(&s.desired)))
+                .map(|(id, _)| id.clone())
+                .collect();
             for id in gone {
                 if let Some(slot) = slots.remove(&id) {
                     to_stop.push((id, slot));
@@ -299,7 +324,8 @@ impl GuestRuntime for QemuGuests {
                 let retry = slots
                     .get(id)
                     .is_some_and(|s| s.state == GuestState::Failed && s.since.elapsed() >= self.config.retry_after);
-                if slots.contains_key(id) && !retry {
+                if let (Some(slot), false) = (slots.get_mut(id), retry) {
+                    slot.desired.monitor = g.monitor.clone(); // a plan change never reboots
                     continue;
                 }
                 let generation = self.next_generation();
@@ -314,6 +340,9 @@ impl GuestRuntime for QemuGuests {
                         guest: None,
                         accel: None,
                         symbols: None,
+                        kernel: None,
+                        events: Arc::new(Mutex::new(EventRing::new(monitoring::RING_EVENTS))),
+                        monitor: None,
                     },
                 );
                 to_boot.push((id.clone(), (*g).clone(), generation));
@@ -327,6 +356,7 @@ impl GuestRuntime for QemuGuests {
             info!(vm = %id, memory_mb = g.spec.memory_mb, vcpus = g.spec.vcpus, "starting guest");
             self.spawn_boot(id, g, generation);
         }
+        self.reconcile_monitors();
     }
 
     fn status(&self) -> Vec<GuestStatus> {
@@ -342,17 +372,36 @@ impl GuestRuntime for QemuGuests {
                 memory_mb: s.desired.spec.memory_mb,
                 vcpus: s.desired.spec.vcpus,
                 port: s.desired.port.to_string(),
+                monitor: s.monitor.as_ref().map(|m| lock(&m.status).clone()),
             })
             .collect()
     }
 
+    fn enforces_monitors(&self) -> bool {
+        true
+    }
+
+    fn events(&self, vm: &str, after: u64, limit: usize) -> Result<EventPage, GuestRuntimeError> {
+        let slots = lock(&self.inner.slots);
+        let slot = slots.get(vm).ok_or_else(|| GuestRuntimeError::NotFound(vm.to_owned()))?;
+        let page = lock(&slot.events).page(after, limit);
+        Ok(page)
+    }
+
     fn symbols(&self, vm: &str) -> Result<Arc<SymbolTable>, GuestRuntimeError> {
         self.refresh();
+        self.recover(vm).map(|(t, _)| t)
+    }
+}
+
+impl QemuGuests {
+    /// The guest's symbol table in both forms, recovered once per boot.
+    fn recover(&self, vm: &str) -> Result<(Arc<SymbolTable>, Arc<KernelSymbols>), GuestRuntimeError> {
         let (path, regions, generation) = {
             let slots = lock(&self.inner.slots);
             let slot = slots.get(vm).ok_or_else(|| GuestRuntimeError::NotFound(vm.to_owned()))?;
-            if let Some(t) = &slot.symbols {
-                return Ok(t.clone());
+            if let (Some(t), Some(k)) = (&slot.symbols, &slot.kernel) {
+                return Ok((t.clone(), k.clone()));
             }
             let guest = match (&slot.guest, slot.state) {
                 (Some(g), GuestState::Running) => g,
@@ -367,21 +416,66 @@ impl GuestRuntime for QemuGuests {
             (guest.ram_path().to_path_buf(), guest.ram_layout(), slot.generation)
         };
         let failed = |message: String| GuestRuntimeError::Introspection { vm: vm.to_owned(), message };
-        let layout = RamLayout::new(
-            regions.iter().map(|r| RamRegion { start: Gpa(r.gpa), len: r.len, file_offset: r.file_offset }).collect(),
-        )
-        .map_err(|e| failed(chain(&e)))?;
-        let ram = RamFile::open(&path, layout).map_err(|e| failed(chain(&e)))?;
+        let ram = open_ram(&path, &regions).map_err(failed)?;
         let started = Instant::now();
-        let recovered = kallsyms::recover(&ram).map_err(|e| failed(chain(&e)))?;
+        let recovered = Arc::new(kallsyms::recover(&ram).map_err(|e| failed(chain(&e)))?);
         let table = Arc::new(to_table(&recovered, started.elapsed()));
         info!(vm, symbols = table.symbols.len(), ms = table.recovery_ms, "kernel symbols recovered from memory");
         let mut slots = lock(&self.inner.slots);
         if let Some(slot) = slots.get_mut(vm).filter(|s| s.generation == generation) {
             slot.symbols = Some(table.clone());
+            slot.kernel = Some(recovered.clone());
         }
-        Ok(table)
+        Ok((table, recovered))
     }
+
+    /// Starts, updates or stops each running guest's monitor to match its plan.
+    fn reconcile_monitors(&self) {
+        let mut slots = lock(&self.inner.slots);
+        for (id, slot) in slots.iter_mut() {
+            let plan = slot.desired.monitor.clone().filter(|_| slot.state == GuestState::Running);
+            let Some(plan) = plan else {
+                if let Some(m) = slot.monitor.take() {
+                    info!(vm = %id, "monitor plan gone: unhooking");
+                    drop(m.stop());
+                }
+                continue;
+            };
+            let previous = match slot.monitor.take() {
+                Some(mut m) if m.plan.syscalls == plan.syscalls && !m.failed_since(self.config.retry_after) => {
+                    if m.plan != plan {
+                        m.set_rules(&plan);
+                    }
+                    slot.monitor = Some(m);
+                    continue;
+                }
+                Some(m) => m.stop(),
+                None => None,
+            };
+            let Some(guest) = &slot.guest else { continue };
+            info!(vm = %id, syscalls = ?plan.syscalls, rules = plan.rules.len(), "injecting the monitor");
+            let (path, regions) = (guest.ram_path().to_path_buf(), guest.ram_layout());
+            let (this, vm) = (self.clone(), id.clone());
+            let target = Target {
+                vm: id.clone(),
+                gdb_path: guest.gdb_path().to_path_buf(),
+                ram: Box::new(move || open_ram(&path, &regions)),
+                symbols: Box::new(move || this.recover(&vm).map(|(_, k)| k).map_err(|e| e.to_string())),
+                ring: slot.events.clone(),
+                sink: self.sink.clone(),
+                previous,
+            };
+            slot.monitor = Some(monitoring::spawn(target, &plan));
+        }
+    }
+}
+
+fn open_ram(path: &std::path::Path, regions: &[palisade_guest::RamRegion]) -> Result<RamFile, String> {
+    let layout = RamLayout::new(
+        regions.iter().map(|r| RamRegion { start: Gpa(r.gpa), len: r.len, file_offset: r.file_offset }).collect(),
+    )
+    .map_err(|e| chain(&e))?;
+    RamFile::open(path, layout).map_err(|e| chain(&e))
 }
 
 fn to_table(k: &KernelSymbols, took: Duration) -> SymbolTable {

@@ -11,6 +11,8 @@ use palisade_client::Client;
 use palisade_lab::Lab;
 use serde_json::Value;
 
+#[path = "palisade/events.rs"]
+mod events;
 #[path = "palisade/scan.rs"]
 mod scan;
 
@@ -114,6 +116,18 @@ enum VmiCmd {
         /// Only names matching this regular expression.
         #[arg(long)]
         grep: Option<String>,
+    },
+    /// Print a guest's monitor events (its monitor policies' record and block decisions),
+    /// in the paper's Figure 12 form, or with `-o json` as JSON.
+    ///
+    /// Example: `palisade vmi events --vm guest1 --follow`
+    Events {
+        /// The guest VM: `name` if unique across the tenants you can see, else `tenant/name`.
+        #[arg(long)]
+        vm: String,
+        /// Keep printing new events as they arrive (JSON lines with `-o json`).
+        #[arg(long)]
+        follow: bool,
     },
 }
 
@@ -317,8 +331,32 @@ fn vmi(cli: &Cli, cmd: &VmiCmd) -> anyhow::Result<()> {
                         g["port"].as_str().unwrap_or(""),
                         g["detail"].as_str().unwrap_or("")
                     );
+                    let m = &g["monitor"];
+                    if m.is_object() {
+                        println!(
+                            "{:<18} monitor {} ({}): {} rules on [{}]; {} events, {} lost; {}",
+                            "",
+                            m["state"].as_str().unwrap_or(""),
+                            m["method"].as_str().unwrap_or("-"),
+                            m["rules"],
+                            m["syscalls"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            m["events"],
+                            m["lost"],
+                            m["detail"].as_str().unwrap_or("")
+                        );
+                    }
                 }
             });
+        }
+        VmiCmd::Events { vm, follow } => {
+            let (tenant, name) = resolve_guest(&c, vm)?;
+            events::run(cli, &c, &tenant, &name, *follow)?;
         }
         VmiCmd::Symbols { vm, grep } => {
             let (tenant, name) = resolve_guest(&c, vm)?;

@@ -51,6 +51,9 @@ struct Args {
     /// SQLite database of scan tasks and findings (default: `scans.db` beside `--db`).
     #[arg(long, env = "PALISADE_SCAN_DB")]
     scan_db: Option<PathBuf>,
+    /// The security event stream: monitor events as JSON lines, appended (never in the logs).
+    #[arg(long, env = "PALISADE_EVENTS", default_value = "/var/lib/palisade/events.jsonl")]
+    events: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -80,7 +83,9 @@ async fn main() -> anyhow::Result<()> {
         AccelArg::Kvm => AccelPolicy::Kvm,
         AccelArg::Tcg => AccelPolicy::Tcg,
     };
-    let guests = QemuGuests::new(runtime_config);
+    let events = palisade_controller::monitors::EventsFile::open(&args.events)
+        .with_context(|| format!("opening the events file {}", args.events.display()))?;
+    let guests = QemuGuests::new(runtime_config).with_event_sink(Arc::new(events));
     let controller = Arc::new(
         Controller::open(Arc::new(store), Arc::new(switch))
             .context("loading desired state")?
