@@ -366,13 +366,6 @@ impl Controller {
                 .filter(|(_, p)| p.monitor.is_some() && !enforced_monitors)
                 .map(|(k, _)| format!("{k}: monitoring is not enforced yet (no monitor runtime)")),
         );
-        // Scan policies' schedules are not run yet (issue #7): scans run on demand.
-        pending.extend(
-            after
-                .policies()
-                .filter(|(_, p)| p.scan.as_ref().is_some_and(|s| s.schedule.is_some()))
-                .map(|(k, _)| format!("{k}: scheduled scans are not run yet; run them with `palisade scan run`")),
-        );
         pending.retain(|p| sees_owner(scope, p));
         if dry_run || mutations.is_empty() {
             return Ok(Outcome { dry_run, revision: state.revision, objects, rules, pending, enforced: reachable });

@@ -3,15 +3,16 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Parser;
-use palisade_controller::{api, Controller, Tokens};
+use palisade_controller::{api, Controller, Scope, Tokens};
 use palisade_guest::AccelPolicy;
+use palisade_model::{Inventory, Object, ObjectKey};
 use palisade_ovs::OfctlSwitch;
 use palisade_runtime::{QemuGuests, RuntimeConfig};
-use palisade_scan::{AddressPool, Naming, ScanService, TaskStore};
+use palisade_scan::{AddressPool, Naming, ScanService, Scheduler, TaskStore};
 use palisade_store::SqliteStore;
 use tracing::{info, warn};
 
@@ -121,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let scans = start_scans(&args).context("starting the scan engine")?;
+    spawn_scan_scheduler(controller.clone(), scans.clone());
 
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
@@ -144,6 +146,36 @@ fn start_scans(args: &Args) -> anyhow::Result<Arc<ScanService>> {
     let db = args.scan_db.clone().unwrap_or_else(|| args.db.with_file_name("scans.db"));
     let store = TaskStore::open(&db).with_context(|| format!("opening scan task store {}", db.display()))?;
     Ok(Arc::new(ScanService::start(&args.bridge, switch, naming, pool, store)?))
+}
+
+/// Runs the `scan` policies that are due, checking every 10 seconds (issue #7).
+fn spawn_scan_scheduler(controller: Arc<Controller>, scans: Arc<ScanService>) {
+    let scheduler = Arc::new(Scheduler::default());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let (c, s, sch) = (controller.clone(), scans.clone(), scheduler.clone());
+            let ran = tokio::task::spawn_blocking(move || {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                palisade_scan::schedule::run_due(&desired(&c), &s, &sch, now).len()
+            })
+            .await;
+            if let Err(e) = ran {
+                warn!(error = %e, "a scheduled scan pass failed");
+            }
+        }
+    });
+}
+
+/// The whole desired state, rebuilt from the controller's object views.
+fn desired(c: &Controller) -> Inventory {
+    let mut inv = Inventory::default();
+    for v in c.objects(&Scope::Admin, None) {
+        let (Ok(name), Ok(obj)) = (v.name.parse(), Object::from_json(v.kind, v.spec)) else { continue };
+        let tenant = v.tenant.as_deref().and_then(|t| t.parse().ok());
+        inv.objects.insert(ObjectKey { kind: v.kind, tenant, name }, obj);
+    }
+    inv
 }
 
 /// Resolves on SIGINT or SIGTERM (what systemd and `kill` send). Flows stay installed: stopping
