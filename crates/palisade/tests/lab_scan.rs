@@ -109,6 +109,22 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
         .expect("json");
     assert_eq!((d["opened"].as_array().map(Vec::len), d["closed"].as_array().map(Vec::len)), (Some(0), Some(0)), "{d}");
 
+    // examples/scan.yaml: alpha's policy (every 1h) runs at once by itself; beta's (cron, 03:00) does not.
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/scan.yaml");
+    let applied = env.ok(&["apply", "-f", &examples.display().to_string()]);
+    assert!(applied.contains("create    policy alpha/web-ports"), "{applied}");
+    let scheduled = (0..40).find_map(|_| {
+        let tasks: Value =
+            serde_json::from_str(&env.ok(&["--token", &alpha_token, "scan", "tasks", "-o", "json"])).expect("json");
+        let found = tasks.as_array().expect("tasks").iter().find(|t| t["id"].as_u64() > again["id"].as_u64()).cloned();
+        if found.is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        found
+    });
+    let scheduled = scheduled.expect("the scheduled alpha scan ran within 20 s");
+    assert_eq!((scheduled["target"].as_str(), open_ports(&scheduled)), (Some("alpha/web1"), vec![8081]), "{scheduled}");
+
     // No other host saw a packet from a task space.
     for cap in bystanders {
         let port = cap.port.clone();
