@@ -116,7 +116,12 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
     let scheduled = (0..40).find_map(|_| {
         let tasks: Value =
             serde_json::from_str(&env.ok(&["--token", &alpha_token, "scan", "tasks", "-o", "json"])).expect("json");
-        let found = tasks.as_array().expect("tasks").iter().find(|t| t["id"].as_u64() > again["id"].as_u64()).cloned();
+        let found = tasks
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .find(|t| t["id"].as_u64() > again["id"].as_u64() && t["state"] != "running")
+            .cloned();
         if found.is_none() {
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
@@ -124,6 +129,53 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
     });
     let scheduled = scheduled.expect("the scheduled alpha scan ran within 20 s");
     assert_eq!((scheduled["target"].as_str(), open_ports(&scheduled)), (Some("alpha/web1"), vec![8081]), "{scheduled}");
+
+    env.ok(&["delete", "policy", "alpha/web-ports"]);
+    env.ok(&["delete", "policy", "beta/web-ports"]);
+
+    // The controller killed mid-scan: its task space and flows are orphans until the restart
+    // removes them and marks the task failed.
+    let mut long = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["--url", common::URL, "--lab-dir"])
+        .arg(&env.dir)
+        .args([
+            "--token",
+            &alpha_token,
+            "scan",
+            "run",
+            "--target",
+            "alpha/web1",
+            "--tcp",
+            "1-65535",
+            "--concurrency",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("palisade runs");
+    let task_spaces = || -> Vec<String> {
+        let out = Command::new("ip").args(["netns", "list"]).output().expect("ip");
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("pt-")).map(str::to_owned).collect()
+    };
+    for _ in 0..50 {
+        if !task_spaces().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!task_spaces().is_empty(), "the long scan's task space appeared");
+    let pid = std::fs::read_to_string(env.dir.join("palisaded.pid")).expect("pid file");
+    assert!(Command::new("kill").args(["-9", pid.trim()]).status().expect("kill").success());
+    let _ = long.wait();
+    assert!(!task_spaces().is_empty(), "the killed controller left its task space behind");
+    env.ok(&["lab", "up"]);
+    assert!(task_spaces().is_empty(), "the restarted controller removed the orphaned task space");
+    let tasks: Value =
+        serde_json::from_str(&env.ok(&["--token", &alpha_token, "scan", "tasks", "-o", "json"])).expect("json");
+    let cut = tasks.as_array().expect("tasks").last().expect("the cut task").clone();
+    assert_eq!(cut["state"], "failed", "{cut}");
+    assert!(cut["reason"].as_str().unwrap_or("").starts_with("the scan engine stopped while the task ran"), "{cut}");
 
     // No other host saw a packet from a task space.
     for cap in bystanders {
