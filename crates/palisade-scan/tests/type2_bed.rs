@@ -135,6 +135,29 @@ fn same_ip_tenants_each_reach_only_their_own_vm() {
     let direct = rtt_ms("pst-a-gw", "198.18.1.10");
     println!("rtt: via virtual address {via_vir:.3} ms, direct {direct:.3} ms, added {:.3} ms", via_vir - direct);
 
+    // UDP through the virtual address: beta/web1 echoes on 5353; the reply comes back as vir.
+    let echo = palisade_scan::netns::run_in(&common::netns("pst-b-web1"), || {
+        std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 5353))
+    })
+    .unwrap()
+    .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((_, from)) = echo.recv_from(&mut buf) {
+            let _ = echo.send_to(b"pong", from);
+        }
+    });
+    let udp = ScanSpec {
+        target: beta.space.addrs().vir.ip,
+        tcp: vec![],
+        udp: vec![5353, 5354],
+        concurrency: 2,
+        timeout: Duration::from_millis(500),
+    };
+    let r = scan_in(&beta.space.netns_path(), udp).unwrap();
+    let states: Vec<(u16, PortState)> = r.ports.iter().map(|p| (p.port, p.state)).collect();
+    assert_eq!(states, vec![(5353, PortState::Open), (5354, PortState::OpenFiltered)]);
+
     // Tearing alpha's task down leaves beta's working.
     let t1 = Instant::now();
     stop(&flows, &mut pool, alpha);
