@@ -18,7 +18,7 @@ const N: u64 = 50_000;
 
 fn workload() -> Vec<String> {
     [
-        "echo gate > /gate",
+        "echo gate > /gate1",
         "echo gate > /gate2",
         "echo gate > /gate3",
         "cs() { read -r up _ < /proc/uptime; echo \"${up%.*}${up#*.}\"; }",
@@ -26,7 +26,7 @@ fn workload() -> Vec<String> {
         "run plain",
         "run plain",
         "echo PALISADE-MON-WAIT",
-        "while cat /gate >/dev/null 2>&1; do read -r up < /proc/uptime; sleep 0.05; done",
+        "while cat /gate1 >/dev/null 2>&1; do read -r up < /proc/uptime; sleep 0.05; done",
         "run hooked",
         "run hooked",
         "echo PALISADE-MON-HOOKED-DONE",
@@ -45,7 +45,9 @@ fn workload() -> Vec<String> {
 fn gate_rules() -> Vec<Rule> {
     let openat = Syscall::by_name("openat").map(|s| s.nr);
     vec![
-        Rule { id: 9, nr: openat, subject: Some("cat".into()), object: Some("/gate".into()), action: Action::Block },
+        // Object rules match by prefix: no gate's name may be a prefix of another's, or the first
+        // rule would open every gate at once and `run recorded` would start before its rule.
+        Rule { id: 9, nr: openat, subject: Some("cat".into()), object: Some("/gate1".into()), action: Action::Block },
         Rule { id: 10, nr: openat, subject: Some("cat".into()), object: Some("/gate2".into()), action: Action::Block },
     ]
 }
