@@ -1,0 +1,143 @@
+//! Agentless monitoring end to end on the lab (issue #5): `apply guest.yaml`, then
+//! `apply monitor.yaml` makes the controller inject the monitor into guest1's running kernel;
+//! the guest's workload (`LAB_WORKLOAD`: every second `cat /etc/hosts`, `cat /etc/passwd`, a
+//! write of /root/note) shows `cat /etc/hosts` refused with "Operation not permitted" and
+//! `palisade vmi events` has the block event and record events under /etc/ and /root/;
+//! re-applying the policy with `record` lets the read through live (no re-injection); deleting
+//! the policy stops the events.
+//!
+//! The lab's namespaces have fixed names, so the whole story runs as one test, step by step.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{nix_is_root, Env};
+use serde_json::Value;
+
+fn guest(env: &Env) -> Value {
+    let v: Value = serde_json::from_str(&env.ok(&["vmi", "guests", "-o", "json"])).expect("json");
+    v.as_array().and_then(|a| a.iter().find(|g| g["vm"] == "alpha/guest1")).cloned().unwrap_or(Value::Null)
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> Option<Value>) -> (Value, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return (v, start.elapsed());
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn events(env: &Env) -> Value {
+    serde_json::from_str(&env.ok(&["vmi", "events", "--vm", "guest1", "-o", "json"])).expect("json")
+}
+
+fn find(page: &Value, after: u64, f: impl Fn(&Value) -> bool) -> Option<&Value> {
+    page["events"].as_array()?.iter().find(|e| e["seq"].as_u64() > Some(after) && f(e))
+}
+
+/// Everything the guest wrote on its console, from its run directory.
+fn console() -> String {
+    let prefix = "palisade-guest-palisade0-alpha-guest1-";
+    let dir = std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)));
+    let Some(dir) = dir else { return String::new() };
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with("ttyS1"))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect()
+}
+
+#[test]
+fn monitor_policy_blocks_records_switches_live_and_stops_on_delete() {
+    assert!(nix_is_root(), "this test needs root (CI runs as root)");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let env = Env { dir: tmp.path().join("lab") };
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let guest_yaml = examples.join("guest.yaml").display().to_string();
+    let monitor_text = std::fs::read_to_string(examples.join("monitor.yaml")).expect("monitor.yaml");
+    let _ = env.palisade(&["lab", "down"]);
+    env.ok(&["lab", "up"]);
+    env.ok(&["apply", "-f", &guest_yaml]);
+    let (_, booted) = wait_for("guest1 running", Duration::from_secs(300), || {
+        let g = guest(&env);
+        assert_ne!(g["state"], "failed", "{g}");
+        (g["state"] == "running").then_some(g)
+    });
+    println!("guest1 running after {booted:?}");
+
+    // Applying the policy injects the monitor; the reply no longer says "not enforced".
+    let monitor_yaml = examples.join("monitor.yaml").display().to_string();
+    let out = env.ok(&["apply", "-f", &monitor_yaml, "-o", "json"]);
+    assert!(!out.contains("not enforced"), "{out}");
+    let (g, took) = wait_for("the monitor to be active", Duration::from_secs(300), || {
+        let g = guest(&env);
+        assert_ne!(g["monitor"]["state"], "failed", "{g}");
+        (g["monitor"]["state"] == "active").then_some(g)
+    });
+    println!("monitor active after {took:?}: {}", g["monitor"]);
+    assert_eq!(g["monitor"]["syscalls"], serde_json::json!(["read", "write", "close", "openat"]));
+
+    // Block: cat cannot open /etc/hosts (the guest says so); reads under /etc/ are recorded.
+    let (page, _) = wait_for("block and record events", Duration::from_secs(30), || {
+        let page = events(&env);
+        let blocked = find(&page, 0, |e| {
+            e["action"] == "block" && e["path"] == "/etc/hosts" && e["process"] == "cat" && e["operation"] == "openat"
+        })
+        .is_some();
+        let recorded = find(&page, 0, |e| e["action"] == "record" && e["path"] == "/etc/passwd").is_some();
+        let note = find(&page, 0, |e| e["action"] == "record" && e["path"] == "/root/note").is_some();
+        (blocked && recorded && note).then_some(page)
+    });
+    let text = env.ok(&["vmi", "events", "--vm", "guest1"]);
+    assert!(text.contains("pathname: [/etc/hosts], operation: [OPENAT], process name: [cat]"), "{text}");
+    let (_, _) = wait_for("the refusal on the console", Duration::from_secs(10), || {
+        console().contains("can't open '/etc/hosts': Operation not permitted").then_some(Value::Null)
+    });
+    assert_eq!(page["lost"], 0);
+    let stream = std::fs::read_to_string(env.dir.join("events.jsonl")).expect("events file");
+    let first: Value = serde_json::from_str(stream.lines().next().expect("a line")).expect("json line");
+    for field in ["time", "vm", "index", "operation", "file_name", "path", "process", "pid", "uid", "action"] {
+        assert!(first.get(field).is_some(), "no {field} in {first}");
+    }
+
+    // Switch the rule to record: live, within a second or two, without a new injection.
+    let last = events(&env)["last_seq"].as_u64().expect("last_seq");
+    let switched = tmp.path().join("monitor-record.yaml");
+    std::fs::write(&switched, monitor_text.replace("action: block", "action: record")).expect("write");
+    let t = Instant::now();
+    env.ok(&["apply", "-f", &switched.display().to_string()]);
+    let (_, seen) = wait_for("a record event for cat /etc/hosts", Duration::from_secs(10), || {
+        let page = events(&env);
+        find(&page, last, |e| e["action"] == "record" && e["path"] == "/etc/hosts" && e["process"] == "cat")
+            .is_some()
+            .then_some(Value::Null)
+    });
+    println!("block -> record: first record event {:?} after apply", t.elapsed().max(seen));
+    assert!(t.elapsed() < Duration::from_secs(5), "the switch took {:?}", t.elapsed());
+    let g = guest(&env);
+    assert_eq!(g["monitor"]["state"], "active", "{g}");
+
+    // Deleting the policy unhooks: no new events.
+    env.ok(&["delete", "policy", "alpha/watch-files"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let before = events(&env)["last_seq"].as_u64().expect("last_seq");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(events(&env)["last_seq"].as_u64(), Some(before), "events after the policy was deleted");
+    assert!(guest(&env)["monitor"].is_null());
+    assert_eq!(guest(&env)["state"], "running", "the guest keeps running after unhooking");
+
+    env.ok(&["lab", "down"]);
+}
