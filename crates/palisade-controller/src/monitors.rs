@@ -235,6 +235,26 @@ pub fn metrics(guests: &[crate::GuestStatus]) -> String {
     out
 }
 
+/// Keeps events in the store, each under its VM's tenant (who alone reads it back).
+#[derive(Debug)]
+pub struct StoreEvents(pub std::sync::Arc<dyn palisade_store::Store>);
+
+impl EventSink for StoreEvents {
+    fn record(&self, events: &[MonitorEvent]) {
+        let rows: Vec<palisade_store::StoredEvent> = events
+            .iter()
+            .filter_map(|e| {
+                let (tenant, vm) = e.vm.split_once('/')?;
+                let body = serde_json::to_value(e).ok()?;
+                Some(palisade_store::StoredEvent { id: 0, tenant: tenant.to_owned(), vm: vm.to_owned(), body })
+            })
+            .collect();
+        if let Err(e) = self.0.append_events(&rows) {
+            tracing::error!(error = %e, lost = rows.len(), "cannot keep monitor events in the store");
+        }
+    }
+}
+
 /// The security event stream: one JSON object per line, appended to a file (never the logs).
 #[derive(Debug)]
 pub struct EventsFile {

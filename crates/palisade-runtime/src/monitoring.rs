@@ -84,7 +84,7 @@ pub(crate) struct Target {
     pub ram: Box<dyn FnOnce() -> Result<RamFile, String> + Send>,
     pub symbols: Box<dyn FnOnce() -> Result<Arc<KernelSymbols>, String> + Send>,
     pub ring: Arc<Mutex<EventRing>>,
-    pub sink: Option<Arc<dyn EventSink>>,
+    pub sinks: Vec<Arc<dyn EventSink>>,
     /// A previous monitor of the same guest, to wait for (it unhooks first).
     pub previous: Option<JoinHandle<()>>,
 }
@@ -258,7 +258,7 @@ fn watch(t: Target, mut monitor: Monitor, plan: &MonitorPlan, status: &Mutex<Mon
             s.events += numbered.len() as u64;
             s.lost += batch.lost;
         }
-        if let Some(sink) = &t.sink {
+        for sink in &t.sinks {
             sink.record(&numbered);
         }
     }

@@ -85,7 +85,7 @@ struct Inner {
 pub struct QemuGuests {
     config: RuntimeConfig,
     inner: Arc<Inner>,
-    sink: Option<Arc<dyn EventSink>>,
+    sinks: Vec<Arc<dyn EventSink>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -135,12 +135,12 @@ impl QemuGuests {
         if !reaped.processes.is_empty() || !reaped.files.is_empty() {
             warn!(processes = ?reaped.processes, files = reaped.files.len(), "reaped guests of an earlier controller");
         }
-        QemuGuests { config, inner: Arc::new(Inner::default()), sink: None }
+        QemuGuests { config, inner: Arc::new(Inner::default()), sinks: Vec::new() }
     }
 
     /// Sends every monitor event to `sink` too (the events file, the store), as it arrives.
     pub fn with_event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
-        self.sink = Some(sink);
+        self.sinks.push(sink);
         self
     }
 
@@ -462,7 +462,7 @@ impl QemuGuests {
                 ram: Box::new(move || open_ram(&path, &regions)),
                 symbols: Box::new(move || this.recover(&vm).map(|(_, k)| k).map_err(|e| e.to_string())),
                 ring: slot.events.clone(),
-                sink: self.sink.clone(),
+                sinks: self.sinks.clone(),
                 previous,
             };
             slot.monitor = Some(monitoring::spawn(target, &plan));

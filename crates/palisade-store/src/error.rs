@@ -121,6 +121,24 @@ pub enum StoreError {
         current: u64,
     },
 
+    /// Appending monitor events failed; none of the batch was written.
+    #[error("failed to append monitor events to the store")]
+    AppendEvents {
+        /// Backend error.
+        #[source]
+        source: BackendError,
+    },
+
+    /// A stored monitor event is not valid JSON.
+    #[error("the stored monitor event {id} is corrupt")]
+    CorruptEvent {
+        /// Its row id.
+        id: u64,
+        /// Parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+
     /// `record_applied` was given two owners with the same cookie.
     #[error("cannot record the applied state: flow cookie {cookie:#x} appears more than once")]
     DuplicateCookie {

@@ -21,7 +21,9 @@ mod types;
 
 pub use error::{BackendError, StoreError};
 pub use sqlite::SqliteStore;
-pub use types::{Actor, AppliedOwner, AuditEntry, AuditMutation, AuditOp, Mutation, ObjectKey, StoredObject};
+pub use types::{
+    Actor, AppliedOwner, AuditEntry, AuditMutation, AuditOp, Mutation, ObjectKey, StoredEvent, StoredObject,
+};
 
 /// The controller's durable state, independent of the backend that keeps it.
 ///
@@ -65,4 +67,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Fails with [`StoreError::AppliedAhead`] if `revision` is newer than the desired state and
     /// with [`StoreError::DuplicateCookie`] if two owners share a cookie; the old record stays.
     fn record_applied(&self, revision: u64, owners: &[AppliedOwner]) -> Result<(), StoreError>;
+
+    /// Append monitor events in one transaction (their `id`s are ignored and assigned).
+    fn append_events(&self, events: &[StoredEvent]) -> Result<(), StoreError>;
+
+    /// Up to `limit` events with an id above `after`, oldest first; with `tenant`, only that
+    /// tenant's, and with `vm`, only that VM's.
+    fn events(
+        &self,
+        tenant: Option<&str>,
+        vm: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
 }

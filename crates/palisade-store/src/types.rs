@@ -143,3 +143,16 @@ pub struct AppliedOwner {
     /// Group ids programmed for this owner.
     pub groups: Vec<u32>,
 }
+
+/// One security event (a monitored system call, issue #5) kept for its tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Row id, increasing in append order (`0` when appending: the store assigns it).
+    pub id: u64,
+    /// The tenant whose VM the event is about; a tenant reads only its own.
+    pub tenant: String,
+    /// The VM's name within the tenant.
+    pub vm: String,
+    /// The event itself, opaque to the store.
+    pub body: Value,
+}

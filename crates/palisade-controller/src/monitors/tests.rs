@@ -167,3 +167,32 @@ fn the_events_file_gets_one_json_object_per_line_with_the_stream_fields() {
     }
     assert_eq!((lines[1]["seq"].as_u64(), lines[1]["action"].as_str()), (Some(2), Some("block")));
 }
+
+#[test]
+fn the_store_sink_keeps_each_event_under_its_vms_tenant() {
+    let store = std::sync::Arc::new(palisade_store::SqliteStore::open_in_memory().unwrap());
+    let sink = StoreEvents(store.clone());
+    let e = |vm: &str| MonitorEvent {
+        seq: 1,
+        time: "1.000000000".into(),
+        vm: vm.into(),
+        index: 0,
+        operation: "openat".into(),
+        file_name: "hosts".into(),
+        path: "/etc/hosts".into(),
+        process: "cat".into(),
+        pid: 1,
+        uid: 0,
+        action: "record".into(),
+        rule: 1,
+        policy: None,
+    };
+
+    sink.record(&[e("alpha/guest1"), e("beta/guest1")]);
+
+    use palisade_store::Store;
+    let alpha = store.events(Some("alpha"), None, 0, 10).unwrap();
+    assert_eq!(alpha.len(), 1);
+    assert_eq!((alpha[0].vm.as_str(), alpha[0].body["vm"].as_str()), ("guest1", Some("alpha/guest1")));
+    assert_eq!(store.events(Some("beta"), None, 0, 10).unwrap().len(), 1);
+}

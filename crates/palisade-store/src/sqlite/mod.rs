@@ -5,6 +5,7 @@
 
 mod applied;
 mod commit;
+mod events;
 mod read;
 mod schema;
 #[cfg(test)]
@@ -18,7 +19,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use crate::error::StoreError;
-use crate::types::{Actor, AppliedOwner, AuditEntry, Mutation, StoredObject};
+use crate::types::{Actor, AppliedOwner, AuditEntry, Mutation, StoredEvent, StoredObject};
 use crate::Store;
 
 /// How long a write waits for another connection (e.g. a backup tool) to release the file.
@@ -132,6 +133,20 @@ impl Store for SqliteStore {
 
     fn record_applied(&self, revision: u64, owners: &[AppliedOwner]) -> Result<(), StoreError> {
         applied::record_applied(&mut self.conn(), revision, owners)
+    }
+
+    fn append_events(&self, batch: &[StoredEvent]) -> Result<(), StoreError> {
+        events::append(&mut self.conn(), batch)
+    }
+
+    fn events(
+        &self,
+        tenant: Option<&str>,
+        vm: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        events::events(&self.conn(), tenant, vm, after, limit)
     }
 }
 

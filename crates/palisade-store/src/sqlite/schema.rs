@@ -57,6 +57,16 @@ const MIGRATIONS: &[&str] = &[
         groups_json TEXT    NOT NULL
     ) STRICT;
     "#,
+    // 2: monitor events (issue #5), per tenant.
+    r#"
+    CREATE TABLE events (
+        id        INTEGER PRIMARY KEY,
+        tenant    TEXT    NOT NULL,
+        vm        TEXT    NOT NULL,
+        body_json TEXT    NOT NULL
+    ) STRICT;
+    CREATE INDEX events_tenant ON events (tenant, vm, id);
+    "#,
 ];
 
 /// Schema version this build creates and understands.
@@ -117,7 +127,7 @@ mod tests {
         migrate(&mut conn).unwrap();
 
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
-        for table in ["revisions", "objects", "audit_mutations", "applied_state", "applied_owners"] {
+        for table in ["revisions", "objects", "audit_mutations", "applied_state", "applied_owners", "events"] {
             assert!(table_exists(&conn, table), "missing table {table}");
         }
     }

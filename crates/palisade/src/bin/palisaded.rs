@@ -75,7 +75,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(dir) = args.db.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let store = SqliteStore::open(&args.db).with_context(|| format!("opening store {}", args.db.display()))?;
+    let store: Arc<dyn palisade_store::Store> =
+        Arc::new(SqliteStore::open(&args.db).with_context(|| format!("opening store {}", args.db.display()))?);
     let switch = OfctlSwitch::new(args.bridge.clone());
     let mut runtime_config = RuntimeConfig::new(&args.bridge);
     runtime_config.cache_dir = args.guest_cache.clone();
@@ -86,9 +87,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let events = palisade_controller::monitors::EventsFile::open(&args.events)
         .with_context(|| format!("opening the events file {}", args.events.display()))?;
-    let guests = QemuGuests::new(runtime_config).with_event_sink(Arc::new(events));
+    let guests = QemuGuests::new(runtime_config)
+        .with_event_sink(Arc::new(events))
+        .with_event_sink(Arc::new(palisade_controller::monitors::StoreEvents(store.clone())));
     let controller = Arc::new(
-        Controller::open(Arc::new(store), Arc::new(switch))
+        Controller::open(store, Arc::new(switch))
             .context("loading desired state")?
             .with_guests(Arc::new(guests.clone())),
     );
