@@ -472,6 +472,13 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
             if !reaped.processes.is_empty() {
                 eprintln!("  killed {} guest QEMU process(es) left behind", reaped.processes.len());
             }
+            // Scan task spaces of a controller that died mid-scan (default prefix `pt-`).
+            let naming = palisade_scan::task::Naming::new("pt-").context("task space naming")?;
+            match palisade_scan::space::purge_orphans(&naming, bridge) {
+                Ok(left) if !left.is_empty() => eprintln!("  removed {} scan task space(s) left behind", left.len()),
+                Ok(_) => {}
+                Err(e) => eprintln!("  could not remove scan task spaces: {e}"),
+            }
             labx.down(&spec, &mut progress)?;
             home.remove()?;
             eprintln!("lab is down");
