@@ -3,8 +3,9 @@
 //! the guest's workload (`LAB_WORKLOAD`: every second `cat /etc/hosts`, `cat /etc/passwd`, a
 //! write of /root/note) shows `cat /etc/hosts` refused with "Operation not permitted" and
 //! `palisade vmi events` has the block event and record events under /etc/ and /root/;
-//! re-applying the policy with `record` lets the read through live (no re-injection); deleting
-//! the policy stops the events.
+//! re-applying the policy with `record` lets the read through live (no re-injection) and a `pass`
+//! rule put first shadows the record rule; hooking one more call re-injects; deleting the policy
+//! stops the events.
 //!
 //! The lab's namespaces have fixed names, so the whole story runs as one test, step by step.
 
@@ -113,22 +114,55 @@ fn monitor_policy_blocks_records_switches_live_and_stops_on_delete() {
         assert!(first.get(field).is_some(), "no {field} in {first}");
     }
 
-    // Switch the rule to record: live, within a second or two, without a new injection.
+    // Switch the rule to record, and put a pass rule for `cat /etc/passwd` first (it shadows the
+    // /etc/ record rule): live, within a second or two, without a new injection.
     let last = events(&env)["last_seq"].as_u64().expect("last_seq");
     let switched = tmp.path().join("monitor-record.yaml");
-    std::fs::write(&switched, monitor_text.replace("action: block", "action: record")).expect("write");
+    let record_text = monitor_text.replace("action: block", "action: record").replace(
+        "        - { subject: cat, object: /etc/hosts",
+        "        - { subject: cat, object: /etc/passwd, action: pass }\n        - { subject: cat, object: /etc/hosts",
+    );
+    assert!(record_text.contains("action: pass }"), "{record_text}");
+    std::fs::write(&switched, &record_text).expect("write");
     let t = Instant::now();
     env.ok(&["apply", "-f", &switched.display().to_string()]);
-    let (_, seen) = wait_for("a record event for cat /etc/hosts", Duration::from_secs(10), || {
+    let (first, _) = wait_for("a record event for cat /etc/hosts", Duration::from_secs(10), || {
         let page = events(&env);
-        find(&page, last, |e| e["action"] == "record" && e["path"] == "/etc/hosts" && e["process"] == "cat")
-            .is_some()
-            .then_some(Value::Null)
+        find(&page, last, |e| e["action"] == "record" && e["path"] == "/etc/hosts" && e["process"] == "cat").cloned()
     });
-    println!("block -> record: first record event {:?} after apply", t.elapsed().max(seen));
-    assert!(t.elapsed() < Duration::from_secs(5), "the switch took {:?}", t.elapsed());
+    let took = t.elapsed();
+    println!("block -> record: first record event {took:?} after apply");
+    assert!(took < Duration::from_secs(5), "the switch took {took:?}");
     let g = guest(&env);
     assert_eq!(g["monitor"]["state"], "active", "{g}");
+    assert_eq!(g["monitor"]["rules"], 4, "{g}");
+    // Once the new rules decide, cat's /etc/passwd opens match the pass rule: no events.
+    std::thread::sleep(Duration::from_secs(3));
+    let page = events(&env);
+    let after_switch = first["seq"].as_u64().expect("seq");
+    assert!(find(&page, after_switch, |e| e["path"] == "/etc/hosts").is_some(), "reads of /etc/hosts go on");
+    let shadowed = find(&page, after_switch, |e| e["path"] == "/etc/passwd" && e["process"] == "cat");
+    assert!(shadowed.is_none(), "a pass rule did not shadow the record rule: {shadowed:?}");
+
+    // Hooking another system call re-injects (unhook, inject again); events go on.
+    let more = tmp.path().join("monitor-more.yaml");
+    std::fs::write(
+        &more,
+        record_text.replace("[openat, read, write, close]", "[openat, read, write, close, unlinkat]"),
+    )
+    .expect("write");
+    let before = events(&env)["last_seq"].as_u64().expect("last_seq");
+    env.ok(&["apply", "-f", &more.display().to_string()]);
+    let (g, took) = wait_for("the monitor re-injected with unlinkat", Duration::from_secs(120), || {
+        let g = guest(&env);
+        assert_ne!(g["monitor"]["state"], "failed", "{g}");
+        let hooked = g["monitor"]["syscalls"].as_array().is_some_and(|a| a.iter().any(|s| s == "unlinkat"));
+        (hooked && g["monitor"]["state"] == "active").then_some(g)
+    });
+    println!("re-injected after {took:?}: {}", g["monitor"]);
+    wait_for("events after re-injection", Duration::from_secs(10), || {
+        find(&events(&env), before, |e| e["path"] == "/etc/hosts").map(|_| Value::Null)
+    });
 
     // Deleting the policy unhooks: no new events.
     env.ok(&["delete", "policy", "alpha/watch-files"]);
