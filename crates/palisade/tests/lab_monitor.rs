@@ -61,6 +61,39 @@ fn console() -> String {
         .collect()
 }
 
+/// The first `n` events numbered above `after` that `palisade vmi events --follow -o json`
+/// prints as JSON lines (then stops it): events that arrive while it follows.
+fn follow(env: &Env, after: u64, n: usize) -> Vec<Value> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["--url", common::URL, "--lab-dir"])
+        .arg(&env.dir)
+        .args(["vmi", "events", "--vm", "guest1", "--follow", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("palisade runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    while out.len() < n {
+        let line = rx.recv_timeout(Duration::from_secs(10)).expect("--follow printed a line within 10 s");
+        let e: Value = serde_json::from_str(&line).expect("a JSON line");
+        if e["seq"].as_u64() > Some(after) {
+            out.push(e);
+        }
+    }
+    child.kill().expect("stop --follow");
+    let _ = child.wait();
+    out
+}
+
 #[test]
 fn monitor_policy_blocks_records_switches_live_and_stops_on_delete() {
     assert!(nix_is_root(), "this test needs root (CI runs as root)");
@@ -108,6 +141,8 @@ fn monitor_policy_blocks_records_switches_live_and_stops_on_delete() {
         console().contains("can't open '/etc/hosts': Operation not permitted").then_some(Value::Null)
     });
     assert_eq!(page["lost"], 0);
+    let followed = follow(&env, page["last_seq"].as_u64().expect("last_seq"), 3);
+    assert!(followed.windows(2).all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()), "{followed:?}");
     let stream = std::fs::read_to_string(env.dir.join("events.jsonl")).expect("events file");
     let first: Value = serde_json::from_str(stream.lines().next().expect("a line")).expect("json line");
     for field in ["time", "vm", "index", "operation", "file_name", "path", "process", "pid", "uid", "action"] {
