@@ -11,8 +11,21 @@ use std::process::Command;
 
 use palisade_nad::{extract, open_file, Config, Progress, Row, Seconds, Series};
 
+/// The shared captures: `$PALISADE_SHARED_DATA/pcaps` if set, else `../shared/data/pcaps`
+/// beside the repository (where the project keeps them), else `/work/shared/data/pcaps`.
+/// A capture found nowhere fails the test with the places looked at.
 fn capture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/pcaps").join(name)
+    let mut places = Vec::new();
+    if let Some(dir) = std::env::var_os("PALISADE_SHARED_DATA") {
+        places.push(PathBuf::from(dir).join("pcaps"));
+    }
+    places.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/pcaps"));
+    places.push(PathBuf::from("/work/shared/data/pcaps"));
+    places
+        .iter()
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("shared capture {name} not found in any of {places:?}"))
 }
 
 /// One IP packet as tcpdump prints it.
