@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use palisade_guest::initramfs::{self, InitramfsSpec, READY_MARKER};
-use palisade_guest::{Guest, GuestConfig, KernelImage};
+use palisade_guest::initramfs::{self, READY_MARKER};
+use palisade_guest::{Guest, GuestConfig};
 use palisade_vmi::gdb::GdbClient;
 use palisade_vmi::hijack::hijack_call;
 use palisade_vmi::kallsyms::{self, KernelSymbols};
@@ -64,13 +64,10 @@ fn symbol(k: &KernelSymbols, name: &str) -> anyhow::Result<Gva> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let kernel = KernelImage::fetch_cloud(&args.cache)?;
-    let busybox = initramfs::static_busybox(&args.cache)?;
     let dir = tempfile::tempdir()?;
     let initrd = dir.path().join("bench.cpio");
-    let spec =
-        InitramfsSpec { busybox, modules: Vec::new(), workload: WORKLOAD.iter().map(|s| s.to_string()).collect() };
-    initramfs::build(&spec, &initrd)?;
+    let workload = WORKLOAD.iter().map(|s| s.to_string()).collect();
+    let (kernel, _) = initramfs::cloud_images(&args.cache, workload, false, &initrd)?;
     let config = |i: usize| {
         let mut c = GuestConfig::new(format!("bench-vmi-{}-{i}", std::process::id()), &kernel.vmlinuz, &initrd);
         c.memory_mib = args.memory_mb;

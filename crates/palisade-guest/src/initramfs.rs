@@ -132,6 +132,22 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<Initramfs, GuestError> 
     Ok(Initramfs { path: out.to_path_buf(), size, applets: applets.len() })
 }
 
+/// Debian's cloud kernel (fetched into `cache_dir` once) and an initramfs running `workload`,
+/// written to `out`; with `nic` it carries the virtio-net modules. The one way tests, benchmarks
+/// and the lab runtime get bootable images.
+pub fn cloud_images(
+    cache_dir: &Path,
+    workload: Vec<String>,
+    nic: bool,
+    out: &Path,
+) -> Result<(crate::KernelImage, Initramfs), GuestError> {
+    let kernel = crate::KernelImage::fetch_cloud(cache_dir)?;
+    let modules = if nic { kernel.module_closure(VIRTIO_NET_MODULES)? } else { Vec::new() };
+    let spec = InitramfsSpec { busybox: static_busybox(cache_dir)?, modules, workload };
+    let initramfs = build(&spec, out)?;
+    Ok((kernel, initramfs))
+}
+
 /// The `/init` shell script for `spec`.
 pub fn init_script(spec: &InitramfsSpec) -> String {
     let modules: Vec<&str> = spec.modules.iter().map(|m| m.name.as_str()).collect();

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use palisade_guest::initramfs::{self, VIRTIO_NET_MODULES};
-use palisade_guest::{GuestError, InitramfsSpec, KernelImage};
+use palisade_guest::initramfs;
+use palisade_guest::GuestError;
 
 /// What a lab guest runs after boot: a light loop of file reads and writes, forever, so the
 /// kernel keeps taking system calls (and safe points for hijacked calls keep coming), and
@@ -44,12 +44,9 @@ impl Images {
     /// Fetches the cloud kernel (apt download + unpack into `cache_dir`, once) and builds the
     /// lab initramfs into `cache_dir`.
     pub fn prepare(cache_dir: &Path) -> Result<Images, GuestError> {
-        let kernel = KernelImage::fetch_cloud(cache_dir)?;
-        let modules = kernel.module_closure(VIRTIO_NET_MODULES)?;
-        let busybox = initramfs::static_busybox(cache_dir)?;
-        let spec = InitramfsSpec { busybox, modules, workload: LAB_WORKLOAD.iter().map(|l| l.to_string()).collect() };
+        let workload = LAB_WORKLOAD.iter().map(|l| l.to_string()).collect();
         let out = cache_dir.join("lab-initramfs.cpio");
-        initramfs::build(&spec, &out)?;
-        Ok(Images { kernel: kernel.vmlinuz.clone(), initramfs: out, release: kernel.release.clone() })
+        let (kernel, initramfs) = initramfs::cloud_images(cache_dir, workload, true, &out)?;
+        Ok(Images { kernel: kernel.vmlinuz, initramfs: initramfs.path, release: kernel.release })
     }
 }

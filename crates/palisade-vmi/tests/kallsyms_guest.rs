@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use palisade_guest::initramfs::{self, InitramfsSpec};
+use palisade_guest::initramfs;
 use palisade_guest::{Guest, GuestConfig, KernelImage};
 use palisade_vmi::kallsyms::{self, KallsymsError, KernelSymbols, Reject};
 use palisade_vmi::{Gpa, MemoryError, PhysMemory, RamFile, RamLayout, RamRegion};
@@ -33,12 +33,10 @@ fn images() -> (KernelImage, PathBuf) {
         qemu.is_ok_and(|o| o.status.success()),
         "qemu-system-x86_64 cannot be run: apt-get install qemu-system-x86"
     );
-    let kernel = KernelImage::fetch_cloud(&cache_dir()).unwrap_or_else(|e| panic!("kernel: {e:#?}"));
-    let busybox = initramfs::static_busybox(&cache_dir()).unwrap_or_else(|e| panic!("busybox: {e:#?}"));
     let workload = vec![format!("grep 'Kernel code' /proc/iomem | sed 's/^/{IOMEM} /'"), "sleep 3600".to_owned()];
-    let spec = InitramfsSpec { busybox, modules: Vec::new(), workload };
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kallsyms-guest.cpio");
-    initramfs::build(&spec, &out).unwrap_or_else(|e| panic!("initramfs: {e:#?}"));
+    let (kernel, _) =
+        initramfs::cloud_images(&cache_dir(), workload, false, &out).unwrap_or_else(|e| panic!("guest images: {e:#?}"));
     (kernel, out)
 }
 

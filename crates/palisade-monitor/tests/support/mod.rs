@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use palisade_guest::initramfs::{self, InitramfsSpec};
-use palisade_guest::{AccelPolicy, Guest, GuestConfig, KernelImage};
+use palisade_guest::initramfs;
+use palisade_guest::{AccelPolicy, Guest, GuestConfig};
 use palisade_vmi::{Gpa, RamFile, RamLayout, RamRegion};
 
 pub const MEM_MIB: u64 = 512;
@@ -33,12 +33,9 @@ impl TestGuest {
             qemu.is_ok_and(|o| o.status.success()),
             "qemu-system-x86_64 cannot be run: apt-get install qemu-system-x86"
         );
-        let cache = cache_dir();
-        let kernel = KernelImage::fetch_cloud(&cache).unwrap_or_else(|e| panic!("kernel: {e:#?}"));
-        let busybox = initramfs::static_busybox(&cache).unwrap_or_else(|e| panic!("busybox: {e:#?}"));
-        let spec = InitramfsSpec { busybox, modules: Vec::new(), workload };
         let initrd = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("monitor-{name}.cpio"));
-        initramfs::build(&spec, &initrd).unwrap_or_else(|e| panic!("initramfs: {e:#?}"));
+        let (kernel, _) = initramfs::cloud_images(&cache_dir(), workload, false, &initrd)
+            .unwrap_or_else(|e| panic!("guest images: {e:#?}"));
         let mut config = GuestConfig::new(format!("mon-{name}-{}", std::process::id()), &kernel.vmlinuz, &initrd);
         config.memory_mib = MEM_MIB;
         config.vcpus = vcpus;
