@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::dataset::{self, AttackKind, SynthConfig};
 use crate::error::RunError;
 use crate::features::{Config, Extractor, Format, RowWriter, Seconds, Series};
 use crate::gen::{self, GenConfig};
@@ -24,15 +25,18 @@ use crate::run::{extract, open_file, PassError};
 #[derive(Debug, Clone, Args)]
 #[command(disable_help_flag = true)]
 pub struct NadCommand {
-    /// `features ...` or `generate ...`; see `palisade nad --help`.
+    /// `features ...`, `generate ...` or `dataset synth ...`; see `palisade nad --help`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0.., value_name = "ARGS")]
     pub args: Vec<OsString>,
 }
 
-/// Network anomaly detection: the 11 traffic features of VMs per time window.
+/// Network anomaly detection: the 11 traffic features of VMs per time window, and labelled
+/// datasets to train and test the detector on.
 ///
 /// Features follow shared/specs/nad-features.md exactly: one row per VM per window, windows
 /// aligned to multiples of the window length since the epoch, empty windows as zeros.
+/// `dataset synth` writes a seeded synthetic month (capture + labels.csv + dataset.json) with
+/// real attack captures spliced into a periodic benign background.
 #[derive(Debug, Parser)]
 #[command(name = "palisade nad")]
 pub struct NadCli {
@@ -63,6 +67,71 @@ pub enum NadCmd {
     /// Example: palisade nad generate --out /tmp/bench.pcap --packets 10000000 --peers 10000
     #[command(verbatim_doc_comment)]
     Generate(GenerateArgs),
+    /// Make labelled datasets for the detector (see `palisade nad dataset synth --help`).
+    #[command(subcommand)]
+    Dataset(DatasetCmd),
+}
+
+/// `palisade nad dataset` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DatasetCmd {
+    /// A seeded synthetic month: periodic benign background plus real attacks spliced in.
+    ///
+    /// Writes DIR/capture.pcap (Ethernet, 96-byte snap length), DIR/labels.csv
+    /// (window_start,label,attack: one row per window, label 1 when attack packets fall in it,
+    /// attack = syn_flood | http_flood | masscan_tcp | masscan_udp | nmap) and DIR/dataset.json
+    /// (seed, span, train_until = end of the first half, kinds held back for the test part,
+    /// counts, every episode).
+    ///
+    /// The background is a web/UDP service VM: many clients (Zipf popularity) making HTTP(S)
+    /// connections, UDP requests and pings at a rate with a daily and weekly cycle, plus the
+    /// VM's own NTP/HTTPS fetches and a health check every 30 s. Attacks are the real captures
+    /// in shared/data/pcaps (CIC-DDoS2019 SYN and HTTP floods, ESnet masscan TCP/UDP and nmap)
+    /// with the victim rewritten to the VM, the attackers to generated addresses, times mapped
+    /// into the episode and checksums updated. Held-back kinds (default http_flood and
+    /// masscan_udp) appear only after train_until: unseen attacks, as in the paper.
+    ///
+    /// Examples:
+    ///   palisade nad dataset synth --out data/synth
+    ///   palisade nad dataset synth --out /tmp/small --days 2 --seed 7 --vm 10.0.0.9
+    #[command(verbatim_doc_comment)]
+    Synth(SynthArgs),
+}
+
+/// Arguments of `palisade nad dataset synth`.
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Directory to write capture.pcap, labels.csv and dataset.json into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Days of traffic.
+    #[arg(long, default_value_t = 30)]
+    pub days: u64,
+    /// Hours of traffic instead of days (for small test sets).
+    #[arg(long, conflicts_with = "days")]
+    pub hours: Option<u64>,
+    /// Window length in whole seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub window: u64,
+    /// PRNG seed: the same seed and settings give the same bytes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The monitored VM's IPv4 address.
+    #[arg(long, value_name = "IP", default_value = "10.0.0.5")]
+    pub vm: Ipv4Addr,
+    /// Directory of the shared attack captures [default: $PALISADE_SHARED_DATA/pcaps,
+    /// ../shared/data/pcaps beside the repository, /work/shared/data/pcaps].
+    #[arg(long, value_name = "DIR")]
+    pub shared_pcaps: Option<PathBuf>,
+    /// Wanted share of abnormal windows.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.03)]
+    pub attack_share: f64,
+    /// Attack kinds kept out of the training part (comma-separated).
+    #[arg(long, value_name = "KINDS", value_delimiter = ',', default_value = "http_flood,masscan_udp")]
+    pub held_back: Vec<String>,
+    /// First second of the capture, Unix time [default: Monday 2026-01-05 00:00 UTC].
+    #[arg(long, value_name = "UNIX_TIME", default_value_t = dataset::DEFAULT_START)]
+    pub start: u64,
 }
 
 /// Arguments of `palisade nad features`.
@@ -124,6 +193,7 @@ pub fn run(cmd: &NadCommand) -> Result<(), RunError> {
     match cli.command {
         NadCmd::Features(a) => features(&a),
         NadCmd::Generate(a) => generate(&a),
+        NadCmd::Dataset(DatasetCmd::Synth(a)) => synth(&a),
     }
 }
 
@@ -203,5 +273,47 @@ fn generate(a: &GenerateArgs) -> Result<(), RunError> {
     let bytes = gen::generate(file, &cfg).map_err(failed)?;
     let vms: Vec<String> = gen::vm_addrs(a.vms).iter().map(|v| format!("--vm {v}")).collect();
     eprintln!("wrote {} ({} packets, {bytes} bytes); VMs: {}", a.out.display(), a.packets, vms.join(" "));
+    Ok(())
+}
+
+/// The library configuration `palisade nad dataset synth` asks for.
+pub fn synth_config(a: &SynthArgs) -> Result<SynthConfig, RunError> {
+    let mut cfg = SynthConfig::new(a.out.clone());
+    cfg.seed = a.seed;
+    cfg.vm = a.vm;
+    cfg.window_s = a.window;
+    cfg.span_s = a.hours.map_or(a.days * 86_400, |h| h * 3600);
+    cfg.start_s = a.start;
+    cfg.share = a.attack_share;
+    cfg.held_back = a.held_back.iter().map(|k| AttackKind::parse(k)).collect::<Result<_, _>>()?;
+    cfg.shared_pcaps = a.shared_pcaps.clone();
+    Ok(cfg)
+}
+
+fn synth(a: &SynthArgs) -> Result<(), RunError> {
+    let cfg = synth_config(a)?;
+    let started = std::time::Instant::now();
+    let s = dataset::synthesize(&cfg)?;
+    let c = &s.counts;
+    let dir = a.out.display();
+    eprintln!(
+        "wrote {dir}/capture.pcap ({} packets: {} background, {} attack; {:.1} MB) in {:.1} s",
+        c.packets,
+        c.background_packets,
+        c.attack_packets,
+        c.capture_bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    eprintln!(
+        "wrote {dir}/labels.csv ({} windows of {} s; abnormal: {} in training, {} in test) and {dir}/dataset.json",
+        s.windows, s.window, c.train.abnormal_windows, c.test.abnormal_windows
+    );
+    let names = |ks: &[AttackKind]| ks.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
+    eprintln!(
+        "train_until {} (kinds {}); held back for the test part: {}",
+        s.train_until,
+        names(&s.train_kinds),
+        names(&s.held_back_kinds)
+    );
     Ok(())
 }

@@ -128,4 +128,7 @@ pub enum RunError {
         #[source]
         source: io::Error,
     },
+    /// Making a synthetic dataset failed.
+    #[error(transparent)]
+    Dataset(#[from] crate::dataset::DatasetError),
 }

@@ -20,6 +20,7 @@
 pub mod build;
 pub mod capture;
 pub mod cli;
+pub mod dataset;
 pub mod decode;
 mod error;
 pub mod features;

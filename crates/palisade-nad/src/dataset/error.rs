@@ -1,0 +1,104 @@
+//! Why a dataset could not be made.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use crate::error::ReadError;
+
+/// A dataset could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    /// No directory holding the shared attack captures.
+    #[error("the shared attack captures were not found: looked for {file} in {}", fmt_places(places))]
+    SharedPcapsMissing {
+        /// The capture looked for.
+        file: &'static str,
+        /// Every directory looked in, in order.
+        places: Vec<PathBuf>,
+    },
+    /// An attack capture could not be opened or read.
+    #[error("cannot read attack capture {path}")]
+    Capture {
+        /// The capture.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: CaptureSource,
+    },
+    /// An attack capture holds no IPv4 packet to or from the victim the dataset expects there.
+    #[error("attack capture {path} has no IPv4 packet to or from its victim {victim}")]
+    NoVictimPackets {
+        /// The capture.
+        path: PathBuf,
+        /// The victim address expected in it.
+        victim: Ipv4Addr,
+    },
+    /// A held-back kind that does not exist.
+    #[error("unknown attack kind `{name}` (known: {known})")]
+    UnknownKind {
+        /// What was given.
+        name: String,
+        /// The known kinds, comma-separated.
+        known: String,
+    },
+    /// Every kind held back: the training part would have no attacks.
+    #[error("every attack kind is held back; at least one must appear in the training part")]
+    NothingToTrain,
+    /// A window length of zero seconds.
+    #[error("the window must be at least 1 second")]
+    ZeroWindow,
+    /// A span that is not a whole number of windows.
+    #[error("the span of {span} s is not a whole number of {window} s windows")]
+    SpanNotWhole {
+        /// Span in seconds.
+        span: u64,
+        /// Window in seconds.
+        window: u64,
+    },
+    /// A span too short for one episode of each kind per half at the wanted attack share.
+    #[error(
+        "a span of {span} s is too short: one half needs {episodes} attack episodes (one per kind), which at an \
+         attack share of {share} needs {need} s or more; use a longer span or a larger share"
+    )]
+    SpanTooShort {
+        /// Span in seconds.
+        span: u64,
+        /// Episodes in the fuller half.
+        episodes: usize,
+        /// The wanted share of abnormal windows.
+        share: f64,
+        /// The shortest span that would do, in seconds.
+        need: u64,
+    },
+    /// An attack share outside (0, 0.5).
+    #[error("the attack share {0} is not between 0 and 0.5 (exclusive)")]
+    BadShare(f64),
+    /// The VM's address is one the generator uses for other hosts.
+    #[error("the VM address {0} is in a range the generator uses for clients, attackers or the monitor")]
+    VmAddressTaken(Ipv4Addr),
+    /// An output file could not be written.
+    #[error("cannot write {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why an attack capture could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureSource {
+    /// Opening failed.
+    #[error("opening failed")]
+    Open(#[source] io::Error),
+    /// Reading failed.
+    #[error("reading failed")]
+    Read(#[source] ReadError),
+}
+
+fn fmt_places(places: &[PathBuf]) -> String {
+    places.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}

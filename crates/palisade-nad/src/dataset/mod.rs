@@ -1,0 +1,231 @@
+//! A seeded synthetic dataset for the detector at paper scale (a month of one-minute windows):
+//! a generated periodic benign background for one VM, with attacks spliced in from the real
+//! captures in `shared/data/pcaps`, and the label of every window.
+//!
+//! ```text
+//!  seed ─► Background (sessions per window, daily/weekly cycle) ──────────┐ time order,
+//!  shared pcaps ─► Template (own reader) ─► schedule ─► Episode::replay ──┴► merge ─► capture.pcap
+//!                  victim -> VM, attackers -> generated, times mapped            └─► labels.csv
+//!                  (stretch / compress / subsample), checksums updated               dataset.json
+//! ```
+//!
+//! Memory stays bounded over any span: the background is generated one window at a time and
+//! one episode is replayed at a time. The first half of the span (`train_until`) holds only the
+//! kinds not held back; the second half holds every kind, so held-back kinds are unseen in
+//! training, as in the paper.
+
+mod attack;
+mod background;
+mod error;
+mod output;
+mod packet;
+mod rng;
+mod schedule;
+#[cfg(test)]
+mod tests;
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use attack::{AttackKind, Episode, Source};
+pub use error::{CaptureSource, DatasetError};
+pub use output::{Counts, KindCount, Part, SourceInfo, Summary};
+pub use packet::SNAPLEN;
+
+use self::attack::Template;
+use self::background::{Background, CLIENT_NETS, MONITOR};
+use self::schedule::{Plan, ATTACKER_NETS};
+use crate::build::PcapWriter;
+use crate::capture::LinkType;
+
+/// Monday 2026-01-05 00:00:00 UTC, the default first second.
+pub const DEFAULT_START: u64 = 1_767_571_200;
+
+/// What to make.
+#[derive(Debug, Clone)]
+pub struct SynthConfig {
+    /// Directory for `capture.pcap`, `labels.csv` and `dataset.json` (created if missing).
+    pub out: PathBuf,
+    /// The seed: the same seed (and settings) gives the same bytes.
+    pub seed: u64,
+    /// The monitored VM.
+    pub vm: Ipv4Addr,
+    /// Window length in seconds.
+    pub window_s: u64,
+    /// Span in seconds (a whole number of windows).
+    pub span_s: u64,
+    /// First second (aligned down to the window).
+    pub start_s: u64,
+    /// Wanted share of abnormal windows, e.g. 0.03.
+    pub share: f64,
+    /// Kinds that appear only after `train_until`.
+    pub held_back: Vec<AttackKind>,
+    /// Where the attack captures are; `None` looks in the usual places ([`find_shared_pcaps`]).
+    pub shared_pcaps: Option<PathBuf>,
+}
+
+impl SynthConfig {
+    /// The defaults: 30 days of 60 s windows for 10.0.0.5, seed 1, 3 % abnormal windows, the
+    /// HTTP flood and the masscan UDP scan held back.
+    pub fn new(out: PathBuf) -> Self {
+        SynthConfig {
+            out,
+            seed: 1,
+            vm: Ipv4Addr::new(10, 0, 0, 5),
+            window_s: 60,
+            span_s: 30 * 86_400,
+            start_s: DEFAULT_START,
+            share: 0.03,
+            held_back: vec![AttackKind::HttpFlood, AttackKind::MasscanUdp],
+            shared_pcaps: None,
+        }
+    }
+}
+
+/// The directory of the shared attack captures: `given` if set; else `$PALISADE_SHARED_DATA/pcaps`,
+/// `shared/data/pcaps` beside the repository this was built from, `../shared/data/pcaps` from
+/// the current directory, `/work/shared/data/pcaps` — the first that holds the SYN flood capture.
+/// None of them: an error naming every place looked at.
+pub fn find_shared_pcaps(given: Option<&Path>) -> Result<PathBuf, DatasetError> {
+    let probe = AttackKind::SynFlood.sources()[0].file;
+    let places: Vec<PathBuf> = match given {
+        Some(dir) => vec![dir.to_owned()],
+        None => {
+            let mut p = Vec::new();
+            if let Some(dir) = std::env::var_os("PALISADE_SHARED_DATA") {
+                p.push(PathBuf::from(dir).join("pcaps"));
+            }
+            p.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/pcaps"));
+            if let Ok(cwd) = std::env::current_dir() {
+                p.push(cwd.join("../shared/data/pcaps"));
+            }
+            p.push(PathBuf::from("/work/shared/data/pcaps"));
+            p
+        }
+    };
+    places
+        .iter()
+        .find(|d| d.join(probe).is_file())
+        .cloned()
+        .ok_or(DatasetError::SharedPcapsMissing { file: probe, places })
+}
+
+/// Makes the dataset; returns what `dataset.json` says.
+pub fn synthesize(cfg: &SynthConfig) -> Result<Summary, DatasetError> {
+    if cfg.window_s == 0 {
+        return Err(DatasetError::ZeroWindow);
+    }
+    if cfg.span_s == 0 || !cfg.span_s.is_multiple_of(cfg.window_s) {
+        return Err(DatasetError::SpanNotWhole { span: cfg.span_s, window: cfg.window_s });
+    }
+    if !(cfg.share > 0.0 && cfg.share < 0.5) {
+        return Err(DatasetError::BadShare(cfg.share));
+    }
+    let first = cfg.vm.octets()[0];
+    if cfg.vm == MONITOR || CLIENT_NETS.contains(&first) || ATTACKER_NETS.contains(&first) {
+        return Err(DatasetError::VmAddressTaken(cfg.vm));
+    }
+    let all = AttackKind::ALL.to_vec();
+    let train: Vec<AttackKind> = all.iter().copied().filter(|k| !cfg.held_back.contains(k)).collect();
+    if train.is_empty() {
+        return Err(DatasetError::NothingToTrain);
+    }
+    let dir = find_shared_pcaps(cfg.shared_pcaps.as_deref())?;
+    let mut templates = Vec::new();
+    let mut index = Vec::new();
+    for kind in AttackKind::ALL {
+        for &source in kind.sources() {
+            index.push((kind, templates.len()));
+            templates.push(Template::load(&dir, source)?);
+        }
+    }
+    let start_s = cfg.start_s - cfg.start_s % cfg.window_s;
+    let windows = cfg.span_s / cfg.window_s;
+    let plan = Plan {
+        seed: cfg.seed,
+        start_s,
+        windows,
+        window_s: cfg.window_s,
+        share: cfg.share,
+        train: &train,
+        all: &all,
+        templates: &index,
+    };
+    let mut episodes = schedule::schedule(&plan, &templates)?;
+
+    std::fs::create_dir_all(&cfg.out).map_err(|source| DatasetError::Write { path: cfg.out.clone(), source })?;
+    let capture = cfg.out.join("capture.pcap");
+    let failed = |source| DatasetError::Write { path: capture.clone(), source };
+    let file = File::create(&capture).map_err(failed)?;
+    let mut w = PcapWriter::new(BufWriter::with_capacity(1 << 20, file), LinkType::ETHERNET, SNAPLEN, false, false)
+        .map_err(failed)?;
+    let ns = 1_000_000_000u64;
+    let end_ns = (start_s + cfg.span_s) * ns;
+    let mut bg = Background::new(cfg.seed, cfg.vm, start_s * ns, end_ns, cfg.window_s * ns).peekable();
+    let mut labels: Vec<Option<AttackKind>> = vec![None; windows as usize];
+    let mut tally = output::Tally::default();
+    let (mut buf, mut pos, mut next) = (Vec::new(), 0, 0);
+    let mut kind = AttackKind::SynFlood;
+    let bar = progress(cfg.span_s);
+    loop {
+        if pos == buf.len() && next < episodes.len() {
+            let e = &mut episodes[next];
+            buf = e.replay(&templates[e.template], cfg.vm);
+            e.packets = buf.len() as u64;
+            kind = e.kind;
+            (pos, next) = (0, next + 1);
+            continue;
+        }
+        let take_attack = match (buf.get(pos), bg.peek()) {
+            (Some(a), Some(b)) => a.ts_ns < b.ts_ns,
+            (a, b) => a.is_some() && b.is_none(),
+        };
+        if take_attack {
+            let p = &buf[pos];
+            pos += 1;
+            let win = ((p.ts_ns / ns - start_s) / cfg.window_s) as usize;
+            if let Some(l) = labels.get_mut(win) {
+                l.get_or_insert(kind);
+            }
+            tally.attack(kind, p);
+            w.packet(p.ts_ns, p.orig_len, &p.frame).map_err(failed)?;
+        } else {
+            let Some(p) = bg.next() else { break };
+            tally.background(&p);
+            w.packet(p.ts_ns, p.orig_len, &p.frame).map_err(failed)?;
+            if tally.background_packets & 0xffff == 0 {
+                tick(&bar, tally.background_packets, p.ts_ns / ns - start_s);
+            }
+        }
+    }
+    w.into_inner().map_err(failed)?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let summary = output::Summary::new(cfg, start_s, &labels, &train, tally, &templates, &index, episodes);
+    output::write_labels(&cfg.out, start_s, cfg.window_s, &labels)?;
+    output::write_json(&cfg.out, &summary)?;
+    Ok(summary)
+}
+
+fn progress(span_s: u64) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(span_s);
+    let style = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg} ETA {eta}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(250));
+    Some(bar)
+}
+
+fn tick(bar: &Option<indicatif::ProgressBar>, packets: u64, at_s: u64) {
+    if let Some(b) = bar {
+        b.set_position(at_s);
+        b.set_message(format!("{packets} background packets, day {}", at_s / 86_400 + 1));
+    }
+}

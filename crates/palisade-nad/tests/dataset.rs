@@ -1,0 +1,192 @@
+//! `palisade nad dataset synth` (issue #6): the synthetic dataset is reproducible, its labels
+//! agree with where the attack packets really are (found again by reading the capture back)
+//! and with the features palisade-nad computes, its windows cover the span without holes, and
+//! held-back kinds never appear before `train_until`. Spans are one day to stay fast.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use clap::Parser;
+use palisade_nad::cli::{synth_config, DatasetCmd, NadCli, NadCmd};
+use palisade_nad::dataset::{synthesize, AttackKind, Summary, SynthConfig};
+use palisade_nad::{decode, extract, open_file, Config, Decoded, Progress, Row, Seconds, Series};
+use sha2::{Digest, Sha256};
+
+fn day(dir: &Path, seed: u64) -> (SynthConfig, Summary) {
+    let mut cfg = SynthConfig::new(dir.to_owned());
+    cfg.seed = seed;
+    cfg.span_s = 86_400;
+    let summary = synthesize(&cfg).expect("synthesize");
+    (cfg, summary)
+}
+
+fn sha(path: &Path) -> Vec<u8> {
+    Sha256::digest(std::fs::read(path).expect("read")).to_vec()
+}
+
+/// `labels.csv` rows: (window_start, label, attack).
+fn labels(dir: &Path) -> Vec<(u64, u8, String)> {
+    let text = std::fs::read_to_string(dir.join("labels.csv")).expect("labels.csv");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("window_start,label,attack"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 3, "{l}");
+            (f[0].parse().expect("window_start"), f[1].parse().expect("label"), f[2].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_same_seed_gives_the_same_bytes_and_another_seed_does_not() {
+    let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    day(a.path(), 42);
+    day(b.path(), 42);
+    day(c.path(), 43);
+    for f in ["capture.pcap", "labels.csv", "dataset.json"] {
+        assert_eq!(sha(&a.path().join(f)), sha(&b.path().join(f)), "{f} differs for the same seed");
+    }
+    assert_ne!(sha(&a.path().join("capture.pcap")), sha(&c.path().join("capture.pcap")));
+    assert_ne!(sha(&a.path().join("labels.csv")), sha(&c.path().join("labels.csv")));
+}
+
+#[test]
+fn labels_match_the_attack_packets_in_the_capture_and_the_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, s) = day(dir.path(), 3);
+    let rows = labels(dir.path());
+
+    // Coverage: one row per window of the span, consecutive, no holes.
+    assert_eq!(rows.len() as u64, s.windows);
+    assert_eq!(s.windows, 1440);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r.0, s.start + i as u64 * 60);
+        assert_eq!(r.1 == 1, !r.2.is_empty(), "label and kind agree: {r:?}");
+    }
+
+    // Read the capture back: which windows hold packets of an episode's attackers?
+    let mut attacker_kind: HashMap<Ipv4Addr, AttackKind> = HashMap::new();
+    for e in &s.episodes {
+        for &a in &e.attackers {
+            attacker_kind.insert(a, e.kind);
+        }
+    }
+    let (mut reader, _) = open_file(&dir.path().join("capture.pcap")).expect("open");
+    let vm = IpAddr::V4(cfg.vm);
+    let (mut n, mut last, mut attack_packets) = (0u64, 0u64, 0u64);
+    let mut seen: BTreeMap<u64, AttackKind> = BTreeMap::new();
+    while let Some(f) = reader.next_frame().expect("read") {
+        n += 1;
+        assert!(f.ts_ns >= last, "packets in time order");
+        last = f.ts_ns;
+        let Decoded::Ip(ip) = decode(f.link, f.data) else { panic!("packet {n} is not IP") };
+        assert!(ip.malformed.is_none(), "packet {n} is well formed");
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        assert!(src == vm || dst == vm, "packet {n} is the VM's");
+        let peer = if src == vm { dst } else { src };
+        let IpAddr::V4(peer) = peer else { panic!("IPv4 only") };
+        if let Some(&k) = attacker_kind.get(&peer) {
+            attack_packets += 1;
+            let prev = seen.insert((f.ts_ns / 1_000_000_000 - s.start) / 60, k);
+            assert!(prev.is_none() || prev == Some(k), "one kind per window");
+        }
+    }
+    assert!(reader.stop().is_none(), "the capture is complete");
+    assert_eq!(n, s.counts.packets);
+    assert_eq!(attack_packets, s.counts.attack_packets);
+    for (i, r) in rows.iter().enumerate() {
+        let expected = seen.get(&(i as u64)).map_or("", |k| k.name());
+        assert_eq!(r.2, expected, "window {} ({})", i, r.0);
+    }
+
+    // Features: the extractor sees the same windows, and the attacks where the labels say.
+    let fcfg = Config {
+        vms: vec![vm],
+        window: Seconds::from_secs(60),
+        reorder: Seconds::from_secs(1),
+        series: Series::Bounded,
+    };
+    let (mut reader, _) = open_file(&dir.path().join("capture.pcap")).expect("open");
+    let mut feats: Vec<Row> = Vec::new();
+    extract(&mut reader, &fcfg, &mut feats, &Progress::hidden()).expect("features");
+    assert_eq!(feats.len(), rows.len(), "a feature row for every labelled window");
+    for (f, r) in feats.iter().zip(&rows) {
+        assert_eq!(f.window_start_ns, r.0 * 1_000_000_000);
+    }
+    let benign = |f: &&Row, r: &&(u64, u8, String)| r.1 == 0 && f.features.pps > 0.0;
+    let pairs: Vec<(&Row, &(u64, u8, String))> = feats.iter().zip(&rows).collect();
+    let benign_syn = pairs.iter().filter(|(f, r)| benign(f, r)).map(|(f, _)| f.features.syn_count).max().unwrap();
+    let benign_ports =
+        pairs.iter().filter(|(f, r)| benign(f, r)).map(|(f, _)| f.features.service_port_entro).fold(0.0, f64::max);
+    assert!(pairs.iter().filter(|(f, r)| benign(f, r)).count() > 1300, "most windows are benign");
+    // Inside a SYN flood (not its first or last window) there are more SYNs than in any benign window.
+    let mut flood_windows = 0;
+    for w in pairs.windows(3) {
+        if w.iter().all(|(_, r)| r.2 == "syn_flood") {
+            flood_windows += 1;
+            assert!(w[1].0.features.syn_count > benign_syn, "{} vs benign max {benign_syn}", w[1].0.features.syn_count);
+        }
+    }
+    assert!(flood_windows > 0, "the day holds a SYN flood");
+    // The busiest window of each port scan spreads over more ports than any benign window.
+    for kind in ["masscan_tcp", "masscan_udp"] {
+        let peak =
+            pairs.iter().filter(|(_, r)| r.2 == kind).map(|(f, _)| f.features.service_port_entro).fold(0.0, f64::max);
+        assert!(peak > benign_ports + 1.0, "{kind}: {peak} vs benign max {benign_ports}");
+    }
+}
+
+#[test]
+fn held_back_kinds_appear_only_after_train_until_and_attacks_are_rare() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, s) = day(dir.path(), 9);
+    assert_eq!(s.train_until, s.start + 720 * 60, "train_until ends the first half");
+    assert_eq!(cfg.held_back, s.held_back_kinds);
+    let rows = labels(dir.path());
+    let kinds_in = |pred: &dyn Fn(u64) -> bool| -> Vec<String> {
+        let mut k: Vec<String> = rows.iter().filter(|r| r.1 == 1 && pred(r.0)).map(|r| r.2.clone()).collect();
+        k.sort();
+        k.dedup();
+        k
+    };
+    let before = kinds_in(&|t| t < s.train_until);
+    let after = kinds_in(&|t| t >= s.train_until);
+    for k in &s.held_back_kinds {
+        assert!(!before.contains(&k.name().to_owned()), "{k} before train_until");
+        assert!(after.contains(&k.name().to_owned()), "{k} in the test part");
+    }
+    for k in &s.train_kinds {
+        assert!(before.contains(&k.name().to_owned()), "{k} in the training part");
+    }
+    let abnormal = rows.iter().filter(|r| r.1 == 1).count() as f64 / rows.len() as f64;
+    assert!((0.01..=0.08).contains(&abnormal), "abnormal share {abnormal}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("dataset.json")).unwrap()).unwrap();
+    assert_eq!(json["train_until"], s.train_until);
+    assert_eq!(json["held_back_kinds"], serde_json::json!(["http_flood", "masscan_udp"]));
+    assert_eq!(json["counts"]["abnormal_windows"], rows.iter().filter(|r| r.1 == 1).count());
+}
+
+#[test]
+fn the_cli_builds_the_configuration_and_names_a_bad_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d");
+    let parse = |extra: &[&str]| {
+        let mut argv = vec!["palisade nad", "dataset", "synth", "--out", out.to_str().unwrap()];
+        argv.extend_from_slice(extra);
+        let NadCmd::Dataset(DatasetCmd::Synth(a)) = NadCli::try_parse_from(argv).expect("arguments").command else {
+            panic!("not dataset synth")
+        };
+        synth_config(&a)
+    };
+    let cfg = parse(&["--hours", "36", "--seed", "5", "--vm", "10.9.0.7", "--held-back", "nmap"]).expect("config");
+    assert_eq!((cfg.span_s, cfg.seed, cfg.vm), (36 * 3600, 5, Ipv4Addr::new(10, 9, 0, 7)));
+    assert_eq!(cfg.held_back, vec![AttackKind::Nmap]);
+    let d = parse(&[]).expect("defaults");
+    assert_eq!((d.span_s, d.window_s), (30 * 86_400, 60));
+    assert_eq!(d.held_back, vec![AttackKind::HttpFlood, AttackKind::MasscanUdp]);
+    let err = parse(&["--held-back", "slowloris"]).expect_err("unknown kind").to_string();
+    assert!(err.contains("slowloris") && err.contains("syn_flood"), "{err}");
+}
