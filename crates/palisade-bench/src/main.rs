@@ -8,6 +8,7 @@
 //! as the baseline.
 
 mod latency;
+mod monitor;
 mod probe;
 mod restart;
 mod vmi;
@@ -44,6 +45,9 @@ enum Cmd {
     Restart(restart::Args),
     /// Introspection on a real guest: boot to ready, symbol recovery, memory reads, hijacked calls.
     Vmi(vmi::Args),
+    /// Agentless monitoring on a real guest: fio and a system-call loop with and without a
+    /// record policy, host cost of the monitor, boot to monitoring active.
+    Monitor(monitor::Args),
 }
 
 /// Where the controller is and the admin token to use.
@@ -76,5 +80,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::PolicyLatency(args) => latency::run(&args),
         Cmd::Restart(args) => restart::run(&args),
         Cmd::Vmi(args) => vmi::run(&args),
+        Cmd::Monitor(args) => monitor::run(&args),
     }
 }

@@ -48,7 +48,7 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn ram(guest: &Guest) -> anyhow::Result<RamFile> {
+pub(crate) fn ram(guest: &Guest) -> anyhow::Result<RamFile> {
     let layout = RamLayout::new(
         guest
             .ram_layout()

@@ -126,6 +126,16 @@ impl Client {
         self.call("GET", &path, None)
     }
 
+    /// Up to `limit` of a guest's stored monitor events (the whole history, by store id) after `after`.
+    pub fn event_history(&self, tenant: &str, vm: &str, after: u64, limit: usize) -> Result<Value, ClientError> {
+        let path = format!(
+            "/v1/vmi/{}/{}/events?history=true&after={after}&limit={limit}",
+            percent_encode(tenant),
+            percent_encode(vm)
+        );
+        self.call("GET", &path, None)
+    }
+
     /// Asks the controller to reconcile now.
     pub fn reconcile(&self) -> Result<Value, ClientError> {
         self.call("POST", "/v1/reconcile", None)

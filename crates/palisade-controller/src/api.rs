@@ -304,6 +304,9 @@ struct EventQuery {
     after: u64,
     /// At most this many.
     limit: Option<usize>,
+    /// The stored history (store ids) instead of the recent events in memory.
+    #[serde(default)]
+    history: bool,
 }
 
 async fn events(
@@ -315,7 +318,15 @@ async fn events(
     let scope = scope(&st, &headers)?;
     let key = key("vm", Some(&tenant), &vm)?;
     let c = st.controller.clone();
-    let page = blocking(move || c.events(&scope, &key, q.after, q.limit.unwrap_or(1000))).await?;
+    let limit = q.limit.unwrap_or(1000);
+    let page = blocking(move || {
+        if q.history {
+            c.event_history(&scope, &key, q.after, limit)
+        } else {
+            c.events(&scope, &key, q.after, limit)
+        }
+    })
+    .await?;
     Ok(Json(page).into_response())
 }
 

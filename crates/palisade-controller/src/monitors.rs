@@ -104,6 +104,25 @@ pub fn plans(inv: &Inventory) -> BTreeMap<String, MonitorPlan> {
     out
 }
 
+/// Why each guest whose merged plan would not fit the in-guest policy table cannot have it
+/// (empty when every plan fits): checked at apply, so nothing half-applied reaches a guest.
+pub fn oversized_plans(inv: &Inventory) -> Vec<String> {
+    plans(inv)
+        .into_iter()
+        .filter(|(_, plan)| plan.rules.len() > palisade_model::monitor::MAX_PLAN_RULES)
+        .map(|(vm, plan)| {
+            let policies: BTreeSet<&str> = plan.rules.iter().map(|r| r.policy.as_str()).collect();
+            format!(
+                "guest {vm} would get {} monitor rules from {} (at most {} fit its in-guest policy table; a rule \
+                 of a policy that hooks fewer system calls than the guest's others counts once per system call)",
+                plan.rules.len(),
+                policies.into_iter().collect::<Vec<_>>().join(", "),
+                palisade_model::monitor::MAX_PLAN_RULES
+            )
+        })
+        .collect()
+}
+
 /// One monitored system call of a guest, as the API and the events file show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MonitorEvent {

@@ -302,6 +302,19 @@ impl Controller {
             }
             objects.push(ObjectChange { op, object: key.to_string() });
         }
+        let too_large = crate::monitors::oversized_plans(&merge.after);
+        if !too_large.is_empty() {
+            let errors = too_large
+                .into_iter()
+                .map(|message| palisade_model::FileError {
+                    file: file.to_owned(),
+                    line: None,
+                    field: "policies".to_owned(),
+                    message,
+                })
+                .collect();
+            return Err(ServiceError::Invalid(errors));
+        }
         let summary = format!("apply {file}: {} object(s) changed", mutations.len());
         self.change(scope, state, merge.after, objects, mutations, &summary, dry_run)
     }

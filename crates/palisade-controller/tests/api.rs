@@ -287,6 +287,54 @@ async fn monitor_events_are_served_per_tenant_and_paged_by_sequence() {
     assert!(m.as_str().unwrap().contains("palisade_monitor_events_lost_total{vm=\"alpha/guest1\"} 0"), "{m}");
 }
 
+/// Issue #5: the stored history outlives the runtime's memory (a restart, a new boot) and is
+/// paged by store id, scoped per tenant like the recent events.
+#[tokio::test]
+async fn stored_event_history_is_paged_by_store_id_and_scoped_per_tenant() {
+    use palisade_controller::monitors::{EventSink, MonitorEvent, StoreEvents};
+    let (app, _, store) = setup();
+    apply(&app, ADMIN, "lab.yaml", LAB).await;
+    apply(&app, ADMIN, "guest.yaml", GUEST).await;
+    let event = |vm: &str, index: u64, path: &str| MonitorEvent {
+        seq: 0,
+        time: "1764190000.000000001".into(),
+        vm: vm.into(),
+        index,
+        operation: "openat".into(),
+        file_name: path.rsplit('/').next().unwrap().into(),
+        path: path.into(),
+        process: "cat".into(),
+        pid: 42,
+        uid: 0,
+        action: "record".into(),
+        rule: 1,
+        policy: None,
+    };
+    // What the runtime's store sink kept, e.g. before a controller restart.
+    let sink = StoreEvents(store.clone() as Arc<dyn Store>);
+    sink.record(&[event("alpha/guest1", 0, "/etc/hosts"), event("beta/guest1", 0, "/etc/shadow")]);
+    sink.record(&[event("alpha/guest1", 1, "/etc/passwd"), event("alpha/guest1", 2, "/root/note")]);
+
+    let (st, page) = call(&app, "GET", "/v1/vmi/alpha/guest1/events?history=true&limit=2", Some(ALPHA), None).await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    let paths: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["/etc/hosts", "/etc/passwd"]);
+    assert_eq!(page["last_seq"], page["events"][1]["seq"]);
+    let after = page["last_seq"].as_u64().unwrap();
+    let uri = format!("/v1/vmi/alpha/guest1/events?history=true&after={after}");
+    let (_, rest) = call(&app, "GET", &uri, Some(ALPHA), None).await;
+    assert_eq!(rest["events"].as_array().unwrap().len(), 1, "{rest}");
+    assert_eq!(rest["events"][0]["path"], "/root/note");
+    // The in-memory endpoint knows nothing of these: they only exist in the store.
+    let (_, recent) = call(&app, "GET", "/v1/vmi/alpha/guest1/events", Some(ALPHA), None).await;
+    assert_eq!(recent["events"].as_array().unwrap().len(), 0, "{recent}");
+
+    let (st, _) = call(&app, "GET", "/v1/vmi/alpha/guest1/events?history=true", Some(BETA), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, all) = call(&app, "GET", "/v1/vmi/beta/guest1/events?history=true", Some(ADMIN), None).await;
+    assert_eq!(all["events"][0]["path"], "/etc/shadow", "{all}");
+}
+
 /// Every operation in docs/openapi.json exists on the server, and every status the server
 /// gives in these tests is documented for that operation.
 #[tokio::test]

@@ -30,6 +30,8 @@ pub const NET_UP_MARKER: &str = "PALISADE-NET-UP";
 pub const IP_PARAM: &str = "palisade.ip";
 /// The modules a virtio-net NIC needs (with their dependencies resolved from the modules).
 pub const VIRTIO_NET_MODULES: &[&str] = &["virtio_pci", "virtio_net"];
+/// The modules a virtio-blk disk needs.
+pub const VIRTIO_BLK_MODULES: &[&str] = &["virtio_pci", "virtio_blk"];
 
 /// The Debian package a static busybox comes from when the host's is dynamic.
 const BUSYBOX_STATIC_PACKAGE: &str = "busybox-static";
@@ -43,6 +45,40 @@ pub struct InitramfsSpec {
     pub modules: Vec<ModuleFile>,
     /// Shell lines the init runs after the kallsyms dump.
     pub workload: Vec<String>,
+    /// Further host files copied in (a program and its shared libraries, say).
+    pub files: Vec<ExtraFile>,
+}
+
+/// A host file placed in the initramfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraFile {
+    /// Its path in the guest, absolute (`/usr/bin/fio`).
+    pub guest: String,
+    /// The file on the host.
+    pub host: PathBuf,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// A dynamically linked host program and every shared library `ldd` resolves for it, each at
+/// the same path in the guest (host and guest share the distribution's libc).
+pub fn host_program(program: &Path) -> Result<Vec<ExtraFile>, GuestError> {
+    let program = std::fs::canonicalize(program).map_err(|e| GuestError::io("find", program, e))?;
+    let listing = apt::run(&["ldd", &program.to_string_lossy()], None)?;
+    let mut files =
+        vec![ExtraFile { guest: program.to_string_lossy().into_owned(), host: program.clone(), mode: 0o755 }];
+    for line in listing.lines() {
+        if line.contains("not found") {
+            return Err(GuestError::MissingFile { what: "shared library of a program for the guest", path: program });
+        }
+        // `libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)` or `/lib64/ld-linux-x86-64.so.2 (0x...)`.
+        let path =
+            line.split("=>").last().and_then(|rest| rest.split_whitespace().next()).filter(|p| p.starts_with('/'));
+        if let Some(path) = path {
+            files.push(ExtraFile { guest: path.to_owned(), host: PathBuf::from(path), mode: 0o755 });
+        }
+    }
+    Ok(files)
 }
 
 /// Shell lines that prove the guest healthy: `iterations` rounds of reading files and hashing
@@ -106,7 +142,9 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<Initramfs, GuestError> 
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| GuestError::io("create a temporary file in", dir, e))?;
     let file = tmp.reopen().map_err(|e| GuestError::io("open", tmp.path(), e))?;
     let mut w = CpioWriter::new(BufWriter::new(file));
-    for dir in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "etc", "lib", "lib/modules"] {
+    const BASE_DIRS: [&str; 12] =
+        ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "etc", "lib", "lib/modules"];
+    for dir in BASE_DIRS {
         w.dir(dir, 0o755).map_err(GuestError::Cpio)?;
     }
     // The kernel opens /dev/console for init's stdio before init could mount devtmpfs.
@@ -120,6 +158,25 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<Initramfs, GuestError> 
     for module in &spec.modules {
         let bytes = std::fs::read(&module.path).map_err(|e| GuestError::io("read", &module.path, e))?;
         w.file(&format!("lib/modules/{}.ko", module.name), 0o644, &bytes).map_err(GuestError::Cpio)?;
+    }
+    let mut dirs: std::collections::BTreeSet<String> = BASE_DIRS.iter().map(|d| d.to_string()).collect();
+    for file in &spec.files {
+        let rel = file.guest.trim_start_matches('/');
+        if rel.is_empty() || rel.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+            return Err(GuestError::InvalidConfig(format!(
+                "initramfs path {:?} is not a clean absolute path",
+                file.guest
+            )));
+        }
+        let bytes = std::fs::read(&file.host).map_err(|e| GuestError::io("read", &file.host, e))?;
+        let mut prefix = String::new();
+        for component in rel.split('/').collect::<Vec<_>>().split_last().map(|(_, d)| d).unwrap_or_default() {
+            prefix = if prefix.is_empty() { component.to_string() } else { format!("{prefix}/{component}") };
+            if dirs.insert(prefix.clone()) {
+                w.dir(&prefix, 0o755).map_err(GuestError::Cpio)?;
+            }
+        }
+        w.file(rel, file.mode, &bytes).map_err(GuestError::Cpio)?;
     }
     w.file("init", 0o755, init_script(spec).as_bytes()).map_err(GuestError::Cpio)?;
     let writer = w.finish().map_err(GuestError::Cpio)?;
@@ -143,7 +200,7 @@ pub fn cloud_images(
 ) -> Result<(crate::KernelImage, Initramfs), GuestError> {
     let kernel = crate::KernelImage::fetch_cloud(cache_dir)?;
     let modules = if nic { kernel.module_closure(VIRTIO_NET_MODULES)? } else { Vec::new() };
-    let spec = InitramfsSpec { busybox: static_busybox(cache_dir)?, modules, workload };
+    let spec = InitramfsSpec { busybox: static_busybox(cache_dir)?, modules, workload, files: Vec::new() };
     let initramfs = build(&spec, out)?;
     Ok((kernel, initramfs))
 }
@@ -199,6 +256,7 @@ mod tests {
                 ModuleFile { name: "virtio_net".into(), path: PathBuf::from("v.ko") },
             ],
             workload: vec!["echo hello".into()],
+            files: Vec::new(),
         };
 
         let script = init_script(&spec);
@@ -213,6 +271,35 @@ mod tests {
         assert!(at("  echo hello\n") < at(WORKLOAD_DONE_MARKER));
         assert!(at(WORKLOAD_DONE_MARKER) < at("poweroff -f"));
         assert!(script.contains(r#"ip_addr="${arg#palisade.ip=}""#), "{script}");
+    }
+
+    #[test]
+    fn a_host_program_comes_with_its_libraries_and_their_directories() {
+        let files = host_program(Path::new("/usr/bin/env")).unwrap();
+        assert_eq!(files[0].guest, "/usr/bin/env");
+        assert!(files.iter().any(|f| f.guest.ends_with("/libc.so.6")), "{files:?}");
+        assert!(files.iter().any(|f| f.guest.contains("ld-linux")), "{files:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let spec = InitramfsSpec {
+            busybox: PathBuf::from("/bin/busybox"),
+            modules: Vec::new(),
+            workload: Vec::new(),
+            files: files.clone(),
+        };
+        let out = dir.path().join("x.cpio");
+        build(&spec, &out).unwrap();
+        let archive = std::fs::read(&out).unwrap();
+        let has = |name: &str| {
+            archive.windows(name.len() + 1).any(|w| &w[..name.len()] == name.as_bytes() && w[name.len()] == 0)
+        };
+        let libc = files.iter().find(|f| f.guest.ends_with("/libc.so.6")).unwrap().guest.trim_start_matches('/');
+        assert!(has(libc), "{libc} missing");
+        assert!(has(libc.rsplit_once('/').unwrap().0), "the directory of {libc} is missing");
+
+        let bad =
+            InitramfsSpec { files: vec![ExtraFile { guest: "/usr/../etc/x".into(), ..files[0].clone() }], ..spec };
+        assert!(build(&bad, &out).unwrap_err().to_string().contains("/usr/../etc/x"));
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub struct GuestConfig {
     pub accel: AccelPolicy,
     /// Optional NIC.
     pub nic: Option<NicConfig>,
+    /// Raw disk images, attached as virtio-blk devices in order (`/dev/vda`, `/dev/vdb`, ...;
+    /// the guest needs the `virtio_blk` module, see [`crate::initramfs::VIRTIO_BLK_MODULES`]).
+    pub disks: Vec<PathBuf>,
     /// Kernel command-line words after the defaults (`console=ttyS0 panic=-1 quiet`).
     pub extra_cmdline: Vec<String>,
     /// The QEMU binary.
@@ -126,6 +129,7 @@ impl GuestConfig {
             vcpus: 1,
             accel: AccelPolicy::Auto,
             nic: None,
+            disks: Vec::new(),
             extra_cmdline: Vec::new(),
             qemu: PathBuf::from("qemu-system-x86_64"),
             ram_dir: PathBuf::from("/dev/shm"),
@@ -164,6 +168,14 @@ impl GuestConfig {
             // QEMU reads a comma in -initrd as a list separator, with no escape.
             if path.to_string_lossy().contains(',') {
                 return invalid(format!("{what} path `{}` contains a comma", path.display()));
+            }
+        }
+        for disk in &self.disks {
+            if !disk.is_file() {
+                return invalid(format!("disk image `{}` is not a file", disk.display()));
+            }
+            if disk.to_string_lossy().contains(',') {
+                return invalid(format!("disk image path `{}` contains a comma", disk.display()));
             }
         }
         if let Some(nic) = &self.nic {
@@ -279,6 +291,12 @@ pub fn qemu_args(config: &GuestConfig, accel: Accel, paths: &RunPaths) -> Vec<St
         args.push(format!("tap,id=n0,ifname={},script=no,downscript=no", nic.tap));
         args.push("-device".into());
         args.push(format!("virtio-net-pci,netdev=n0,mac={}", nic.mac));
+    }
+    for (i, disk) in config.disks.iter().enumerate() {
+        args.push("-drive".into());
+        args.push(format!("file={},format=raw,if=none,id=disk{i},cache=writeback", opt_path(disk)));
+        args.push("-device".into());
+        args.push(format!("virtio-blk-pci,drive=disk{i}"));
     }
     args
 }

@@ -127,6 +127,7 @@ fn invalid_configurations_are_refused_with_the_field_named() {
         ),
         (|c| c.nic = Some(NicConfig { tap: "t0".into(), mac: "52:54:00:00:00".into(), ip: None }), "MAC"),
         (|c| c.extra_cmdline = vec!["a b".into()], "command-line word"),
+        (|c| c.disks = vec![PathBuf::from("/nonexistent/disk.img")], "disk image"),
     ];
     for (mutate, field) in cases {
         let mut cfg = good.clone();
@@ -134,4 +135,22 @@ fn invalid_configurations_are_refused_with_the_field_named() {
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains(field), "{err:?} does not name {field}");
     }
+}
+
+#[test]
+fn disks_become_virtio_blk_devices_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let (a, b) = (dir.path().join("a.img"), dir.path().join("b,c.img"));
+    std::fs::write(&a, [0u8; 512]).unwrap();
+    std::fs::write(&b, [0u8; 512]).unwrap();
+    cfg.disks = vec![a.clone(), b];
+    cfg.validate().unwrap_err(); // the comma
+    cfg.disks.pop();
+    cfg.validate().unwrap();
+
+    let args = qemu_args(&cfg, Accel::Tcg, &RunPaths::new(dir.path(), dir.path().join("r.ram")));
+
+    assert_eq!(values(&args, "-drive"), [format!("file={},format=raw,if=none,id=disk0,cache=writeback", a.display())]);
+    assert_eq!(values(&args, "-device"), ["virtio-blk-pci,drive=disk0"]);
 }

@@ -24,8 +24,10 @@ use crate::document::Endpoint;
 
 /// Longest process name the kernel keeps (`TASK_COMM_LEN` - 1).
 pub const MAX_SUBJECT_LEN: usize = 15;
-/// Longest object path prefix.
-pub const MAX_OBJECT_LEN: usize = 255;
+/// Longest object path prefix (what one rule of the in-guest policy table holds).
+pub const MAX_OBJECT_LEN: usize = 128;
+/// Most rules one guest's merged monitor plan may have (the in-guest policy table's size).
+pub const MAX_PLAN_RULES: usize = 16;
 /// Highest x86-64 system call number accepted.
 pub const MAX_SYSCALL_NR: u16 = 511;
 

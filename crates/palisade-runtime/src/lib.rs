@@ -23,5 +23,20 @@ mod orphans;
 mod qemu;
 
 pub use images::{Images, LAB_WORKLOAD};
+pub use monitoring::POLL as MONITOR_POLL;
 pub use orphans::{reap_orphans, Reaped};
 pub use qemu::{QemuGuests, RuntimeConfig, DEFAULT_RAM_DIR};
+
+#[cfg(test)]
+mod tests {
+    /// The model refuses at apply what the in-guest tables could not hold (issue #5): its
+    /// limits are the payload's.
+    #[test]
+    fn model_limits_match_the_payload_tables() {
+        use palisade_model::monitor::{MAX_OBJECT_LEN, MAX_PLAN_RULES, MAX_SUBJECT_LEN};
+        use palisade_monitor::layout::{COMM_LEN, MAX_POLICIES, NAME_LEN};
+        assert_eq!(MAX_PLAN_RULES, MAX_POLICIES);
+        assert_eq!(MAX_OBJECT_LEN, NAME_LEN);
+        assert_eq!(MAX_SUBJECT_LEN + 1, COMM_LEN);
+    }
+}

@@ -196,3 +196,30 @@ fn the_store_sink_keeps_each_event_under_its_vms_tenant() {
     assert_eq!((alpha[0].vm.as_str(), alpha[0].body["vm"].as_str()), ("guest1", Some("alpha/guest1")));
     assert_eq!(store.events(Some("beta"), None, 0, 10).unwrap().len(), 1);
 }
+
+/// Issue #5: a plan that cannot fit the guest's policy table is refused at apply, naming the
+/// guest and the policies, instead of failing later inside the runtime.
+#[test]
+fn plans_larger_than_the_in_guest_table_are_named_with_their_policies() {
+    let rules =
+        |n: usize| (0..n).map(|i| format!("        - {{ object: /srv/{i}/, action: record }}\n")).collect::<String>();
+    let policy = |name: &str, syscalls: &str, n: usize| {
+        format!(
+            "  - name: {name}\n    tenant: alpha\n    monitor:\n      target: {{ vm: guest1 }}\n      syscalls: [{syscalls}]\n      rules:\n{}",
+            rules(n)
+        )
+    };
+    let fits = inventory(&format!("policies:\n{}", policy("a", "openat", 16)));
+    assert!(oversized_plans(&fits).is_empty());
+
+    // 9 rules of a policy hooking openat and read, 4 of one hooking only openat: the narrower
+    // policy's rules count once per system call the guest hooks it for (here 1), the wider
+    // ones apply to any => 9 + 4 = 13 fits; 9 + 8 = 17 does not.
+    let ok = inventory(&format!("policies:\n{}{}", policy("a", "openat, read", 9), policy("b", "openat", 4)));
+    assert!(oversized_plans(&ok).is_empty(), "{:?}", oversized_plans(&ok));
+    let big = inventory(&format!("policies:\n{}{}", policy("a", "openat, read", 9), policy("b", "openat", 8)));
+    let errors = oversized_plans(&big);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("alpha/guest1") && errors[0].contains("17 monitor rules"), "{}", errors[0]);
+    assert!(errors[0].contains("alpha/a, alpha/b"), "{}", errors[0]);
+}

@@ -55,7 +55,7 @@ pub fn initramfs(file: &str, workload: Vec<String>) -> PathBuf {
     let started = Instant::now();
     let busybox = initramfs::static_busybox(&cache_dir()).unwrap_or_else(|e| panic!("busybox: {e:#?}"));
     let modules = kernel.module_closure(initramfs::VIRTIO_NET_MODULES).unwrap_or_else(|e| panic!("modules: {e:#?}"));
-    let spec = InitramfsSpec { busybox, modules, workload };
+    let spec = InitramfsSpec { busybox, modules, workload, files: Vec::new() };
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(file);
     let built = initramfs::build(&spec, &out).unwrap_or_else(|e| panic!("initramfs: {e:#?}"));
     eprintln!(

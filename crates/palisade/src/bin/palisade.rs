@@ -128,6 +128,10 @@ enum VmiCmd {
         /// Keep printing new events as they arrive (JSON lines with `-o json`).
         #[arg(long)]
         follow: bool,
+        /// Print the stored history (every event kept, across guest boots and controller
+        /// restarts; JSON lines with `-o json`) instead of the recent events in memory.
+        #[arg(long)]
+        history: bool,
     },
 }
 
@@ -354,9 +358,9 @@ fn vmi(cli: &Cli, cmd: &VmiCmd) -> anyhow::Result<()> {
                 }
             });
         }
-        VmiCmd::Events { vm, follow } => {
+        VmiCmd::Events { vm, follow, history } => {
             let (tenant, name) = resolve_guest(&c, vm)?;
-            events::run(cli, &c, &tenant, &name, *follow)?;
+            events::run(cli, &c, &tenant, &name, *follow, *history)?;
         }
         VmiCmd::Symbols { vm, grep } => {
             let (tenant, name) = resolve_guest(&c, vm)?;

@@ -28,15 +28,17 @@ fn figure12(e: &Value) -> String {
     )
 }
 
-/// Prints events (Figure 12 lines with the action, or JSON), following with `after=` when asked.
-pub(crate) fn run(cli: &Cli, c: &Client, tenant: &str, name: &str, follow: bool) -> anyhow::Result<()> {
+/// Prints events (Figure 12 lines with the action, or JSON), following with `after=` when asked;
+/// with `history`, from the store (every page of it) rather than the controller's memory.
+pub(crate) fn run(cli: &Cli, c: &Client, tenant: &str, name: &str, follow: bool, history: bool) -> anyhow::Result<()> {
     let mut after = 0;
     let mut lost_seen = 0;
     loop {
-        let page = c.events(tenant, name, after, PAGE)?;
+        let page =
+            if history { c.event_history(tenant, name, after, PAGE)? } else { c.events(tenant, name, after, PAGE)? };
         let events = page["events"].as_array().cloned().unwrap_or_default();
         let mut out = std::io::stdout().lock();
-        if cli.output == Output::Json && !follow {
+        if cli.output == Output::Json && !follow && !history {
             writeln!(out, "{}", serde_json::to_string_pretty(&page)?)?;
             return Ok(());
         }
@@ -56,7 +58,8 @@ pub(crate) fn run(cli: &Cli, c: &Client, tenant: &str, name: &str, follow: bool)
             lost_seen = lost;
         }
         after = events.last().and_then(|e| e["seq"].as_u64()).unwrap_or(after);
-        if !follow {
+        let more = history && events.len() == PAGE;
+        if !follow && !more {
             return Ok(());
         }
         if events.len() < PAGE {
