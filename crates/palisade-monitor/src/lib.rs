@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod channel;
+pub mod classic;
 pub mod elf;
 pub mod hooks;
 pub mod inject;

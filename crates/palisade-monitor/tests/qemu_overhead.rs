@@ -8,10 +8,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use palisade_monitor::classic::breakpoint_cost;
 use palisade_monitor::{inject, Action, EventReader, InjectOptions, Rule, Syscall};
-use palisade_vmi::gdb::{Breakpoint, GdbClient};
+use palisade_vmi::gdb::GdbClient;
 use palisade_vmi::kallsyms;
-use palisade_vmi::Gva;
 use support::TestGuest;
 
 const N: u64 = 50_000;
@@ -122,7 +122,8 @@ fn per_event_cost_is_measured_and_every_lost_event_is_counted() {
     tg.wait("PALISADE-MON-BP-PHASE");
     monitor.unhook().unwrap();
     monitor.detach().unwrap();
-    let per_trap = breakpoint_cost(&tg, symbols.by_name("__x64_sys_read").unwrap().addr.0);
+    let gdb = GdbClient::connect_unix(tg.guest.gdb_path()).expect("reconnect to the gdb stub");
+    let per_trap = breakpoint_cost(gdb, symbols.by_name("__x64_sys_read").unwrap().addr.0, 200).unwrap();
 
     let console = tg.console();
     let (plain, hooked, recorded) =
@@ -155,25 +156,4 @@ fn per_event_cost_is_measured_and_every_lost_event_is_counted() {
     assert_eq!(lost, after.overflow - before.overflow, "every dropped event is counted");
     tg.wait(palisade_guest::initramfs::WORKLOAD_DONE_MARKER);
     assert!(tg.guest.wait_exit(Duration::from_secs(60)).unwrap().is_clean());
-}
-
-/// What classic VMI pays per event: a gdb software breakpoint on the handler, each hit taken,
-/// stepped over and resumed (200 hits, wall time per hit).
-fn breakpoint_cost(tg: &TestGuest, handler: u64) -> Duration {
-    let mut gdb = GdbClient::connect_unix(tg.guest.gdb_path()).expect("reconnect to the gdb stub");
-    let bp = Gva(handler);
-    gdb.insert_breakpoint(Breakpoint::Software, bp, 1).unwrap();
-    let hits = 200;
-    let t = Instant::now();
-    for _ in 0..hits {
-        gdb.cont().unwrap();
-        gdb.wait_stop(Duration::from_secs(30)).unwrap();
-        gdb.remove_breakpoint(Breakpoint::Software, bp, 1).unwrap();
-        gdb.step().unwrap();
-        gdb.insert_breakpoint(Breakpoint::Software, bp, 1).unwrap();
-    }
-    let per_hit = t.elapsed() / hits;
-    gdb.remove_breakpoint(Breakpoint::Software, bp, 1).unwrap();
-    gdb.detach().unwrap();
-    per_hit
 }
