@@ -99,12 +99,12 @@ impl AttackKind {
         }
     }
 
-    /// The SYN flood's 26,316 packets in 0.7 s become 2-10 minutes at 5-60 packets/s; the
+    /// The SYN flood's 26,316 packets in 0.7 s become 2-10 minutes at 5-40 packets/s; the
     /// HTTP flood's 26 minutes are compressed into 3-10; scans keep their own pace or are
     /// slowed down up to 12 (masscan) or 8 (nmap) times.
     pub(crate) fn timing(self) -> Timing {
         match self {
-            AttackKind::SynFlood => Timing::Fit { secs: (120, 600), rate: Some((5.0, 60.0)) },
+            AttackKind::SynFlood => Timing::Fit { secs: (120, 600), rate: Some((5.0, 40.0)) },
             AttackKind::HttpFlood => Timing::Fit { secs: (180, 600), rate: None },
             AttackKind::MasscanTcp | AttackKind::MasscanUdp => Timing::Stretch { factor: (1.0, 12.0) },
             AttackKind::Nmap => Timing::Stretch { factor: (1.0, 8.0) },

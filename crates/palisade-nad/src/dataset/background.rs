@@ -21,7 +21,7 @@ use crate::build::L4;
 use crate::decode::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 
 /// Mean sessions per minute at the cycle's average level.
-const SESSIONS_PER_MIN: f64 = 11.0;
+const SESSIONS_PER_MIN: f64 = 8.0;
 /// Size of the client population.
 const CLIENTS: usize = 6000;
 /// First octets of client addresses (public ranges; none of them is used for attackers).

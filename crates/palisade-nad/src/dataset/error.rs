@@ -71,6 +71,14 @@ pub enum DatasetError {
         /// The shortest span that would do, in seconds.
         need: u64,
     },
+    /// A span that ends after nanoseconds since 1970 fit in 64 bits (the year 2554).
+    #[error("a span from {start} ending {span} s later does not fit in 64-bit nanoseconds since 1970")]
+    StartTooLate {
+        /// First second.
+        start: u64,
+        /// Span in seconds.
+        span: u64,
+    },
     /// An attack share outside (0, 0.5).
     #[error("the attack share {0} is not between 0 and 0.5 (exclusive)")]
     BadShare(f64),

@@ -121,6 +121,9 @@ pub fn synthesize(cfg: &SynthConfig) -> Result<Summary, DatasetError> {
     if cfg.span_s == 0 || !cfg.span_s.is_multiple_of(cfg.window_s) {
         return Err(DatasetError::SpanNotWhole { span: cfg.span_s, window: cfg.window_s });
     }
+    if cfg.start_s.checked_add(cfg.span_s).is_none_or(|end| end >= u64::MAX / 1_000_000_000 - 86_400) {
+        return Err(DatasetError::StartTooLate { start: cfg.start_s, span: cfg.span_s });
+    }
     if !(cfg.share > 0.0 && cfg.share < 0.5) {
         return Err(DatasetError::BadShare(cfg.share));
     }

@@ -174,6 +174,7 @@ fn bad_settings_are_refused_naming_what_was_wrong() {
     assert!(err(SynthConfig { span_s: 6 * 3600, ..base.clone() }).contains("too short"));
     assert!(err(SynthConfig { held_back: AttackKind::ALL.to_vec(), ..base.clone() }).contains("every attack kind"));
     assert!(err(SynthConfig { share: 0.7, ..base.clone() }).contains("0.7"));
+    assert!(err(SynthConfig { start_s: u64::MAX / 1_000_000_000, ..base.clone() }).contains("64-bit"));
     assert!(err(SynthConfig { vm: Ipv4Addr::new(23, 1, 1, 1), ..base.clone() }).contains("23.1.1.1"));
     let missing = dir.path().join("nowhere");
     let e = err(SynthConfig { shared_pcaps: Some(missing.clone()), ..base.clone() });
@@ -181,4 +182,22 @@ fn bad_settings_are_refused_naming_what_was_wrong() {
     assert!(AttackKind::parse("slowloris").expect_err("unknown").to_string().contains("masscan_udp"));
     assert_eq!(AttackKind::parse("masscan-udp").expect("alias"), AttackKind::MasscanUdp);
     assert!(!dir.path().join("out").exists(), "nothing is written for refused settings");
+}
+
+#[test]
+fn rewriting_mutated_and_cut_packets_never_panics() {
+    let dir = shared();
+    let t = Template::load(&dir, AttackKind::Nmap.sources()[0]).expect("load");
+    let mut rng = super::rng::Rng::stream(99, 0);
+    let map = |a: u32| a.rotate_left(8);
+    for i in 0..4000 {
+        let (_, _, ip) = &t.packets[i % t.packets.len()];
+        let mut b = ip.clone();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(b.len() as u64) as usize;
+            b[at] = rng.next() as u8;
+        }
+        b.truncate(rng.below(b.len() as u64 + 1) as usize);
+        rewrite(&mut b, &map);
+    }
 }
