@@ -12,7 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::error::{CaptureSource, DatasetError};
-use super::packet::{adjust, be16, Packet, SNAPLEN};
+use super::packet::{adjust, be16, ones_sum, pseudo_sum, Packet, SNAPLEN};
 use super::rng::Rng;
 use crate::build::ethernet;
 use crate::capture::{CaptureReader, LinkType};
@@ -263,43 +263,71 @@ impl Episode {
     }
 }
 
-/// Rewrites the addresses of an IPv4 packet (and those quoted in an ICMP error) through `map`,
-/// updating the IPv4, TCP, UDP and ICMP checksums that cover them. Never panics: parts cut
-/// off by the snap length are left alone.
+/// Rewrites the addresses of an IPv4 packet (and those quoted in an ICMP error) through `map`
+/// and leaves its checksums right. When the whole datagram was captured, the IPv4, TCP, UDP and
+/// ICMP checksums are computed afresh, so ones the source got wrong (offloaded on the sending
+/// host, or a flood tool's) come out right; otherwise they are updated for the changed words
+/// (RFC 1624: right if they were right). Never panics: parts cut off are left alone.
 pub(crate) fn rewrite(ip: &mut [u8], map: &dyn Fn(u32) -> u32) {
     let Some(words) = set_addrs(ip, 0, map) else { return };
     let Ok(h) = Ipv4Header::new_checked(ip) else { return };
-    let (hl, proto, first) = (h.header_len(), h.protocol(), h.frag_offset() == 0);
-    fix(ip, 10, &words);
-    if !first {
-        return;
-    }
-    match proto {
-        6 => {
-            fix(ip, hl + 16, &words);
-        }
-        17 => {
-            fix_udp(ip, hl + 6, &words);
-        }
-        1 if matches!(ip.get(hl), Some(3 | 4 | 5 | 11 | 12)) => {
-            let inner = hl + 8;
-            let Some(inner_words) = set_addrs(ip, inner, map) else { return };
-            let mut icmp_changes = inner_words.clone();
-            icmp_changes.extend(fix(ip, inner + 10, &inner_words));
-            if let Ok(ih) = Ipv4Header::new_checked(&ip[inner..]) {
-                if ih.frag_offset() == 0 {
-                    let at = inner + ih.header_len();
-                    match ih.protocol() {
-                        6 => icmp_changes.extend(fix(ip, at + 16, &inner_words)),
-                        17 => icmp_changes.extend(fix_udp(ip, at + 6, &inner_words)),
-                        _ => {}
-                    }
-                }
+    let (hl, proto, total, flags) = (h.header_len(), h.protocol(), h.total_len(), be16(ip, 6));
+    let first = flags & 0x1fff == 0;
+    let whole = first && flags & 0x2000 == 0 && total >= hl && ip.len() >= total;
+    if first {
+        match proto {
+            6 => {
+                fix(ip, hl + 16, &words);
             }
-            fix(ip, hl + 2, &icmp_changes);
+            17 => {
+                fix_udp(ip, hl + 6, &words);
+            }
+            1 if matches!(ip.get(hl), Some(3 | 4 | 5 | 11 | 12)) => icmp_error(ip, hl, map),
+            _ => {}
         }
-        _ => {}
     }
+    if whole {
+        let (s, d) = (ip[12..16].try_into().unwrap_or_default(), ip[16..20].try_into().unwrap_or_default());
+        let seg = &ip[hl..total];
+        let (at, start) = match proto {
+            6 if seg.len() >= 20 => (hl + 16, pseudo_sum(s, d, 6, seg.len())),
+            17 if seg.len() >= 8 && be16(seg, 6) != 0 => (hl + 6, pseudo_sum(s, d, 17, seg.len())),
+            1 if seg.len() >= 8 => (hl + 2, 0),
+            _ => (0, 0),
+        };
+        if at != 0 {
+            ip[at..at + 2].fill(0);
+            let c = !(ones_sum(&ip[hl..total], start) as u16);
+            ip[at..at + 2].copy_from_slice(&if c == 0 && proto == 17 { 0xffff } else { c }.to_be_bytes());
+        }
+    }
+    if hl <= ip.len() {
+        ip[10..12].fill(0);
+        let c = !(ones_sum(&ip[..hl], 0) as u16);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        fix(ip, 10, &words);
+    }
+}
+
+/// The header quoted in an ICMP error: its addresses, its checksum and its transport checksum
+/// (whose pseudo-header holds them), and the ICMP checksum over all that.
+fn icmp_error(ip: &mut [u8], hl: usize, map: &dyn Fn(u32) -> u32) {
+    let inner = hl + 8;
+    let Some(inner_words) = set_addrs(ip, inner, map) else { return };
+    let mut icmp_changes = inner_words.clone();
+    icmp_changes.extend(fix(ip, inner + 10, &inner_words));
+    if let Ok(ih) = Ipv4Header::new_checked(&ip[inner..]) {
+        if ih.frag_offset() == 0 {
+            let at = inner + ih.header_len();
+            match ih.protocol() {
+                6 => icmp_changes.extend(fix(ip, at + 16, &inner_words)),
+                17 => icmp_changes.extend(fix_udp(ip, at + 6, &inner_words)),
+                _ => {}
+            }
+        }
+    }
+    fix(ip, hl + 2, &icmp_changes);
 }
 
 /// Sets the source and destination of the IPv4 header at `at`; returns the changed words.
