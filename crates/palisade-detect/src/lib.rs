@@ -4,8 +4,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod baseline;
+pub mod cli;
+pub mod data;
+pub mod detector;
+pub mod labels;
 pub mod metrics;
 pub mod nn;
+pub mod norm;
+pub mod plot;
 pub mod rng;
+pub mod store;
 pub mod train;
 pub mod windows;

@@ -198,6 +198,7 @@ impl Net {
     /// One forward and backward pass over `b` windows with labels `y`: adds `scale ×` the
     /// gradient of the summed loss to `grad` and returns the summed loss. Dropout masks come
     /// from `dropout` (none: no dropout).
+    #[allow(clippy::too_many_arguments)]
     pub fn loss_grad(
         &self,
         b: usize,
@@ -214,10 +215,9 @@ impl Net {
         self.forward(b, x, dropout, w);
         let mut loss = 0.0;
         fit(&mut w.tmp, b);
-        for r in 0..b {
-            let z = w.logit[r];
-            loss += bce_with_logits(z, y[r]);
-            w.tmp[r] = (sigmoid(z) - y[r]) * scale;
+        for ((g, &z), &yv) in w.tmp.iter_mut().zip(&w.logit).zip(&y[..b]) {
+            loss += bce_with_logits(z, yv);
+            *g = (sigmoid(z) - yv) * scale;
         }
         grad[lay.out_b.start] += w.tmp.iter().sum::<f32>();
         // Output layer.

@@ -98,7 +98,8 @@ enum Cmd {
     #[command(subcommand)]
     Scan(scan::ScanCmd),
     /// Network anomaly detection: the 11 traffic features per VM and time window, from a
-    /// capture file or a live interface (`palisade nad features --help`).
+    /// capture file or a live interface (`palisade nad features --help`), and the LSTM-NAD
+    /// detector (`palisade nad train|eval --help`).
     Nad(palisade_nad::cli::NadCommand),
 }
 
@@ -312,7 +313,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Cmd::Lab(cmd) => lab(cli, cmd)?,
         Cmd::Vmi(cmd) => vmi(cli, cmd)?,
         Cmd::Scan(cmd) => scan::run(cli, cmd)?,
-        Cmd::Nad(cmd) => palisade_nad::cli::run(cmd)?,
+        Cmd::Nad(cmd) => palisade_detect::cli::run_nad(cmd)?,
     }
     Ok(())
 }

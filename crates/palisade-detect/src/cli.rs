@@ -1,0 +1,340 @@
+//! `palisade nad train` and `palisade nad eval`. The `palisade` binary hands every
+//! `palisade nad ...` to [`run_nad`], which parses with `palisade-nad`'s command plus these
+//! subcommands (so `palisade nad --help` lists all of them) and passes the others on.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, CommandFactory, FromArgMatches, Subcommand};
+use palisade_nad::cli::{NadCli, NadCommand};
+use palisade_nad::{RunError, Seconds};
+
+use crate::data::{self, DataError, Series};
+use crate::detector::{self, DetectError, Evaluation, Model, TrainOptions};
+use crate::nn::NetConfig;
+use crate::plot::{roc_svg, Curve};
+use crate::store::{self, StoreError};
+use crate::train::{EpochReport, TrainConfig};
+
+/// The detector's subcommands of `palisade nad`.
+#[derive(Debug, Subcommand)]
+pub enum DetectCmd {
+    /// Train LSTM-NAD (and the two baselines) on the windows before --train-until.
+    ///
+    /// Example:
+    ///   palisade nad train --pcap cap.pcap --labels labels.csv --vm 10.0.0.5 --window 60 \
+    ///       --train-until 1701000000 --model model/
+    ///
+    /// The windows before --train-until are split in time: the first 80% train, the last 20%
+    /// pick the best epoch (validation ROC AUC) and each detector's threshold (best F1).
+    /// Progress goes to stderr, one line per epoch. The model directory gets
+    /// model.safetensors, model.json and baselines.json.
+    #[command(verbatim_doc_comment)]
+    Train(TrainArgs),
+    /// Score the windows from --from on with LSTM-NAD and the baselines, and report metrics.
+    ///
+    /// Example:
+    ///   palisade nad eval --model model/ --pcap cap.pcap --labels labels.csv --vm 10.0.0.5 \
+    ///       --from 1701000000 -o json --roc roc.svg
+    ///
+    /// Reports ROC AUC, PR AUC (average precision), TPR at 1% FPR, the confusion matrix at
+    /// the threshold chosen on validation and detection per attack kind, for LSTM-NAD and
+    /// for `stability_2018` (a reconstruction of Yin et al. 2018) and `isolation_forest`.
+    #[command(verbatim_doc_comment)]
+    Eval(EvalArgs),
+}
+
+/// Arguments of `palisade nad train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Capture file (pcap or pcapng).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: PathBuf,
+    /// Ground truth: CSV with header window_start,label,attack.
+    #[arg(long, value_name = "FILE")]
+    pub labels: PathBuf,
+    /// The monitored VM's IP address.
+    #[arg(long, value_name = "IP")]
+    pub vm: IpAddr,
+    /// Window length in seconds (the labels' window starts are multiples of it).
+    #[arg(long, value_name = "SECONDS")]
+    pub window: Seconds,
+    /// Windows starting before this Unix time (seconds) train and validate.
+    #[arg(long, value_name = "UNIX_TIME")]
+    pub train_until: Seconds,
+    /// Directory to write the model to.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Training epochs (the best by validation AUC is kept).
+    #[arg(long, default_value_t = 50)]
+    pub epochs: usize,
+    /// Steps T per input sequence (windows; the label is the last one's).
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Seed of everything random (initialisation, shuffling, oversampling, dropout, forest).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Dropout after each dense layer.
+    #[arg(long, default_value_t = 0.2)]
+    pub dropout: f32,
+    /// Share of the training windows (the latest) used for validation.
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f64,
+    /// Stability baseline: length of the traffic cycle in seconds (a day; the lab compresses it).
+    #[arg(long, value_name = "SECONDS", default_value = "86400")]
+    pub period: Seconds,
+    /// Stability baseline: time-of-day slots per cycle.
+    #[arg(long, default_value_t = 96)]
+    pub slots: usize,
+    /// Isolation forest: number of trees.
+    #[arg(long, default_value_t = 100)]
+    pub trees: usize,
+    /// Threads (results do not depend on it).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+/// Output format of `eval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// A table.
+    Human,
+    /// One JSON document.
+    Json,
+}
+
+/// Arguments of `palisade nad eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model directory written by `palisade nad train`.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Capture file (pcap or pcapng).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: PathBuf,
+    /// Ground truth: CSV with header window_start,label,attack.
+    #[arg(long, value_name = "FILE")]
+    pub labels: PathBuf,
+    /// The monitored VM's IP address.
+    #[arg(long, value_name = "IP")]
+    pub vm: IpAddr,
+    /// Score windows starting at or after this Unix time (seconds).
+    #[arg(long, value_name = "UNIX_TIME")]
+    pub from: Seconds,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// Also write the ROC curves of all detectors to this SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub roc: Option<PathBuf>,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+/// `train` or `eval` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Another `palisade nad` command failed.
+    #[error(transparent)]
+    Nad(#[from] RunError),
+    /// Loading the data failed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Training or evaluation failed.
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    /// The model directory.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A bad argument.
+    #[error("{0}")]
+    Arg(String),
+    /// Writing output.
+    #[error("cannot write {path}")]
+    Write {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs `palisade nad ...`: `train` and `eval` here, everything else in `palisade-nad`.
+pub fn run_nad(cmd: &NadCommand) -> Result<(), CliError> {
+    let base = NadCli::command();
+    let (about, long_about) = (base.get_about().cloned(), base.get_long_about().cloned());
+    // Adding subcommands takes the enum's doc as the command's; keep palisade-nad's.
+    let mut command = DetectCmd::augment_subcommands(base);
+    if let Some(about) = about {
+        command = command.about(about);
+    }
+    if let Some(long_about) = long_about {
+        command = command.long_about(long_about);
+    }
+    let argv = std::iter::once(OsString::from("palisade nad")).chain(cmd.args.iter().cloned());
+    let matches = command.try_get_matches_from(argv).unwrap_or_else(|e| e.exit());
+    match matches.subcommand_name() {
+        Some("train" | "eval") => match DetectCmd::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()) {
+            DetectCmd::Train(a) => train(&a),
+            DetectCmd::Eval(a) => eval(&a),
+        },
+        _ => Ok(palisade_nad::cli::run(cmd)?),
+    }
+}
+
+fn load(pcap: &Path, labels: &Path, vm: IpAddr, window: Seconds) -> Result<Series, CliError> {
+    let (series, report) = data::load(pcap, labels, vm, window)?;
+    for w in report.warnings() {
+        eprintln!("warning: {w}");
+    }
+    Ok(series)
+}
+
+/// `palisade nad train`.
+pub fn train(a: &TrainArgs) -> Result<(), CliError> {
+    if !(0.0..1.0).contains(&a.val_fraction) || a.val_fraction == 0.0 {
+        return Err(CliError::Arg(format!("--val-fraction {} is not between 0 and 1", a.val_fraction)));
+    }
+    if !(0.0..1.0).contains(&a.dropout) {
+        return Err(CliError::Arg(format!("--dropout {} is not in [0, 1)", a.dropout)));
+    }
+    if a.steps == 0 || a.trees == 0 || a.slots == 0 || a.period.as_nanos() == 0 {
+        return Err(CliError::Arg("--steps, --trees, --slots and --period must be positive".into()));
+    }
+    let series = load(&a.pcap, &a.labels, a.vm, a.window)?;
+    let opts = TrainOptions {
+        train_until_ns: a.train_until.as_nanos(),
+        val_fraction: a.val_fraction,
+        net: NetConfig { dropout: a.dropout, ..NetConfig::paper(a.steps) },
+        train: TrainConfig {
+            epochs: a.epochs,
+            batch: a.batch,
+            lr: a.lr,
+            seed: a.seed,
+            threads: a.threads.max(1),
+            ..TrainConfig::default()
+        },
+        period_ns: a.period.as_nanos(),
+        slots: a.slots,
+        trees: a.trees,
+    };
+    let epochs = a.epochs;
+    let model = detector::train_model(&series, &a.vm.to_string(), &opts, |e: &EpochReport| {
+        let auc = e.val_auc.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
+        eprintln!(
+            "epoch {:>3}/{epochs}  loss {:.4}  val loss {:.4}  val AUC {auc}  {:.1} s",
+            e.epoch, e.loss, e.val_loss, e.seconds
+        );
+    })?;
+    store::save(&model, &a.model)?;
+    let [[tn, ta], [vn, va]] = model.meta.windows;
+    eprintln!(
+        "trained on {} windows ({ta} abnormal), validated on {} ({va} abnormal); kept epoch {}; threshold {:.4}; model in {}",
+        tn + ta,
+        vn + va,
+        model.meta.best_epoch,
+        model.meta.threshold,
+        a.model.display()
+    );
+    Ok(())
+}
+
+/// `palisade nad eval`.
+pub fn eval(a: &EvalArgs) -> Result<(), CliError> {
+    let model = store::load(&a.model)?;
+    let window: Seconds = model.meta.window.parse().map_err(|_| {
+        CliError::Arg(format!("the model's window length `{}` is not a number of seconds", model.meta.window))
+    })?;
+    let series = load(&a.pcap, &a.labels, a.vm, window)?;
+    let ev = detector::evaluate(&model, &series, a.from.as_nanos(), a.threads.max(1))?;
+    if let Some(path) = &a.roc {
+        let title =
+            format!("ROC, VM {}, {} windows from {} s", a.vm, ev.windows, window.format_instant(a.from.as_nanos()));
+        let svg = roc_svg(&title, &curves(&ev));
+        std::fs::write(path, svg).map_err(|source| CliError::Write { path: path.clone(), source })?;
+    }
+    let mut out = std::io::stdout().lock();
+    let text = match a.output {
+        Output::Json => serde_json::to_string_pretty(&ev).expect("evaluation serialises") + "\n",
+        Output::Human => table(&ev, &model),
+    };
+    out.write_all(text.as_bytes()).map_err(|source| CliError::Write { path: "stdout".into(), source })?;
+    Ok(())
+}
+
+/// The ROC curves of an evaluation, LSTM-NAD first.
+pub fn curves(ev: &Evaluation) -> Vec<Curve<'_>> {
+    [
+        ("LSTM-NAD", &ev.lstm_nad),
+        ("stability_2018 (reconstruction)", &ev.stability_2018),
+        ("isolation_forest", &ev.isolation_forest),
+    ]
+    .into_iter()
+    .map(|(name, r)| Curve { name, points: &r.roc, auc: r.roc_auc })
+    .collect()
+}
+
+/// The human-readable report.
+pub fn table(ev: &Evaluation, model: &Model) -> String {
+    let f = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
+    let rows = [
+        ("LSTM-NAD", &ev.lstm_nad),
+        ("stability_2018", &ev.stability_2018),
+        ("isolation_forest", &ev.isolation_forest),
+    ];
+    let mut s = format!(
+        "{} windows scored ({} abnormal); model kept epoch {} of {}\n\n",
+        ev.windows,
+        ev.abnormal_windows,
+        model.meta.best_epoch,
+        model.meta.epochs.len()
+    );
+    s += &format!(
+        "{:<18} {:>8} {:>8} {:>10} {:>10} {:>7} {:>7} {:>7} {:>7}\n",
+        "DETECTOR", "ROC AUC", "PR AUC", "TPR@1%FPR", "THRESHOLD", "TP", "FP", "TN", "FN"
+    );
+    for (name, r) in rows {
+        let c = r.confusion;
+        s += &format!(
+            "{name:<18} {:>8} {:>8} {:>10} {:>10.4} {:>7} {:>7} {:>7} {:>7}\n",
+            f(r.roc_auc),
+            f(r.pr_auc),
+            f(r.tpr_at_1pct_fpr),
+            r.threshold,
+            c.tp,
+            c.fp,
+            c.tn,
+            c.fn_
+        );
+    }
+    let kinds: std::collections::BTreeSet<&String> = rows.iter().flat_map(|(_, r)| r.per_attack.keys()).collect();
+    if !kinds.is_empty() {
+        s += &format!(
+            "\n{:<20} {:>8} {:>10} {:>15} {:>17}\n",
+            "ATTACK", "WINDOWS", "LSTM-NAD", "stability_2018", "isolation_forest"
+        );
+        for k in kinds {
+            let pct = |r: &detector::DetectorResult| {
+                r.per_attack.get(k).map_or_else(|| "-".into(), |a| format!("{:.1}%", a.rate * 100.0))
+            };
+            let n = rows[0].1.per_attack.get(k).map_or(0, |a| a.windows);
+            s += &format!(
+                "{k:<20} {n:>8} {:>10} {:>15} {:>17}\n",
+                pct(&ev.lstm_nad),
+                pct(&ev.stability_2018),
+                pct(&ev.isolation_forest)
+            );
+        }
+    }
+    s
+}
