@@ -129,7 +129,7 @@ pub struct SynthArgs {
     /// Attack kinds kept out of the training part (comma-separated).
     #[arg(long, value_name = "KINDS", value_delimiter = ',', default_value = "http_flood,masscan_udp")]
     pub held_back: Vec<String>,
-    /// First second of the capture, Unix time [default: Monday 2026-01-05 00:00 UTC].
+    /// First second of the capture, Unix time (the default is Monday 2026-01-05 00:00 UTC).
     #[arg(long, value_name = "UNIX_TIME", default_value_t = dataset::DEFAULT_START)]
     pub start: u64,
 }

@@ -1,6 +1,7 @@
 //! Palisade's network anomaly detection input: the 11 traffic features of each monitored VM per
 //! time window (`shared/specs/nad-features.md`), from pcap/pcapng files and live interfaces.
-//! Owns capture reading, packet decoding, the extractor and `palisade nad`; not the detector.
+//! Owns capture reading, packet decoding, the extractor, the synthetic labelled dataset
+//! (`dataset`) and `palisade nad`; not the detector.
 //!
 //! ```text
 //!  file ──► capture (pcap | pcapng: 256 KiB reads, parsed in place) ──┐
