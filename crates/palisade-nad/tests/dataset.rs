@@ -209,3 +209,38 @@ fn tcpdump_finds_no_wrong_checksum() {
     let verified = text.lines().filter(|l| l.contains("cksum") && l.contains("correct")).count();
     assert!(verified as u64 > s.counts.attack_packets / 2, "tcpdump verified {verified} checksums");
 }
+
+/// Writes fuzz/seeds/nad_rewrite: IPv4 packets (Ethernet header removed) from the shared
+/// captures, one of each shape the rewriter handles — a flood SYN with a wrong checksum, an
+/// HTTP request, a UDP probe, a TCP SYN with options and nmap's ICMP error quoting a header.
+/// `cargo test -p palisade-nad --test dataset write_fuzz_seeds -- --ignored`
+#[test]
+#[ignore = "writes fuzz seeds into the source tree"]
+fn write_fuzz_seeds() {
+    let shared = palisade_nad::dataset::find_shared_pcaps(None).expect("shared captures");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/nad_rewrite");
+    std::fs::create_dir_all(&out).expect("seed dir");
+    // (seed name, capture, predicate on the IPv4 bytes)
+    type Pick = fn(&[u8]) -> bool;
+    let picks: [(&str, &str, Pick); 5] = [
+        ("syn_flood_syn", "cicddos2019-synflood.pcap", |ip| ip[9] == 6),
+        ("http_request", "cicddos2019-webddos.pcap", |ip| ip[9] == 6 && ip.len() > 80),
+        ("masscan_udp", "esnet-masscan-udp_0_1000_20190821.pcap", |ip| ip[9] == 17),
+        ("nmap_syn_options", "esnet-nmap-nmap_80_all.pcap", |ip| ip[9] == 6 && ip[20 + 12] >> 4 > 5),
+        ("nmap_icmp_error", "esnet-nmap-nmap_80_all.pcap", |ip| ip[9] == 1 && ip[20] == 3),
+    ];
+    for (name, file, pick) in picks {
+        let (mut reader, _) = open_file(&shared.join(file)).expect("open");
+        let mut found = None;
+        while let Some(f) = reader.next_frame().expect("read") {
+            // Ethernet, possibly with one 802.1Q tag (the masscan captures have one).
+            let off = if f.data.get(12..14) == Some(&[0x81, 0][..]) { 18 } else { 14 };
+            let Some(ip) = f.data.get(off..).filter(|ip| ip.len() >= 28 && ip[0] == 0x45) else { continue };
+            if f.data[off - 2..off] == [8, 0] && pick(ip) {
+                found = Some(ip[..ip.len().min(82)].to_vec());
+                break;
+            }
+        }
+        std::fs::write(out.join(name), found.unwrap_or_else(|| panic!("no {name} in {file}"))).expect("write");
+    }
+}

@@ -268,7 +268,7 @@ impl Episode {
 /// ICMP checksums are computed afresh, so ones the source got wrong (offloaded on the sending
 /// host, or a flood tool's) come out right; otherwise they are updated for the changed words
 /// (RFC 1624: right if they were right). Never panics: parts cut off are left alone.
-pub(crate) fn rewrite(ip: &mut [u8], map: &dyn Fn(u32) -> u32) {
+pub fn rewrite(ip: &mut [u8], map: &dyn Fn(u32) -> u32) {
     let Some(words) = set_addrs(ip, 0, map) else { return };
     let Ok(h) = Ipv4Header::new_checked(ip) else { return };
     let (hl, proto, total, flags) = (h.header_len(), h.protocol(), h.total_len(), be16(ip, 6));

@@ -30,7 +30,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use attack::{AttackKind, Episode, Source};
+pub use attack::{rewrite as rewrite_ipv4, AttackKind, Episode, Source};
 pub use error::{CaptureSource, DatasetError};
 pub use output::{Counts, KindCount, Part, SourceInfo, Summary};
 pub use packet::SNAPLEN;
