@@ -315,5 +315,10 @@ fn synth(a: &SynthArgs) -> Result<(), RunError> {
         names(&s.train_kinds),
         names(&s.held_back_kinds)
     );
+    eprintln!(
+        "next: palisade nad train --pcap {dir}/capture.pcap --labels {dir}/labels.csv --vm {} --window {} \
+         --train-until {} --model {dir}/model",
+        s.vm, s.window, s.train_until
+    );
     Ok(())
 }
