@@ -71,6 +71,19 @@ pub enum DatasetError {
         /// The shortest span that would do, in seconds.
         need: u64,
     },
+    /// A share so large that episodes would get fewer than 3 windows each.
+    #[error(
+        "an attack share of {share} needs {episodes} episodes in a half of {windows} windows, fewer than 3 windows \
+         each (one for the attack, one of quiet on either side); use a smaller share"
+    )]
+    ShareTooLarge {
+        /// The wanted share of abnormal windows.
+        share: f64,
+        /// Episodes it needs in one half.
+        episodes: usize,
+        /// Windows in that half.
+        windows: u64,
+    },
     /// A span that ends after nanoseconds since 1970 fit in 64 bits (the year 2554).
     #[error("a span from {start} ending {span} s later does not fit in 64-bit nanoseconds since 1970")]
     StartTooLate {

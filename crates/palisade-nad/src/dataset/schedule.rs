@@ -56,6 +56,9 @@ pub(crate) fn schedule(plan: &Plan<'_>, tpls: &[Template]) -> Result<Vec<Episode
         let exact = plan.share * count as f64 / per_episode;
         let n = (exact.round() as usize).max(kinds.len());
         let slot = count / n as u64;
+        if slot < 3 && n > kinds.len() {
+            return Err(DatasetError::ShareTooLarge { share: plan.share, episodes: n, windows: count });
+        }
         // One episode per kind may not overshoot the wanted share more than twice over.
         if slot < 3 || n as f64 > 2.0 * exact.max(0.5) {
             let need_windows = (kinds.len() as f64 * per_episode / plan.share).ceil() as u64;
