@@ -85,7 +85,8 @@ pub enum DatasetCmd {
     ///
     /// The background is a web/UDP service VM: many clients (Zipf popularity) making HTTP(S)
     /// connections, UDP requests and pings at a rate with a daily and weekly cycle, plus the
-    /// VM's own NTP/HTTPS fetches and a health check every 30 s. Attacks are the real captures
+    /// VM's own NTP/HTTPS fetches, a health check every 30 s and now and then a benign surge
+    /// (flash crowd, labelled 0). Attacks are the real captures
     /// in shared/data/pcaps (CIC-DDoS2019 SYN and HTTP floods, ESnet masscan TCP/UDP and nmap)
     /// with the victim rewritten to the VM, the attackers to generated addresses, times mapped
     /// into the episode and checksums updated. Held-back kinds (default http_flood and
@@ -129,6 +130,10 @@ pub struct SynthArgs {
     /// Attack kinds kept out of the training part (comma-separated).
     #[arg(long, value_name = "KINDS", value_delimiter = ',', default_value = "http_flood,masscan_udp")]
     pub held_back: Vec<String>,
+    /// Benign surges (flash crowds: 2-4 times the sessions for 15-60 minutes, labelled 0) per
+    /// day on average; 0 for none.
+    #[arg(long, value_name = "N", default_value_t = 0.4)]
+    pub surges_per_day: f64,
     /// First second of the capture, Unix time (the default is Monday 2026-01-05 00:00 UTC).
     #[arg(long, value_name = "UNIX_TIME", default_value_t = dataset::DEFAULT_START)]
     pub start: u64,
@@ -285,6 +290,7 @@ pub fn synth_config(a: &SynthArgs) -> Result<SynthConfig, RunError> {
     cfg.span_s = a.hours.map_or(a.days * 86_400, |h| h * 3600);
     cfg.start_s = a.start;
     cfg.share = a.attack_share;
+    cfg.surges_per_day = a.surges_per_day;
     cfg.held_back = a.held_back.iter().map(|k| AttackKind::parse(k)).collect::<Result<_, _>>()?;
     cfg.shared_pcaps = a.shared_pcaps.clone();
     Ok(cfg)

@@ -14,9 +14,14 @@ use palisade_nad::{decode, extract, open_file, Config, Decoded, Progress, Row, S
 use sha2::{Digest, Sha256};
 
 fn day(dir: &Path, seed: u64) -> (SynthConfig, Summary) {
+    day_with(dir, seed, 0.4)
+}
+
+fn day_with(dir: &Path, seed: u64, surges_per_day: f64) -> (SynthConfig, Summary) {
     let mut cfg = SynthConfig::new(dir.to_owned());
     cfg.seed = seed;
     cfg.span_s = 86_400;
+    cfg.surges_per_day = surges_per_day;
     let summary = synthesize(&cfg).expect("synthesize");
     (cfg, summary)
 }
@@ -55,7 +60,9 @@ fn the_same_seed_gives_the_same_bytes_and_another_seed_does_not() {
 #[test]
 fn labels_match_the_attack_packets_in_the_capture_and_the_features() {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, s) = day(dir.path(), 3);
+    // Benign surges too: they must stay below the attacks and be labelled 0.
+    let (cfg, s) = day_with(dir.path(), 3, 4.0);
+    assert!(s.surges.len() >= 2, "{} surges", s.surges.len());
     let rows = labels(dir.path());
 
     // Coverage: one row per window of the span, consecutive, no holes.

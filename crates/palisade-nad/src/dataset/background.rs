@@ -5,7 +5,9 @@
 //! is an HTTP(S) connection (handshake, request, response segments with ACKs, keep-alive
 //! requests, FIN or RST), a UDP request/reply exchange on port 53, ICMP echoes, an outbound
 //! NTP or HTTPS fetch by the VM, or a long interactive SSH session. Clients come from a fixed
-//! population with Zipf popularity; a monitor health-checks the VM every 30 s.
+//! population with Zipf popularity; a monitor health-checks the VM every 30 s. Now and then a
+//! benign surge (a flash crowd: 2-4 times the sessions for 15-60 minutes, ramping up and down)
+//! gives the detector normal windows that are not typical.
 //!
 //! Packets come out in time order with bounded memory: sessions are generated one step (one
 //! window) at a time into a heap, and a packet leaves the heap once every session that could
@@ -14,6 +16,8 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashSet};
 use std::net::Ipv4Addr;
+
+use serde::Serialize;
 
 use super::packet::{header_frame, Packet};
 use super::rng::{Rng, Zipf};
@@ -75,6 +79,43 @@ pub(crate) fn level(t_s: f64) -> f64 {
     daily * (a + (b - a) * f)
 }
 
+/// A benign flash crowd: the session rate rises to `factor` times its level and back.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Surge {
+    /// Start, Unix nanoseconds.
+    pub start_ns: u64,
+    /// Length in nanoseconds.
+    pub duration_ns: u64,
+    /// Peak multiplier of the session rate.
+    pub factor: f64,
+}
+
+impl Surge {
+    /// The rate multiplier at `t_ns`: a raised-cosine bump, 1 outside the surge.
+    fn multiplier(&self, t_ns: u64) -> f64 {
+        if t_ns < self.start_ns || t_ns >= self.start_ns + self.duration_ns {
+            return 1.0;
+        }
+        let x = (t_ns - self.start_ns) as f64 / self.duration_ns as f64;
+        1.0 + (self.factor - 1.0) * 0.5 * (1.0 - (std::f64::consts::TAU * x).cos())
+    }
+}
+
+/// Surges over `[start_ns, end_ns)`: a Poisson number with `per_day` a day on average, in time order.
+pub(crate) fn plan_surges(seed: u64, start_ns: u64, end_ns: u64, per_day: f64) -> Vec<Surge> {
+    let mut rng = Rng::stream(seed, 3);
+    let days = (end_ns - start_ns) as f64 / 86_400e9;
+    let mut v: Vec<Surge> = (0..rng.poisson(per_day.max(0.0) * days))
+        .map(|_| {
+            let duration_ns = rng.range(15, 60) * 60_000_000_000;
+            let room = (end_ns - start_ns).saturating_sub(duration_ns);
+            Surge { start_ns: start_ns + rng.below(room + 1), duration_ns, factor: rng.uniform(2.0, 4.0) }
+        })
+        .collect();
+    v.sort_by_key(|s| s.start_ns);
+    v
+}
+
 /// The background packets of one VM over `[start_ns, end_ns)`, in time order.
 #[derive(Debug)]
 pub(crate) struct Background {
@@ -88,11 +129,12 @@ pub(crate) struct Background {
     heap: BinaryHeap<Reverse<Queued>>,
     made: u64,
     noise: f64,
+    surges: Vec<Surge>,
     scratch: Vec<Packet>,
 }
 
 impl Background {
-    pub(crate) fn new(seed: u64, vm: Ipv4Addr, start_ns: u64, end_ns: u64, step_ns: u64) -> Self {
+    pub(crate) fn new(seed: u64, vm: Ipv4Addr, start_ns: u64, end_ns: u64, step_ns: u64, surges: Vec<Surge>) -> Self {
         let mut rng = Rng::stream(seed, 1);
         let mut seen = HashSet::new();
         let mut clients = Vec::with_capacity(CLIENTS);
@@ -117,6 +159,7 @@ impl Background {
             heap: BinaryHeap::new(),
             made: 0,
             noise: 0.0,
+            surges,
             scratch: Vec::new(),
         }
     }
@@ -135,7 +178,8 @@ impl Background {
         self.noise = 0.85 * self.noise + 0.5268 * self.rng.gauss();
         let mid_s = (s / 2 + e / 2) as f64 / 1e9;
         let secs = (e - s) as f64 / 1e9;
-        let mean = SESSIONS_PER_MIN / 60.0 * secs * level(mid_s) * (0.12 * self.noise).exp();
+        let surge: f64 = self.surges.iter().map(|x| x.multiplier(s / 2 + e / 2)).product();
+        let mean = SESSIONS_PER_MIN / 60.0 * secs * level(mid_s) * (0.12 * self.noise).exp() * surge;
         for _ in 0..self.rng.poisson(mean) {
             let t = s + self.rng.below(e - s);
             self.session(t);
@@ -388,7 +432,7 @@ mod tests {
     #[test]
     fn packets_are_in_time_order_inside_the_span_and_involve_the_vm() {
         let vm = Ipv4Addr::new(10, 0, 0, 5);
-        let bg = Background::new(5, vm, MONDAY, MONDAY + DAY / 8, 60_000_000_000);
+        let bg = Background::new(5, vm, MONDAY, MONDAY + DAY / 8, 60_000_000_000, Vec::new());
         let mut last = 0;
         let mut n = 0;
         for p in bg {
@@ -413,9 +457,24 @@ mod tests {
     #[test]
     fn the_volume_follows_the_cycle() {
         let vm = Ipv4Addr::new(10, 0, 0, 5);
-        let count = |from: u64| Background::new(9, vm, from, from + DAY / 24, 60_000_000_000).count();
+        let count = |from: u64| Background::new(9, vm, from, from + DAY / 24, 60_000_000_000, Vec::new()).count();
         let night = count(MONDAY + 3 * DAY / 24);
         let afternoon = count(MONDAY + 15 * DAY / 24);
         assert!(afternoon > 2 * night, "afternoon {afternoon} vs night {night} packets per hour");
+    }
+
+    #[test]
+    fn a_surge_raises_the_volume_and_is_gone_after() {
+        let vm = Ipv4Addr::new(10, 0, 0, 5);
+        let from = MONDAY + 14 * DAY / 24;
+        let hour = DAY / 24;
+        let surge = Surge { start_ns: from, duration_ns: hour, factor: 4.0 };
+        let count = |surges: Vec<Surge>, to: u64| Background::new(9, vm, from, to, 60_000_000_000, surges).count();
+        let (plain, surged) = (count(Vec::new(), from + hour), count(vec![surge], from + hour));
+        assert!(surged as f64 > 1.8 * plain as f64, "a x4 surge: {surged} vs {plain} packets in its hour");
+        assert_eq!(surge.multiplier(from + hour), 1.0);
+        let planned = plan_surges(1, MONDAY, MONDAY + 30 * DAY, 0.4);
+        assert!((4..=24).contains(&planned.len()), "{} surges in 30 days at 0.4 a day", planned.len());
+        assert!(planned.iter().all(|s| s.start_ns + s.duration_ns <= MONDAY + 30 * DAY && s.factor >= 2.0));
     }
 }

@@ -92,6 +92,9 @@ pub enum DatasetError {
         /// Span in seconds.
         span: u64,
     },
+    /// A surge rate that is negative or not a number.
+    #[error("the benign surges per day {0} is not a non-negative number")]
+    BadSurges(f64),
     /// An attack share outside (0, 0.5).
     #[error("the attack share {0} is not between 0 and 0.5 (exclusive)")]
     BadShare(f64),

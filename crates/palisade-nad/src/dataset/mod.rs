@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use attack::{rewrite as rewrite_ipv4, AttackKind, Episode, Source};
+pub use background::Surge;
 pub use error::{CaptureSource, DatasetError};
 pub use output::{Counts, KindCount, Part, SourceInfo, Summary};
 pub use packet::SNAPLEN;
@@ -63,13 +64,15 @@ pub struct SynthConfig {
     pub share: f64,
     /// Kinds that appear only after `train_until`.
     pub held_back: Vec<AttackKind>,
+    /// Benign surges (flash crowds) per day on average; 0 for none.
+    pub surges_per_day: f64,
     /// Where the attack captures are; `None` looks in the usual places ([`find_shared_pcaps`]).
     pub shared_pcaps: Option<PathBuf>,
 }
 
 impl SynthConfig {
     /// The defaults: 30 days of 60 s windows for 10.0.0.5, seed 1, 3 % abnormal windows, the
-    /// HTTP flood and the masscan UDP scan held back.
+    /// HTTP flood and the masscan UDP scan held back, a benign surge every 2.5 days on average.
     pub fn new(out: PathBuf) -> Self {
         SynthConfig {
             out,
@@ -80,6 +83,7 @@ impl SynthConfig {
             start_s: DEFAULT_START,
             share: 0.03,
             held_back: vec![AttackKind::HttpFlood, AttackKind::MasscanUdp],
+            surges_per_day: 0.4,
             shared_pcaps: None,
         }
     }
@@ -127,6 +131,9 @@ pub fn synthesize(cfg: &SynthConfig) -> Result<Summary, DatasetError> {
     if !(cfg.share > 0.0 && cfg.share < 0.5) {
         return Err(DatasetError::BadShare(cfg.share));
     }
+    if !(cfg.surges_per_day.is_finite() && cfg.surges_per_day >= 0.0) {
+        return Err(DatasetError::BadSurges(cfg.surges_per_day));
+    }
     let first = cfg.vm.octets()[0];
     if cfg.vm == MONITOR || CLIENT_NETS.contains(&first) || ATTACKER_NETS.contains(&first) {
         return Err(DatasetError::VmAddressTaken(cfg.vm));
@@ -167,7 +174,8 @@ pub fn synthesize(cfg: &SynthConfig) -> Result<Summary, DatasetError> {
         .map_err(failed)?;
     let ns = 1_000_000_000u64;
     let end_ns = (start_s + cfg.span_s) * ns;
-    let mut bg = Background::new(cfg.seed, cfg.vm, start_s * ns, end_ns, cfg.window_s * ns).peekable();
+    let surges = background::plan_surges(cfg.seed, start_s * ns, end_ns, cfg.surges_per_day);
+    let mut bg = Background::new(cfg.seed, cfg.vm, start_s * ns, end_ns, cfg.window_s * ns, surges.clone()).peekable();
     let mut labels: Vec<Option<AttackKind>> = vec![None; windows as usize];
     let mut tally = output::Tally::default();
     let (mut buf, mut pos, mut next) = (Vec::new(), 0, 0);
@@ -208,7 +216,8 @@ pub fn synthesize(cfg: &SynthConfig) -> Result<Summary, DatasetError> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let summary = output::Summary::new(cfg, start_s, &labels, &train, tally, &templates, &index, episodes);
+    let mut summary = output::Summary::new(cfg, start_s, &labels, &train, tally, &templates, &index, episodes);
+    summary.surges = surges;
     output::write_labels(&cfg.out, start_s, cfg.window_s, &labels)?;
     output::write_json(&cfg.out, &summary)?;
     Ok(summary)

@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::attack::{AttackKind, Episode, Template};
+use super::background::Surge;
 use super::error::DatasetError;
 use super::packet::Packet;
 use super::SynthConfig;
@@ -66,6 +67,8 @@ pub struct Summary {
     pub sources: Vec<SourceInfo>,
     /// Every attack episode, in time order.
     pub episodes: Vec<Episode>,
+    /// Benign surges (flash crowds; their windows are labelled 0), in time order.
+    pub surges: Vec<Surge>,
 }
 
 /// Totals.
@@ -203,6 +206,7 @@ impl Summary {
             kinds,
             sources,
             episodes,
+            surges: Vec::new(),
         }
     }
 }

@@ -186,6 +186,7 @@ fn bad_settings_are_refused_naming_what_was_wrong() {
     assert!(err(SynthConfig { span_s: 6 * 3600, ..base.clone() }).contains("too short"));
     assert!(err(SynthConfig { held_back: AttackKind::ALL.to_vec(), ..base.clone() }).contains("every attack kind"));
     assert!(err(SynthConfig { share: 0.7, ..base.clone() }).contains("0.7"));
+    assert!(err(SynthConfig { surges_per_day: -1.0, ..base.clone() }).contains("surges per day -1"));
     let e = err(SynthConfig { share: 0.45, span_s: 86_400, window_s: 600, ..base.clone() });
     assert!(e.contains("smaller share"), "{e}");
     assert!(err(SynthConfig { start_s: u64::MAX / 1_000_000_000, ..base.clone() }).contains("64-bit"));
