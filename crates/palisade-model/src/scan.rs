@@ -30,7 +30,7 @@ pub enum ScanKind {
     /// Palisade's built-in TCP connect / UDP probe scanner.
     #[default]
     PortScan,
-    /// nmap with service detection and offline-safe `vuln` scripts (not available yet).
+    /// nmap with service detection and the offline-safe `vuln` scripts.
     VulnScan,
 }
 
@@ -195,9 +195,6 @@ impl ScanSpec {
     /// Problems with the spec itself, as (field, message); the target is checked by `validate`.
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        if self.kind == ScanKind::VulnScan {
-            out.push(("scan.kind".to_owned(), "vuln-scan is not available yet; use port-scan".to_owned()));
-        }
         if self.profile.tcp.is_empty() && self.profile.udp.is_empty() {
             out.push(("scan.profile".to_owned(), "name at least one tcp or udp port".to_owned()));
         }

@@ -216,8 +216,8 @@ fn scan_policies_are_parsed_and_checked() {
     assert!(e.contains("hour: `25` is outside 0-23"), "{e}");
     let e = located(&SCAN.replace("concurrency: 2", "concurrency: 0"), "concurrency");
     assert!(e.contains("outside 1-64"), "{e}");
-    let e = located(&SCAN.replace("concurrency: 2", "concurrency: 2\n      kind: vuln-scan"), "kind");
-    assert!(e.contains("vuln-scan is not available yet"), "{e}");
+    let e = located(&SCAN.replace("concurrency: 2", "concurrency: 2\n      kind: deep-scan"), "kind");
+    assert!(e.contains("unknown variant `deep-scan`"), "{e}");
     let e = located(&SCAN.replace("concurrency: 2", "concurrency: 2\n      speed: fast"), "speed");
     assert!(e.contains("unknown field `speed`"), "{e}");
 }

@@ -1,7 +1,9 @@
-//! What changed between two scans of the same target: ports that opened or closed.
+//! What changed between two scans of the same target: ports that opened or closed, services
+//! whose product or version changed, and script findings that appeared or went away.
 
 use serde::Serialize;
 
+use crate::nmap::{Finding, ServiceInfo};
 use crate::portscan::PortResult;
 use crate::service::TaskRecord;
 
@@ -18,6 +20,29 @@ pub struct ScanDiff {
     pub opened: Vec<PortResult>,
     /// Open in `from`, not in `to`.
     pub closed: Vec<PortResult>,
+    /// Ports open in both whose identified product or version differs.
+    pub changed: Vec<VersionChange>,
+    /// Findings in `to`, not in `from` (same script, port and output).
+    pub new_findings: Vec<Finding>,
+    /// Findings in `from`, not in `to`.
+    pub gone_findings: Vec<Finding>,
+}
+
+/// A service whose product or version changed between two scans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionChange {
+    /// Protocol.
+    pub proto: crate::portscan::Proto,
+    /// Port.
+    pub port: u16,
+    /// `product version` before.
+    pub from: String,
+    /// `product version` after.
+    pub to: String,
+}
+
+fn identity(s: &ServiceInfo) -> String {
+    format!("{} {} {}", s.name, s.product, s.version).split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Why two tasks cannot be compared.
@@ -39,6 +64,21 @@ pub fn diff(from: &TaskRecord, to: &TaskRecord) -> Result<ScanDiff, DiffError> {
         target: to.target.clone(),
         opened: to.open.iter().filter(|p| !was.contains(&key(p))).cloned().collect(),
         closed: from.open.iter().filter(|p| !now.contains(&key(p))).cloned().collect(),
+        changed: to
+            .services
+            .iter()
+            .filter_map(|after| {
+                let before = from.services.iter().find(|b| (b.proto, b.port) == (after.proto, after.port))?;
+                (identity(before) != identity(after)).then(|| VersionChange {
+                    proto: after.proto,
+                    port: after.port,
+                    from: identity(before),
+                    to: identity(after),
+                })
+            })
+            .collect(),
+        new_findings: to.findings.iter().filter(|f| !from.findings.contains(f)).cloned().collect(),
+        gone_findings: from.findings.iter().filter(|f| !to.findings.contains(f)).cloned().collect(),
     })
 }
 
@@ -62,6 +102,8 @@ mod tests {
             duration_ms: 1.0,
             open: ports.clone(),
             ports,
+            services: Vec::new(),
+            findings: Vec::new(),
         }
     }
 
@@ -70,7 +112,38 @@ mod tests {
         let d = diff(&task(1, "alpha/web1", &[22, 80]), &task(2, "alpha/web1", &[80, 443])).unwrap();
         assert_eq!(d.opened.iter().map(|p| p.port).collect::<Vec<_>>(), vec![443]);
         assert_eq!(d.closed.iter().map(|p| p.port).collect::<Vec<_>>(), vec![22]);
+        assert!(d.changed.is_empty() && d.new_findings.is_empty() && d.gone_findings.is_empty());
         let err = diff(&task(1, "alpha/web1", &[]), &task(3, "beta/web1", &[])).unwrap_err();
         assert_eq!(err.to_string(), "tasks 1 and 3 scanned different targets (alpha/web1 and beta/web1)");
+    }
+
+    #[test]
+    fn version_changes_and_findings_that_came_and_went() {
+        let service = |version: &str| ServiceInfo {
+            proto: Proto::Tcp,
+            port: 80,
+            name: "http".into(),
+            product: "Apache httpd".into(),
+            version: version.into(),
+            extra: String::new(),
+        };
+        let finding = |script: &str| Finding { proto: Proto::Tcp, port: 80, script: script.into(), output: "x".into() };
+        let mut a = task(1, "alpha/web1", &[80]);
+        a.services = vec![service("2.4.57")];
+        a.findings = vec![finding("http-git")];
+        let mut b = task(2, "alpha/web1", &[80]);
+        b.services = vec![service("2.4.62")];
+        b.findings = vec![finding("http-trace")];
+
+        let d = diff(&a, &b).unwrap();
+
+        assert_eq!(d.changed.len(), 1);
+        assert_eq!(
+            (d.changed[0].from.as_str(), d.changed[0].to.as_str()),
+            ("http Apache httpd 2.4.57", "http Apache httpd 2.4.62")
+        );
+        assert_eq!(d.new_findings, [finding("http-trace")]);
+        assert_eq!(d.gone_findings, [finding("http-git")]);
+        assert!(diff(&a, &a).unwrap().changed.is_empty());
     }
 }

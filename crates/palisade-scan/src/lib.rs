@@ -16,6 +16,7 @@ pub mod diff;
 pub mod flows;
 pub mod manager;
 pub mod netns;
+pub mod nmap;
 pub mod pool;
 pub mod portscan;
 pub mod schedule;

@@ -117,7 +117,7 @@ pub fn targets(inv: &Inventory, tenant: &Name, spec: &ScanSpec) -> Result<Vec<Ta
 
 /// The engine profile of a policy.
 pub fn profile(spec: &ScanSpec) -> Profile {
-    Profile { tcp: spec.profile.tcp_ports(), udp: spec.profile.udp_ports(), ..Profile::default() }
+    Profile { tcp: spec.profile.tcp_ports(), udp: spec.profile.udp_ports(), kind: spec.kind, ..Profile::default() }
 }
 
 /// Runs every policy of `inv` due at `now` against its targets, at most the policy's

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  run(target) ─ pool.allocate ─ TaskSpace::create ─ compile_task ─ TaskFlows::setup (1 bundle)
-//!              ─ scan_in(task netns) ─ TaskFlows::teardown (1 bundle) ─ space.remove ─ pool.release
+//!              ─ scan_in | nmap_in (task netns) ─ TaskFlows::teardown (1 bundle) ─ space.remove
+//!              ─ pool.release
 //! ```
 //! Whatever step fails, everything made before it is removed and the task is recorded as
 //! failed with the reason. At start, the service removes what a crashed predecessor left
@@ -13,12 +14,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use palisade_model::inventory::Inventory;
+use palisade_model::ScanKind;
 use palisade_ovs::Switch;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::flows::{compile_task, Target};
 use crate::manager::TaskFlows;
+use crate::nmap::{nmap_in, Finding, NmapSpec, ServiceInfo, OFFLINE_VULN_SCRIPTS};
 use crate::pool::{AddressPool, PoolError, TaskAddrs};
 use crate::portscan::{scan_in, PortResult, ScanSpec};
 use crate::space::{self, SpaceError, TaskSpace};
@@ -61,6 +64,12 @@ pub struct TaskRecord {
     pub open: Vec<PortResult>,
     /// Every probe's outcome.
     pub ports: Vec<PortResult>,
+    /// What the open ports run (vuln-scan: nmap's service detection).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceInfo>,
+    /// What the vulnerability scripts reported (vuln-scan).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
 }
 
 /// What a scan probes.
@@ -75,7 +84,13 @@ pub struct Profile {
     pub concurrency: usize,
     /// Per-probe timeout, ms.
     pub timeout_ms: u64,
+    /// The engine: the built-in port scanner or nmap with offline vulnerability scripts.
+    #[serde(default)]
+    pub kind: ScanKind,
 }
+
+/// Longest a vuln-scan task's nmap may run.
+pub const VULN_SCAN_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Default for Profile {
     fn default() -> Self {
@@ -84,7 +99,24 @@ impl Default for Profile {
             udp: Vec::new(),
             concurrency: 256,
             timeout_ms: 500,
+            kind: ScanKind::PortScan,
         }
+    }
+}
+
+/// What a finished task found.
+#[derive(Debug, Default)]
+struct Found {
+    ports: Vec<PortResult>,
+    services: Vec<ServiceInfo>,
+    findings: Vec<Finding>,
+}
+
+/// The name a task kind is recorded under.
+pub fn kind_name(kind: ScanKind) -> &'static str {
+    match kind {
+        ScanKind::PortScan => "port-scan",
+        ScanKind::VulnScan => "vuln-scan",
     }
 }
 
@@ -112,6 +144,9 @@ pub enum TaskError {
     /// The engine failed.
     #[error("the scan engine failed")]
     Engine(#[source] crate::portscan::EngineError),
+    /// nmap failed.
+    #[error("the vuln-scan engine (nmap) failed")]
+    Nmap(#[source] crate::nmap::NmapError),
     /// The task store failed.
     #[error("could not record the task")]
     Store(#[source] StoreError),
@@ -174,7 +209,7 @@ impl ScanService {
         self.pool().check_against(inv)
     }
 
-    /// Runs a `port-scan` task against `target` now, blocking until it is finished, and records it.
+    /// Runs a task of `profile.kind` against `target` now, blocking until it is finished, and records it.
     pub fn run(&self, target: &Target, profile: &Profile) -> TaskRecord {
         let id = TaskId(self.next.fetch_add(1, Ordering::Relaxed));
         let started = std::time::Instant::now();
@@ -183,22 +218,26 @@ impl ScanService {
             id: id.0,
             tenant: target.tenant.to_string(),
             target: target.key(),
-            kind: "port-scan".to_owned(),
+            kind: kind_name(profile.kind).to_owned(),
             state: TaskState::Running,
             reason: None,
             started_ms,
             duration_ms: 0.0,
             open: Vec::new(),
             ports: Vec::new(),
+            services: Vec::new(),
+            findings: Vec::new(),
         };
         if let Err(e) = self.store.put(&rec) {
             warn!(task = %id, error = %chain(&e), "could not record the task's start");
         }
         match self.run_task(id, target, profile) {
-            Ok(ports) => {
+            Ok(found) => {
                 rec.state = TaskState::Done;
-                rec.open = ports.iter().filter(|p| p.state == crate::PortState::Open).cloned().collect();
-                rec.ports = ports;
+                rec.open = found.ports.iter().filter(|p| p.state == crate::PortState::Open).cloned().collect();
+                rec.ports = found.ports;
+                rec.services = found.services;
+                rec.findings = found.findings;
             }
             Err(e) => {
                 rec.state = TaskState::Failed;
@@ -216,7 +255,7 @@ impl ScanService {
         rec
     }
 
-    fn run_task(&self, id: TaskId, target: &Target, profile: &Profile) -> Result<Vec<PortResult>, TaskError> {
+    fn run_task(&self, id: TaskId, target: &Target, profile: &Profile) -> Result<Found, TaskError> {
         let (addrs, net) = {
             let mut pool = self.pool();
             (pool.allocate().map_err(TaskError::Pool)?, pool.net())
@@ -226,21 +265,39 @@ impl ScanService {
         let ports = self.flows.switch().ports().map_err(TaskError::Ports)?;
         let rules = compile_task(id, &addrs, space.name(), target, net, &ports).map_err(TaskError::Target)?;
         self.flows.setup(id, &rules).map_err(TaskError::Flows)?;
-        let spec = ScanSpec {
-            target: addrs.vir.ip,
-            tcp: profile.tcp.clone(),
-            udp: profile.udp.clone(),
-            concurrency: profile.concurrency.max(1),
-            timeout: Duration::from_millis(profile.timeout_ms),
+        let scanned = match profile.kind {
+            ScanKind::PortScan => {
+                let spec = ScanSpec {
+                    target: addrs.vir.ip,
+                    tcp: profile.tcp.clone(),
+                    udp: profile.udp.clone(),
+                    concurrency: profile.concurrency.max(1),
+                    timeout: Duration::from_millis(profile.timeout_ms),
+                };
+                scan_in(&space.netns_path(), spec)
+                    .map(|r| Found { ports: r.ports, ..Found::default() })
+                    .map_err(TaskError::Engine)
+            }
+            ScanKind::VulnScan => {
+                let spec = NmapSpec {
+                    target: addrs.vir.ip,
+                    tcp: profile.tcp.clone(),
+                    udp: profile.udp.clone(),
+                    scripts: OFFLINE_VULN_SCRIPTS.to_owned(),
+                    timeout: VULN_SCAN_TIMEOUT,
+                };
+                nmap_in(&space.netns_path(), &spec)
+                    .map(|r| Found { ports: r.ports, services: r.services, findings: r.findings })
+                    .map_err(TaskError::Nmap)
+            }
         };
-        let scanned = scan_in(&space.netns_path(), spec).map_err(TaskError::Engine);
         let down = self.flows.teardown(id).map_err(TaskError::Flows);
         let removed = space.remove().map_err(TaskError::SpaceRemove);
         drop(released);
-        let report = scanned?;
+        let found = scanned?;
         down?;
         removed?;
-        Ok(report.ports)
+        Ok(found)
     }
 
     /// Tasks recorded, oldest first; `tenant` limits them to one tenant's.

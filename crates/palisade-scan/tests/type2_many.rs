@@ -67,7 +67,8 @@ fn twenty_concurrent_tasks_across_five_same_ip_tenants() {
     svc.check_pool(&inv).unwrap();
     // Tenant t<i>'s VM listens on 9000+i only; all five VMs are 198.18.1.10.
     let _listeners: Vec<_> = (1..=TENANTS).map(|t| listen(&format!("pst-m{t}-web"), 9000 + t as u16)).collect();
-    let profile = Profile { tcp: (9001..=9005).collect(), udp: vec![], concurrency: 5, timeout_ms: 1000 };
+    let profile =
+        Profile { tcp: (9001..=9005).collect(), udp: vec![], concurrency: 5, timeout_ms: 1000, ..Profile::default() };
 
     let rss_before = status_kib("VmRSS");
     let started = Instant::now();

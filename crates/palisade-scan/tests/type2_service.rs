@@ -39,6 +39,8 @@ fn tasks_find_their_own_tenants_ports_and_failures_leave_nothing() {
         duration_ms: 0.0,
         open: vec![],
         ports: vec![],
+        services: vec![],
+        findings: vec![],
     };
     store.put(&cut).unwrap();
     let svc = ScanService::start(BRIDGE, switch.clone(), Naming::new("pst-s").unwrap(), pool, store).unwrap();
@@ -50,7 +52,8 @@ fn tasks_find_their_own_tenants_ports_and_failures_leave_nothing() {
 
     let _a = listen("pst-a-web1", 8081);
     let _b = listen("pst-b-web1", 8082);
-    let profile = Profile { tcp: vec![22, 80, 8081, 8082], udp: vec![], concurrency: 16, timeout_ms: 700 };
+    let profile =
+        Profile { tcp: vec![22, 80, 8081, 8082], udp: vec![], concurrency: 16, timeout_ms: 700, ..Profile::default() };
     let (ta, tb) = (target(&inv, "alpha"), target(&inv, "beta"));
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| svc.run(&ta, &profile));

@@ -26,6 +26,9 @@ pub(super) struct RunBody {
     concurrency: Option<usize>,
     /// Per-probe timeout in ms (1-10000).
     timeout_ms: Option<u64>,
+    /// `port-scan` (default) or `vuln-scan` (nmap with service detection and offline-safe
+    /// vulnerability scripts).
+    kind: Option<palisade_model::ScanKind>,
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -81,10 +84,13 @@ fn profile(body: &RunBody) -> Result<Profile, ApiError> {
         }
         p.timeout_ms = t;
     }
+    if let Some(kind) = body.kind {
+        p.kind = kind;
+    }
     Ok(p)
 }
 
-/// `POST /v1/scans`: runs a port-scan task now and answers with its record.
+/// `POST /v1/scans`: runs a port-scan or vuln-scan task now and answers with its record.
 pub(super) async fn run(
     State(st): State<AppState>,
     headers: HeaderMap,

@@ -27,6 +27,10 @@ pub(crate) enum ScanCmd {
         /// Per-probe timeout in milliseconds.
         #[arg(long)]
         timeout_ms: Option<u64>,
+        /// `port-scan` (Palisade's own scanner, fast) or `vuln-scan` (nmap with service
+        /// detection and the offline-safe `vuln` scripts, inside the task space).
+        #[arg(long, default_value = "port-scan", value_parser = ["port-scan", "vuln-scan"])]
+        kind: String,
     },
     /// List scan tasks and their findings.
     Tasks,
@@ -75,8 +79,8 @@ fn open_ports(task: &Value) -> String {
 pub(crate) fn run(cli: &Cli, cmd: &ScanCmd) -> anyhow::Result<()> {
     let c = client(cli)?;
     match cmd {
-        ScanCmd::Run { target, tcp, udp, concurrency, timeout_ms } => {
-            let mut req = json!({ "target": target });
+        ScanCmd::Run { target, tcp, udp, concurrency, timeout_ms, kind } => {
+            let mut req = json!({ "target": target, "kind": kind });
             if let Some(t) = tcp {
                 req["tcp"] = json!(ports(t)?);
             }
@@ -98,8 +102,25 @@ pub(crate) fn run(cli: &Cli, cmd: &ScanCmd) -> anyhow::Result<()> {
                     t["state"].as_str().unwrap_or(""),
                     t["duration_ms"].as_f64().unwrap_or(0.0)
                 );
+                let services = t["services"].as_array().cloned().unwrap_or_default();
                 for p in t["open"].as_array().into_iter().flatten() {
-                    println!("  {}/{} open", p["port"], p["proto"].as_str().unwrap_or(""));
+                    let service = services.iter().find(|s| s["port"] == p["port"] && s["proto"] == p["proto"]);
+                    let what = service.map_or_else(String::new, |s| {
+                        let text = |k: &str| s[k].as_str().unwrap_or("").to_owned();
+                        format!("  {} {} {} {}", text("name"), text("product"), text("version"), text("extra"))
+                    });
+                    println!("  {}/{} open{}", p["port"], p["proto"].as_str().unwrap_or(""), what.trim_end());
+                }
+                for f in t["findings"].as_array().into_iter().flatten() {
+                    println!(
+                        "  finding {} on {}/{}:",
+                        f["script"].as_str().unwrap_or(""),
+                        f["port"],
+                        f["proto"].as_str().unwrap_or("")
+                    );
+                    for line in f["output"].as_str().unwrap_or("").lines() {
+                        println!("    {}", line.trim());
+                    }
                 }
             });
             if task["state"] == "failed" {
@@ -122,8 +143,18 @@ pub(crate) fn run(cli: &Cli, cmd: &ScanCmd) -> anyhow::Result<()> {
                 for p in &d.closed {
                     println!("  - {}/{} closed", p.port, proto(p.proto));
                 }
-                if d.opened.is_empty() && d.closed.is_empty() {
-                    println!("  no change in open ports");
+                for c in &d.changed {
+                    println!("  ~ {}/{} {} -> {}", c.port, proto(c.proto), c.from, c.to);
+                }
+                for f in &d.new_findings {
+                    println!("  + finding {} on {}/{}", f.script, f.port, proto(f.proto));
+                }
+                for f in &d.gone_findings {
+                    println!("  - finding {} on {}/{}", f.script, f.port, proto(f.proto));
+                }
+                let quiet = d.changed.is_empty() && d.new_findings.is_empty() && d.gone_findings.is_empty();
+                if d.opened.is_empty() && d.closed.is_empty() && quiet {
+                    println!("  no change in open ports, services or findings");
                 }
             });
         }
