@@ -8,4 +8,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = palisade_ovs::parse_dump_flows(&text);
     let _ = palisade_ovs::parse_dump_groups(&text);
     let _ = palisade_ovs::parse_interfaces(&text);
+    let _ = palisade_ovs::parse_ports_desc(&text);
 });

@@ -15,7 +15,7 @@ use std::fmt::Debug;
 pub use fake::RecordingSwitch;
 pub use ofctl::OfctlSwitch;
 pub use palisade_flows::{Installed, PortMap};
-pub use parse::{parse_dump_flows, parse_dump_groups, parse_interfaces};
+pub use parse::{parse_dump_flows, parse_dump_groups, parse_interfaces, parse_ports_desc};
 
 /// Errors from the switch.
 #[derive(Debug, thiserror::Error)]

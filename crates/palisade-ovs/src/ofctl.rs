@@ -7,7 +7,7 @@ use palisade_flows::cookie::{COOKIE_PREFIX, COOKIE_PREFIX_MASK};
 use palisade_flows::Installed;
 use tracing::debug;
 
-use crate::parse::{parse_dump_flows, parse_dump_groups, parse_interfaces};
+use crate::parse::{parse_dump_flows, parse_dump_groups, parse_ports_desc};
 use crate::{OvsError, PortMap, Switch};
 
 /// Open vSwitch bridge programmed with OpenFlow 1.4 bundles via `ovs-ofctl`.
@@ -60,20 +60,10 @@ impl OfctlSwitch {
 
 impl Switch for OfctlSwitch {
     fn ports(&self) -> Result<PortMap, OvsError> {
-        // Only the bridge's own ports: list-ports, then their ofport numbers.
-        let names = self.run("ovs-vsctl", &["list-ports", &self.bridge], None)?;
-        let names: Vec<&str> = names.lines().map(str::trim).filter(|n| !n.is_empty()).collect();
-        if names.is_empty() {
-            return Ok(PortMap::new());
-        }
-        let all = self.run(
-            "ovs-vsctl",
-            &["--format=csv", "--no-headings", "--columns=name,ofport", "list", "Interface"],
-            None,
-        )?;
-        let mut ports = parse_interfaces(&all);
-        ports.retain(|name, _| names.contains(&name.as_str()));
-        Ok(ports)
+        // The bridge's own ports as its OpenFlow side has them: one process (task spaces ask
+        // for every task, so this is on the setup path).
+        let text = self.ofctl("dump-ports-desc", &[], None)?;
+        Ok(parse_ports_desc(&text))
     }
 
     fn installed(&self) -> Result<Installed, OvsError> {

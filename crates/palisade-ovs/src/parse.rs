@@ -46,9 +46,33 @@ pub fn parse_interfaces(text: &str) -> BTreeMap<String, u32> {
         .collect()
 }
 
+/// `ovs-ofctl dump-ports-desc BRIDGE` -> name -> OpenFlow port number of the bridge's ports
+/// (`LOCAL` and lines that are not port headers are skipped). Port lines look like
+/// ` 3(pa-web1): addr:aa:bb:cc:dd:ee:ff`; a name may itself hold parentheses or colons.
+pub fn parse_ports_desc(text: &str) -> BTreeMap<String, u32> {
+    text.lines()
+        .filter_map(|line| {
+            let (head, _) = line.trim_start().rsplit_once("): addr:")?;
+            let (number, name) = head.split_once('(')?;
+            let port: u32 = number.parse().ok().filter(|p| *p > 0 && *p < 0xff00)?;
+            Some((name.to_owned(), port))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_desc_gives_each_ports_number_and_skips_local() {
+        let text = "OFPST_PORT_DESC reply (OF1.4) (xid=0x2):\n 1(x,y): addr:8e:14:07:a7:94:8c\n     config:     PORT_DOWN\n \
+                    12(pa-web1): addr:8e:14:07:a7:94:8d\n LOCAL(palisade0): addr:4e:d4:a0:b1:9c:45\n 7(odd(name)): addr:00:00:00:00:00:01\n \
+                    x(bad): addr:00\n";
+        let p = parse_ports_desc(text);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!((p["x,y"], p["pa-web1"], p["odd(name)"]), (1, 12, 7));
+    }
 
     #[test]
     fn flows_are_counted_per_palisade_cookie() {

@@ -13,7 +13,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::{debug, warn};
 
@@ -46,9 +46,6 @@ pub enum SpaceError {
         /// What it printed on stderr.
         stderr: String,
     },
-    /// OVS did not give the port an OpenFlow number.
-    #[error("OVS gave port {0} no OpenFlow port number")]
-    NoOfPort(String),
     /// A space for this task exists already.
     #[error("a task space named {0} exists already")]
     Exists(String),
@@ -86,7 +83,6 @@ pub struct TaskSpace {
     name: String,
     bridge: String,
     addrs: TaskAddrs,
-    ofport: u32,
     removed: bool,
 }
 
@@ -98,7 +94,7 @@ impl TaskSpace {
             return Err(SpaceError::Exists(name));
         }
         let started = Instant::now();
-        let mut space = TaskSpace { id, name, bridge: bridge.to_owned(), addrs, ofport: 0, removed: false };
+        let mut space = TaskSpace { id, name, bridge: bridge.to_owned(), addrs, removed: false };
         // On any error below, `space` is dropped, and Drop removes what was made.
         space.build()?;
         debug!(task = %id, name = %space.name, ms = started.elapsed().as_secs_f64() * 1e3, "task space created");
@@ -108,29 +104,34 @@ impl TaskSpace {
     fn build(&mut self) -> Result<(), SpaceError> {
         let n = self.name.as_str();
         let (v, vir) = (self.addrs.vport, self.addrs.vir);
-        run(&["ip", "netns", "add", n], None)?;
+        // Few processes, as each costs milliseconds: one `ip` makes the namespace and the veth
+        // (the task end already named, addressed by MAC and inside), one configures the inside.
         run(
             &["ip", "-batch", "-"],
-            Some(&format!("link add {n} type veth peer name {TASK_IFACE} netns {n}\nlink set {n} up\n")),
+            Some(&format!(
+                "netns add {n}\nlink add {n} type veth peer name {TASK_IFACE} address {mac} netns {n}\nlink set {n} up\n",
+                mac = v.mac
+            )),
         )?;
-        run(&["ethtool", "-K", n, "tx", "off"], None)?;
-        // Inside: one thread enters the namespace and runs the tools there (its children inherit
-        // the namespace), which is cheaper than `ip -n` / `ip netns exec` per command.
+        // TX checksum offload off where the task's own stack sends (its packets cross the
+        // userspace datapath, which does not fill checksums in). The switch end needs nothing:
+        // what OVS sends out of it is whole already.
         let inside = format!(
-            "link set lo up\nlink set {TASK_IFACE} address {mac}\naddr add {ip}/32 dev {TASK_IFACE}\n\
-             link set {TASK_IFACE} up\nroute add {vir}/32 dev {TASK_IFACE} src {ip}\n",
-            mac = v.mac,
+            "link set lo up\naddr add {ip}/32 dev {TASK_IFACE}\nlink set {TASK_IFACE} up\n\
+             route add {vir}/32 dev {TASK_IFACE} src {ip}\n",
             ip = v.ip,
             vir = vir.ip
         );
+        // One thread enters the namespace and runs the tools there (its children inherit it).
         run_in(&self.netns_path(), move || -> Result<(), SpaceError> {
-            run(&["ip", "-batch", "-"], Some(&inside))?;
             run(&["ethtool", "-K", TASK_IFACE, "tx", "off"], None)?;
+            run(&["ip", "-batch", "-"], Some(&inside))?;
             Ok(())
         })??;
+        // add-port waits for ovs-vswitchd, so the port has its OpenFlow number when it returns;
+        // the task's flows take it from the switch's own port list.
         let tag = format!("tag={TASK_PORT_VLAN}");
         run(&["ovs-vsctl", "--timeout=10", "add-port", &self.bridge, n, &tag], None)?;
-        self.ofport = ofport(n)?;
         Ok(())
     }
 
@@ -154,11 +155,6 @@ impl TaskSpace {
         &self.addrs
     }
 
-    /// The vport's OpenFlow port number.
-    pub fn ofport(&self) -> u32 {
-        self.ofport
-    }
-
     /// Removes the space: the OVS port, the veth and the namespace.
     pub fn remove(mut self) -> Result<(), SpaceError> {
         self.removed = true;
@@ -176,37 +172,21 @@ impl Drop for TaskSpace {
     }
 }
 
-fn ofport(name: &str) -> Result<u32, SpaceError> {
-    // add-port waits for ovs-vswitchd, so the number is normally there at once.
-    for _ in 0..50 {
-        let out = run(&["ovs-vsctl", "get", "Interface", name, "ofport"], None)?;
-        if let Ok(n) = out.trim().parse::<i64>() {
-            if n > 0 {
-                return u32::try_from(n).map_err(|_| SpaceError::NoOfPort(name.to_owned()));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Err(SpaceError::NoOfPort(name.to_owned()))
-}
-
 /// Removes whatever exists of the space `name`: OVS port, veth, namespace. Absent parts are
 /// fine. Deleting the namespace destroys the veth pair; OVS is not waited for (`--no-wait`):
 /// the port record is gone at once and the datapath follows.
 fn remove_named(bridge: &str, name: &str) -> Result<(), SpaceError> {
     let port = run(&["ovs-vsctl", "--no-wait", "--if-exists", "del-port", bridge, name], None);
-    if PathBuf::from("/run/netns").join(name).exists() {
-        run(&["ip", "netns", "del", name], None)?;
+    // Deleting the veth's root end removes both ends at once; then the namespace. One process.
+    let mut batch = String::new();
+    if PathBuf::from("/sys/class/net").join(name).exists() {
+        batch.push_str(&format!("link del {name}\n"));
     }
-    // The veth's root end goes with the namespace, a moment later; only one left behind (no
-    // namespace was made) is deleted here, and one vanishing meanwhile is fine.
-    let dev = PathBuf::from("/sys/class/net").join(name);
-    if dev.exists() {
-        if let Err(e) = run(&["ip", "link", "del", name], None) {
-            if dev.exists() {
-                return Err(e);
-            }
-        }
+    if PathBuf::from("/run/netns").join(name).exists() {
+        batch.push_str(&format!("netns del {name}\n"));
+    }
+    if !batch.is_empty() {
+        run(&["ip", "-force", "-batch", "-"], Some(&batch))?;
     }
     port.map(|_| ())
 }
