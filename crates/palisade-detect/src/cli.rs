@@ -276,7 +276,7 @@ pub fn eval(a: &EvalArgs) -> Result<(), CliError> {
 pub fn curves(ev: &Evaluation) -> Vec<Curve<'_>> {
     [
         ("LSTM-NAD", &ev.lstm_nad),
-        ("stability_2018 (reconstruction)", &ev.stability_2018),
+        ("stability_2018 (reconstructed)", &ev.stability_2018),
         ("isolation_forest", &ev.isolation_forest),
     ]
     .into_iter()

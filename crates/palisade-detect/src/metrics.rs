@@ -93,7 +93,8 @@ pub struct Confusion {
     pub fp: u64,
     /// Normal, not flagged.
     pub tn: u64,
-    /// Abnormal, not flagged.
+    /// Abnormal, not flagged (`fn` in JSON).
+    #[serde(rename = "fn")]
     pub fn_: u64,
 }
 

@@ -40,7 +40,7 @@ fn thin(points: &[RocPoint], max: usize) -> Vec<RocPoint> {
 
 /// The chart.
 pub fn roc_svg(title: &str, curves: &[Curve<'_>]) -> String {
-    let (w, h) = (LEFT + SIZE + 220.0, TOP + SIZE + 60.0);
+    let (w, h) = (LEFT + SIZE + 30.0, TOP + SIZE + 60.0);
     let x = |fpr: f64| LEFT + fpr * SIZE;
     let y = |tpr: f64| TOP + (1.0 - tpr) * SIZE;
     let mut s = String::new();
@@ -91,19 +91,28 @@ pub fn roc_svg(title: &str, curves: &[Curve<'_>]) -> String {
         TOP + SIZE / 2.0,
         TOP + SIZE / 2.0
     );
+    // Legend inside the plot, lower right (where ROC curves never are).
+    let (lx, ly0) = (LEFT + SIZE * 0.22, TOP + SIZE - 14.0 - 24.0 * curves.len() as f64);
+    let _ = writeln!(
+        s,
+        r##"<rect x="{lx}" y="{}" width="{}" height="{}" fill="white" stroke="#999"/>"##,
+        ly0 - 6.0,
+        SIZE * 0.78 - 6.0,
+        24.0 * curves.len() as f64 + 8.0
+    );
     for (i, c) in curves.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let pts: Vec<String> =
             thin(c.points, 4000).iter().map(|p| format!("{:.2},{:.2}", x(p.fpr), y(p.tpr))).collect();
         let _ = writeln!(s, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, pts.join(" "));
-        let ly = TOP + 20.0 + 24.0 * i as f64;
+        let ly = ly0 + 10.0 + 24.0 * i as f64;
         let auc = c.auc.map_or_else(|| "n/a".to_owned(), |a| format!("{a:.4}"));
         let _ = writeln!(
             s,
             r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{} (AUC {auc})</text>"#,
-            LEFT + SIZE + 15.0,
-            LEFT + SIZE + 40.0,
-            LEFT + SIZE + 46.0,
+            lx + 8.0,
+            lx + 32.0,
+            lx + 38.0,
             ly + 4.0,
             esc(c.name)
         );

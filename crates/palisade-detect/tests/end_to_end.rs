@@ -50,6 +50,14 @@ fn lstm_nad_learns_the_attack_kinds_it_was_trained_on() {
         assert!(a.windows >= 4 && a.rate >= 0.75, "{kind}: {all}");
     }
     assert!(ev.lstm_nad.per_attack.contains_key("udp_flood"));
+    // The JSON report: LSTM-NAD at the top level, each baseline under its name.
+    let v = serde_json::to_value(&ev).unwrap();
+    for d in [&v, &v["stability_2018"], &v["isolation_forest"]] {
+        for key in ["roc_auc", "pr_auc", "tpr_at_1pct_fpr", "threshold"] {
+            assert!(d[key].is_number(), "{key} in {d}");
+        }
+        assert!(d["confusion"]["fn"].is_u64() && d["per_attack"]["syn_flood"]["rate"].is_number(), "{d}");
+    }
     for r in [&ev.stability_2018, &ev.isolation_forest] {
         assert!(r.roc_auc.unwrap() > 0.5, "{:?}", r.roc_auc);
     }
