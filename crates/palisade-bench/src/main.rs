@@ -11,6 +11,7 @@ mod latency;
 mod monitor;
 mod probe;
 mod restart;
+mod table2;
 mod vmi;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,9 @@ enum Cmd {
     /// Agentless monitoring on a real guest: fio and a system-call loop with and without a
     /// record policy, host cost of the monitor, boot to monitoring active.
     Monitor(monitor::Args),
+    /// The paper's Table 2: host CPU and memory with N tenants scanned at once, multitask
+    /// (task spaces) vs one scanner VM per tenant.
+    Table2(table2::Args),
 }
 
 /// Where the controller is and the admin token to use.
@@ -81,5 +85,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Restart(args) => restart::run(&args),
         Cmd::Vmi(args) => vmi::run(&args),
         Cmd::Monitor(args) => monitor::run(&args),
+        Cmd::Table2(args) => table2::run(&args),
     }
 }

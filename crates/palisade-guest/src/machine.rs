@@ -290,7 +290,9 @@ pub fn qemu_args(config: &GuestConfig, accel: Accel, paths: &RunPaths) -> Vec<St
         args.push("-netdev".into());
         args.push(format!("tap,id=n0,ifname={},script=no,downscript=no", nic.tap));
         args.push("-device".into());
-        args.push(format!("virtio-net-pci,netdev=n0,mac={}", nic.mac));
+        // csum=off: the guest computes its own checksums. Offloaded ones would reach Open
+        // vSwitch's userspace datapath unfilled, and TCP to the guest's peers would fail.
+        args.push(format!("virtio-net-pci,netdev=n0,mac={},csum=off", nic.mac));
     }
     for (i, disk) in config.disks.iter().enumerate() {
         args.push("-drive".into());

@@ -90,7 +90,7 @@ fn kvm_uses_the_host_cpu_and_a_nic_adds_a_tap_and_its_address() {
     assert_eq!(values(&args, "-accel"), ["kvm"]);
     assert_eq!(values(&args, "-cpu"), ["host"]);
     assert_eq!(values(&args, "-netdev"), ["tap,id=n0,ifname=pgt-t1,script=no,downscript=no"]);
-    assert_eq!(values(&args, "-device"), ["virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56"]);
+    assert_eq!(values(&args, "-device"), ["virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,csum=off"]);
     assert_eq!(values(&args, "-append"), ["console=ttyS0 panic=-1 quiet palisade.ip=198.51.100.2/30 loglevel=4"]);
 }
 
