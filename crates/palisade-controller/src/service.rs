@@ -142,6 +142,8 @@ pub struct Controller {
     store: Arc<dyn Store>,
     switch: Arc<dyn Switch>,
     guests: Arc<dyn GuestRuntime>,
+    /// Address ranges this controller uses itself (what for, range): no subdomain may overlap.
+    reserved: Vec<(String, ipnet::Ipv4Net)>,
     state: Mutex<StateCell>,
     /// Metrics.
     pub metrics: Metrics,
@@ -192,6 +194,13 @@ fn visible(scope: &Scope, key: &ObjectKey, obj: &Object) -> bool {
 }
 
 impl Controller {
+    /// Reserves `net` for the controller's own use (`what` names it in errors, e.g. the scan
+    /// task address pool): applying a subdomain that overlaps it is refused.
+    pub fn with_reserved(mut self, what: &str, net: ipnet::Ipv4Net) -> Self {
+        self.reserved.push((what.to_owned(), net));
+        self
+    }
+
     /// Runs the desired state's guest VMs with `runtime` (by default none run).
     pub fn with_guests(mut self, runtime: Arc<dyn GuestRuntime>) -> Self {
         self.guests = runtime;
@@ -253,6 +262,7 @@ impl Controller {
             store,
             switch,
             guests: Arc::new(NoGuests),
+            reserved: Vec::new(),
             state: Mutex::new(StateCell(State { inventory, revision, view: None, epoch: 0 })),
             metrics: Metrics::default(),
         })
@@ -302,14 +312,28 @@ impl Controller {
             }
             objects.push(ObjectChange { op, object: key.to_string() });
         }
-        let too_large = crate::monitors::oversized_plans(&merge.after);
-        if !too_large.is_empty() {
-            let errors = too_large
+        let mut problems: Vec<(&str, String)> =
+            crate::monitors::oversized_plans(&merge.after).into_iter().map(|m| ("policies", m)).collect();
+        for (key, sub) in merge.after.subdomains() {
+            for (what, net) in &self.reserved {
+                if sub.cidr.contains(&net.network()) || net.contains(&sub.cidr.network()) {
+                    problems.push((
+                        "tenants",
+                        format!(
+                            "{key} ({}) overlaps {what} {net}, which this controller reserves for itself",
+                            sub.cidr
+                        ),
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            let errors = problems
                 .into_iter()
-                .map(|message| palisade_model::FileError {
+                .map(|(field, message)| palisade_model::FileError {
                     file: file.to_owned(),
                     line: None,
-                    field: "policies".to_owned(),
+                    field: field.to_owned(),
                     message,
                 })
                 .collect();

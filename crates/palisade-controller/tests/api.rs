@@ -416,3 +416,31 @@ async fn scan_requests_are_checked_and_scoped() {
     let (st, v) = call(&app, "GET", "/v1/scans", Some(BETA), None).await;
     assert_eq!((st, v), (StatusCode::OK, json!([])));
 }
+
+/// Issue #7: a subdomain inside the scan task address pool is refused at apply (not first at
+/// scan time), naming the subdomain and the pool; nothing of the file is applied.
+#[tokio::test]
+async fn subdomains_overlapping_a_reserved_range_are_refused_at_apply() {
+    let switch = Arc::new(RecordingSwitch::with_ports(BTreeMap::new()));
+    let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let controller = Arc::new(
+        Controller::open(store.clone() as Arc<dyn Store>, switch as Arc<dyn Switch>)
+            .unwrap()
+            .with_reserved("the scan task address pool", "100.64.0.0/10".parse().unwrap()),
+    );
+    let tokens = Tokens { admin: Secret::new(ADMIN), tenants: BTreeMap::new() };
+    let app = api::router(controller, Arc::new(tokens));
+    let inside = LAB.replace("198.18.1.0/24", "100.64.7.0/24").replace("198.18.1.", "100.64.7.");
+
+    let (st, out) = apply(&app, ADMIN, "lab.yaml", &inside).await;
+
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
+    let text = out.to_string();
+    assert!(
+        text.contains("subdomain alpha/web (100.64.7.0/24) overlaps the scan task address pool 100.64.0.0/10"),
+        "{text}"
+    );
+    let (_, vms) = call(&app, "GET", "/v1/objects?kind=vm", Some(ADMIN), None).await;
+    assert_eq!(vms.as_array().unwrap().len(), 0, "nothing applied: {vms}");
+    assert_eq!(apply(&app, ADMIN, "lab.yaml", LAB).await.0, StatusCode::OK, "outside the pool is fine");
+}

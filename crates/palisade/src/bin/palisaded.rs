@@ -93,7 +93,8 @@ async fn main() -> anyhow::Result<()> {
     let controller = Arc::new(
         Controller::open(store, Arc::new(switch))
             .context("loading desired state")?
-            .with_guests(Arc::new(guests.clone())),
+            .with_guests(Arc::new(guests.clone()))
+            .with_reserved("the scan task address pool (--scan-pool)", args.scan_pool),
     );
 
     let reconciler = controller.clone();
