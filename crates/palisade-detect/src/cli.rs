@@ -1,4 +1,4 @@
-//! `palisade nad train` and `palisade nad eval`. The `palisade` binary hands every
+//! `palisade nad train`, `eval` and `detect`. The `palisade` binary hands every
 //! `palisade nad ...` to [`run_nad`], which parses with `palisade-nad`'s command plus these
 //! subcommands (so `palisade nad --help` lists all of them) and passes the others on.
 
@@ -11,7 +11,15 @@ use clap::{Args, CommandFactory, FromArgMatches, Subcommand};
 use palisade_nad::cli::{NadCli, NadCommand};
 use palisade_nad::{RunError, Seconds};
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_nad::live::LiveOptions;
+use palisade_nad::Config;
+
 use crate::data::{self, DataError, Series};
+use crate::detect::Scorer;
 use crate::detector::{self, DetectError, Evaluation, Model, TrainOptions};
 use crate::nn::NetConfig;
 use crate::plot::{roc_svg, Curve};
@@ -44,6 +52,42 @@ pub enum DetectCmd {
     /// for `stability_2018` (a reconstruction of Yin et al. 2018) and `isolation_forest`.
     #[command(verbatim_doc_comment)]
     Eval(EvalArgs),
+    /// Score each window as it closes, from a capture file or live, and print alerts.
+    ///
+    /// Examples:
+    ///   palisade nad detect --model model/ --vm 10.0.0.5 --pcap cap.pcap
+    ///   palisade nad detect --model model/ --vm 198.18.1.10 --iface pa-web1
+    ///
+    /// Each window at or above the model's threshold prints one JSON line (vm, window_start,
+    /// score, threshold, alert, top_features: the three features furthest from their
+    /// training mean, in standard deviations); --every prints every scored window. The first
+    /// T-1 windows only fill the sequence. Windows have the model's length.
+    #[command(verbatim_doc_comment)]
+    Detect(DetectArgs),
+}
+
+/// Arguments of `palisade nad detect`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["pcap", "iface"])))]
+pub struct DetectArgs {
+    /// Model directory written by `palisade nad train`.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// The monitored VM's IP address.
+    #[arg(long, value_name = "IP")]
+    pub vm: IpAddr,
+    /// Capture file (pcap or pcapng).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Capture live on this interface (needs root); windows are scored as they close.
+    #[arg(long, value_name = "IFACE")]
+    pub iface: Option<String>,
+    /// Live: stop after this many seconds (default: until Ctrl-C).
+    #[arg(long, value_name = "SECONDS", requires = "iface")]
+    pub duration: Option<Seconds>,
+    /// Print every scored window, not only alerts.
+    #[arg(long)]
+    pub every: bool,
 }
 
 /// Arguments of `palisade nad train`.
@@ -184,9 +228,10 @@ pub fn run_nad(cmd: &NadCommand) -> Result<(), CliError> {
     let argv = std::iter::once(OsString::from("palisade nad")).chain(cmd.args.iter().cloned());
     let matches = command.try_get_matches_from(argv).unwrap_or_else(|e| e.exit());
     match matches.subcommand_name() {
-        Some("train" | "eval") => match DetectCmd::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()) {
+        Some("train" | "eval" | "detect") => match DetectCmd::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()) {
             DetectCmd::Train(a) => train(&a),
             DetectCmd::Eval(a) => eval(&a),
+            DetectCmd::Detect(a) => detect(&a, std::io::stdout().lock()).map(|_| ()),
         },
         _ => Ok(palisade_nad::cli::run(cmd)?),
     }
@@ -270,6 +315,47 @@ pub fn eval(a: &EvalArgs) -> Result<(), CliError> {
     };
     out.write_all(text.as_bytes()).map_err(|source| CliError::Write { path: "stdout".into(), source })?;
     Ok(())
+}
+
+/// `palisade nad detect`, alerts to `out`; returns (windows scored, alerts).
+pub fn detect<W: Write>(a: &DetectArgs, out: W) -> Result<(u64, u64), CliError> {
+    let model = store::load(&a.model)?;
+    let window: Seconds = model.meta.window.parse().map_err(|_| {
+        CliError::Arg(format!("the model's window length `{}` is not a number of seconds", model.meta.window))
+    })?;
+    let mut scorer = Scorer::new(&model, window, out, a.every);
+    let report = match (&a.pcap, &a.iface) {
+        (Some(path), _) => {
+            let cfg = Config {
+                vms: vec![a.vm],
+                window,
+                reorder: Seconds::from_secs(1),
+                series: palisade_nad::Series::Bounded,
+            };
+            palisade_nad::extract_file(path, &cfg, &mut scorer)?
+        }
+        (None, Some(iface)) => {
+            let cfg = Config {
+                vms: vec![a.vm],
+                window,
+                reorder: Seconds::from_nanos(250_000_000),
+                series: palisade_nad::Series::Open,
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, Arc::clone(&stop))
+                    .map_err(|source| CliError::Write { path: "signal handler".into(), source })?;
+            }
+            let mut opts = LiveOptions::new(iface);
+            opts.duration = a.duration.map(|d| Duration::from_nanos(d.as_nanos()));
+            palisade_nad::live::capture(&opts, &cfg, &mut scorer, &stop)?
+        }
+        (None, None) => return Err(CliError::Arg("give --pcap FILE or --iface IFACE".into())),
+    };
+    for w in report.warnings() {
+        eprintln!("warning: {w}");
+    }
+    Ok((scorer.scored, scorer.alerts))
 }
 
 /// The ROC curves of an evaluation, LSTM-NAD first.

@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 
-use palisade_detect::cli::{self, EvalArgs, Output, TrainArgs};
+use palisade_detect::cli::{self, DetectArgs, EvalArgs, Output, TrainArgs};
 use palisade_detect::data;
 use palisade_detect::detector::{evaluate, train_model, TrainOptions};
 use palisade_detect::nn::NetConfig;
@@ -157,4 +157,48 @@ fn bad_inputs_are_errors_that_say_what_is_wrong() {
     std::fs::create_dir_all(d.join("empty")).unwrap();
     let e = store::load(&d.join("empty")).unwrap_err().to_string();
     assert!(e.contains("cannot read") && e.contains("model.json"), "{e}");
+}
+
+#[test]
+fn detect_alerts_on_exactly_the_windows_eval_flags_naming_the_deviating_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    scenario(d, 300, 5);
+    let (series, _) =
+        data::load(&d.join("capture.pcap"), &d.join("labels.csv"), VM.into(), Seconds::from_secs(1)).unwrap();
+    let model = train_model(&series, "10.0.0.5", &opts(T0 + 200, 3), |_| {}).unwrap();
+    store::save(&model, &d.join("m")).unwrap();
+    // What eval flags over the whole capture (every window with T steps behind it).
+    let ev = evaluate(&model, &series, T0 * 1_000_000_000, 1).unwrap();
+    let flagged = (ev.lstm_nad.confusion.tp + ev.lstm_nad.confusion.fp) as usize;
+    assert!(flagged > 0);
+    let args = DetectArgs {
+        model: d.join("m"),
+        vm: VM.into(),
+        pcap: Some(d.join("capture.pcap")),
+        iface: None,
+        duration: None,
+        every: false,
+    };
+    let mut out = Vec::new();
+    let (scored, alerts) = cli::detect(&args, &mut out).unwrap();
+    assert_eq!(scored as usize, ev.windows);
+    assert_eq!(alerts as usize, flagged);
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), flagged);
+    let labels = std::fs::read_to_string(d.join("labels.csv")).unwrap();
+    for l in &lines {
+        assert_eq!(l["vm"], "10.0.0.5");
+        assert_eq!(l["alert"], true);
+        assert!(l["score"].as_f64().unwrap() >= l["threshold"].as_f64().unwrap());
+        assert_eq!(l["top_features"].as_array().unwrap().len(), 3);
+        // A flagged SYN-flood window names a SYN feature among those that deviated most.
+        let start = l["window_start"].as_str().unwrap();
+        if labels.contains(&format!("{start},1,syn_flood")) {
+            let names: Vec<&str> =
+                l["top_features"].as_array().unwrap().iter().map(|f| f["feature"].as_str().unwrap()).collect();
+            assert!(names.iter().any(|n| n.starts_with("syn") || *n == "ip_count" || *n == "ip_entro"), "{l}");
+        }
+    }
 }
