@@ -204,4 +204,33 @@ mod tests {
         let e = Labels::parse(b"window_start,label,attack\n60,0,\xff\n", Path::new("l.csv")).unwrap_err();
         assert_eq!(e.to_string(), "l.csv:2: the line is not valid UTF-8");
     }
+
+    #[test]
+    fn seeded_mutations_never_panic_and_errors_point_at_a_real_line() {
+        let seed = b"window_start,label,attack\r\n1700000000,0,\n1700000060,1,syn_flood\n1700000120.5,1,\n";
+        let mut rng = crate::rng::Rng::new(6);
+        let alphabet = b"0123456789,.-_\r\n\"ax\xff\xef\xbb\xbf ";
+        let mut accepted = 0;
+        for _ in 0..4000 {
+            let mut b = seed.to_vec();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(b.len() + 1);
+                match rng.below(3) {
+                    0 if at < b.len() => b[at] = alphabet[rng.below(alphabet.len())],
+                    1 => b.insert(at, alphabet[rng.below(alphabet.len())]),
+                    _ => b.truncate(at),
+                }
+            }
+            let lines = b.split(|&c| c == b'\n').count();
+            match Labels::parse(&b, Path::new("m.csv")) {
+                Ok(l) => {
+                    accepted += 1;
+                    assert!(l.by_start.values().all(|v| v.attack.as_ref().is_none_or(|a| v.abnormal && !a.is_empty())));
+                }
+                Err(LabelsError::Bad { line, .. }) => assert!(line >= 1 && line <= lines.max(1), "{line} of {lines}"),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(accepted > 0 && accepted < 4000, "{accepted}");
+    }
 }
