@@ -213,8 +213,9 @@ pub enum CliError {
     },
 }
 
-/// Runs `palisade nad ...`: `train` and `eval` here, everything else in `palisade-nad`.
-pub fn run_nad(cmd: &NadCommand) -> Result<(), CliError> {
+/// `palisade nad` as a whole: `palisade-nad`'s command (its about text and subcommands) plus
+/// `train`, `eval` and `detect`.
+pub fn nad_command() -> clap::Command {
     let base = NadCli::command();
     let (about, long_about) = (base.get_about().cloned(), base.get_long_about().cloned());
     // Adding subcommands takes the enum's doc as the command's; keep palisade-nad's.
@@ -225,8 +226,13 @@ pub fn run_nad(cmd: &NadCommand) -> Result<(), CliError> {
     if let Some(long_about) = long_about {
         command = command.long_about(long_about);
     }
+    command
+}
+
+/// Runs `palisade nad ...`: `train`, `eval` and `detect` here, everything else in `palisade-nad`.
+pub fn run_nad(cmd: &NadCommand) -> Result<(), CliError> {
     let argv = std::iter::once(OsString::from("palisade nad")).chain(cmd.args.iter().cloned());
-    let matches = command.try_get_matches_from(argv).unwrap_or_else(|e| e.exit());
+    let matches = nad_command().try_get_matches_from(argv).unwrap_or_else(|e| e.exit());
     match matches.subcommand_name() {
         Some("train" | "eval" | "detect") => match DetectCmd::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()) {
             DetectCmd::Train(a) => train(&a),
@@ -423,4 +429,45 @@ pub fn table(ev: &Evaluation, model: &Model) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nad_lists_the_detector_commands_beside_palisade_nads_own() {
+        let cmd = nad_command();
+        let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+        for n in ["features", "generate", "train", "eval", "detect"] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+        assert_eq!(cmd.get_about().map(ToString::to_string), NadCli::command().get_about().map(ToString::to_string));
+    }
+
+    #[test]
+    fn train_without_its_required_arguments_names_them() {
+        let e = nad_command().try_get_matches_from(["palisade nad", "train", "--pcap", "x.pcap"]).unwrap_err();
+        let text = e.to_string();
+        for arg in ["--labels", "--vm", "--window", "--train-until", "--model"] {
+            assert!(text.contains(arg), "{arg} not named in: {text}");
+        }
+        let e = nad_command()
+            .try_get_matches_from([
+                "palisade nad",
+                "eval",
+                "--model",
+                "m",
+                "--pcap",
+                "p",
+                "--labels",
+                "l",
+                "--vm",
+                "10.0.0.1",
+                "--from",
+                "soon",
+            ])
+            .unwrap_err();
+        assert!(e.to_string().contains("soon"), "{e}");
+    }
 }
