@@ -49,9 +49,13 @@ pub struct LstmCache {
     dh: Vec<f32>,
 }
 
+/// Sizes a buffer to `n` without clearing it: every caller overwrites what it reads, or
+/// zeroes it explicitly (zero-filling every buffer on every batch cost ~6% of inference).
 fn fit(v: &mut Vec<f32>, n: usize) {
-    v.clear();
-    v.resize(n, 0.0);
+    if v.len() != n {
+        v.clear();
+        v.resize(n, 0.0);
+    }
 }
 
 /// Forward over `t` steps of a batch of `b`; `x` is `[T][B][I]`. Outputs land in `cache.h`.
@@ -63,6 +67,7 @@ pub fn forward(d: LstmDims, p: &[f32], t: usize, b: usize, x: &[f32], cache: &mu
     fit(&mut cache.c, (t + 1) * b * h_n);
     fit(&mut cache.tc, t * b * h_n);
     fit(&mut cache.h, t * b * h_n);
+    cache.c[..b * h_n].fill(0.0); // c_0
     for s in 0..t {
         let z = &mut cache.z[s * b * zw..(s + 1) * b * zw];
         for r in 0..b {
@@ -70,6 +75,8 @@ pub fn forward(d: LstmDims, p: &[f32], t: usize, b: usize, x: &[f32], cache: &mu
             if s > 0 {
                 let hp = &cache.h[((s - 1) * b + r) * h_n..((s - 1) * b + r + 1) * h_n];
                 z[r * zw + i_n..(r + 1) * zw].copy_from_slice(hp);
+            } else {
+                z[r * zw + i_n..(r + 1) * zw].fill(0.0); // h_0
             }
         }
         let a = &mut cache.gates[s * b * g4..(s + 1) * b * g4];

@@ -131,6 +131,7 @@ pub struct Work {
     wt: Vec<f32>,
 }
 
+/// Sizes a buffer to `n`, all zeros.
 fn fit(v: &mut Vec<f32>, n: usize) {
     v.clear();
     v.resize(n, 0.0);
