@@ -171,7 +171,7 @@ pub fn train_model(
         fit_ends.iter().filter(|&&i| series.labels[i] == 0).map(|&i| norm.apply(&series.features[i])).collect();
     let mut iforest = IsolationForest::fit(&normal_rows, opts.trees, 256, opts.train.seed);
     let if_val: Vec<f64> = val_ends.iter().map(|&i| iforest.score(&norm.apply(&series.features[i]))).collect();
-    iforest.threshold = metrics::best_f1_threshold(&if_val, &va.labels).unwrap_or(f64::INFINITY);
+    iforest.threshold = metrics::best_f1_threshold(&if_val, &va.labels).unwrap_or(f64::MAX);
 
     let meta = Meta {
         version: VERSION,

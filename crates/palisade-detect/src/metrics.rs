@@ -151,7 +151,9 @@ pub fn best_f1_threshold(scores: &[f64], labels: &[u8]) -> Option<f64> {
     }
     if p == 0 {
         let allowed = n / 100;
-        return pts.iter().rev().find(|&&(_, _, fp)| fp <= allowed).map(|&(t, _, _)| t).or(Some(f64::INFINITY));
+        // None flagged at all: just above the highest score (finite, so it survives JSON).
+        let above_all = pts.first().map(|&(t, _, _)| t.next_up());
+        return pts.iter().rev().find(|&&(_, _, fp)| fp <= allowed).map(|&(t, _, _)| t).or(above_all);
     }
     let mut best = (f64::NEG_INFINITY, f64::INFINITY);
     for &(t, tp, fp) in &pts {
@@ -226,8 +228,11 @@ mod tests {
     fn best_f1_threshold_by_hand() {
         // t=0.9: F1 2/4; t=0.8: 4/5; t=0.7: 4/6; t=0.6: 6/7 (best); t=0.5: 6/8.
         assert_eq!(best_f1_threshold(&S, &Y), Some(0.6));
-        // Only normals: flag at most 1% -> of 3 normals none, so the top score's threshold is above all.
-        assert_eq!(best_f1_threshold(&[0.1, 0.2, 0.3], &[0, 0, 0]), Some(f64::INFINITY));
+        // Only normals: flag at most 1% -> of 3 normals none, so the threshold is just above the top.
+        assert_eq!(best_f1_threshold(&[0.1, 0.2, 0.3], &[0, 0, 0]), Some(0.3f64.next_up()));
+        // Of 200 normals, 2 may be flagged.
+        let s: Vec<f64> = (0..200).map(f64::from).collect();
+        assert_eq!(best_f1_threshold(&s, &[0; 200]), Some(198.0));
     }
 
     #[test]

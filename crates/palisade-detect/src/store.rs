@@ -125,6 +125,13 @@ pub fn load(dir: &Path) -> Result<Model, StoreError> {
     {
         return Err(mismatch(&path, format!("unusable network configuration {cfg:?}")));
     }
+    let n = &meta.norm;
+    if !(n.mean.iter().all(|m| m.is_finite()) && n.std.iter().all(|s| s.is_finite() && *s > 0.0)) {
+        return Err(mismatch(&path, "normalisation statistics must be finite with positive spreads".into()));
+    }
+    if !meta.threshold.is_finite() {
+        return Err(mismatch(&path, format!("threshold {} is not a finite number", meta.threshold)));
+    }
     let (bytes, wpath) = read(WEIGHTS)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|source| StoreError::Tensors { path: wpath.clone(), source })?;
     let lay = cfg.layout();

@@ -150,13 +150,23 @@ fn bad_inputs_are_errors_that_say_what_is_wrong() {
     let e = train_model(&series, "vm", &opts(T0 + 19, 1), |_| {}).unwrap_err().to_string();
     assert!(e.contains("has no abnormal window"), "{e}");
     // Evaluation needs windows after --from.
+    // (Its validation windows are all normal: thresholds fall back to flagging at most 1% of
+    // them, and the model still saves and loads.)
     let model = train_model(&series, "vm", &opts(T0 + 40, 1), |_| {}).unwrap();
+    store::save(&model, &d.join("normal-val")).unwrap();
+    assert!(store::load(&d.join("normal-val")).is_ok());
     let e = evaluate(&model, &series, (T0 + 1000) * 1_000_000_000, 1).unwrap_err().to_string();
     assert!(e.contains("no window to score at or after 1700001000"), "{e}");
     // A model directory that is not one.
     std::fs::create_dir_all(d.join("empty")).unwrap();
     let e = store::load(&d.join("empty")).unwrap_err().to_string();
     assert!(e.contains("cannot read") && e.contains("model.json"), "{e}");
+    // A model file edited into nonsense is refused, naming the file and what is wrong.
+    let meta = d.join("normal-val").join("model.json");
+    let text = std::fs::read_to_string(&meta).unwrap().replacen("\"threshold\": ", "\"threshold\": -1e999 * 0 + ", 1);
+    std::fs::write(&meta, text).unwrap();
+    let e = store::load(&d.join("normal-val")).unwrap_err().to_string();
+    assert!(e.contains("model.json") && e.contains("not a valid model file"), "{e}");
 }
 
 #[test]
