@@ -84,9 +84,29 @@ pub struct Model {
 /// Why a detector could not be trained or evaluated.
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
-    /// Too little data before the split.
-    #[error("{0}")]
-    Split(String),
+    /// `T` is zero.
+    #[error("--steps must be at least 1")]
+    NoSteps,
+    /// Too few windows before `--train-until`.
+    #[error("only {rows} windows start before --train-until; need at least {need} (T = {steps} steps, then training and validation windows)")]
+    TooFewBeforeSplit {
+        /// Windows before the split.
+        rows: usize,
+        /// Windows needed.
+        need: usize,
+        /// `T`.
+        steps: usize,
+    },
+    /// Too few training windows to keep some for validation.
+    #[error("{windows} training windows are too few to split into training and validation ({percent}% validation, T = {steps})")]
+    TooFewToValidate {
+        /// Training windows.
+        windows: usize,
+        /// Validation share in percent.
+        percent: f64,
+        /// `T`.
+        steps: usize,
+    },
     /// Training failed.
     #[error(transparent)]
     Train(#[from] TrainError),
@@ -111,14 +131,11 @@ pub fn train_model(
 ) -> Result<Model, DetectError> {
     let t = opts.net.steps;
     if t == 0 {
-        return Err(DetectError::Split("--steps must be at least 1".into()));
+        return Err(DetectError::NoSteps);
     }
     let n_rows = series.starts.iter().take_while(|&&s| s < opts.train_until_ns).count();
     if n_rows < t + 1 {
-        return Err(DetectError::Split(format!(
-            "only {n_rows} windows start before --train-until; need at least {} (T = {t} steps, then training and validation windows)",
-            t + 1
-        )));
+        return Err(DetectError::TooFewBeforeSplit { rows: n_rows, need: t + 1, steps: t });
     }
     let ends: Vec<usize> = (t - 1..n_rows).collect();
     let n_val = ((ends.len() as f64) * opts.val_fraction).round() as usize;
@@ -127,11 +144,11 @@ pub fn train_model(
     let val_ends: Vec<usize> = ends[n_fit..].iter().copied().skip(t - 1).collect();
     let fit_ends = &ends[..n_fit];
     if fit_ends.is_empty() || val_ends.is_empty() {
-        return Err(DetectError::Split(format!(
-            "{} training windows are too few to split into training and validation ({}% validation, T = {t})",
-            ends.len(),
-            (opts.val_fraction * 100.0).round()
-        )));
+        return Err(DetectError::TooFewToValidate {
+            windows: ends.len(),
+            percent: (opts.val_fraction * 100.0).round(),
+            steps: t,
+        });
     }
     let fit_rows = fit_ends.last().map_or(0, |&e| e + 1);
     let norm = Normalizer::fit(&series.features[..fit_rows]);
