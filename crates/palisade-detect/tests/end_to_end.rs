@@ -146,9 +146,9 @@ fn bad_inputs_are_errors_that_say_what_is_wrong() {
     let e = load(&d.join("short.csv"));
     assert!(e.contains("short.csv has no label for window 1700000001 (59 windows"), "{e}");
     // Training needs T + 1 windows before the split, and abnormal ones among them.
+    let (series, _) = data::load(&pcap, &d.join("labels.csv"), VM.into(), Seconds::from_secs(1)).unwrap();
     let e = train_model(&series, "vm", &opts(T0 + 3, 1), |_| {}).unwrap_err().to_string();
     assert!(e.starts_with("only 3 windows start before --train-until; need at least 5"), "{e}");
-    let (series, _) = data::load(&pcap, &d.join("labels.csv"), VM.into(), Seconds::from_secs(1)).unwrap();
     let e = train_model(&series, "vm", &opts(T0 + 19, 1), |_| {}).unwrap_err().to_string();
     assert!(e.contains("has no abnormal window"), "{e}");
     // Evaluation needs windows after --from.
