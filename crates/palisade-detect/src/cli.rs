@@ -179,6 +179,10 @@ pub struct EvalArgs {
     /// Also write the ROC curves of all detectors to this SVG file.
     #[arg(long, value_name = "FILE")]
     pub roc: Option<PathBuf>,
+    /// Also write every scored window's scores to this CSV file
+    /// (window_start,label,attack,lstm_nad,stability_2018,isolation_forest).
+    #[arg(long, value_name = "FILE")]
+    pub scores: Option<PathBuf>,
     /// Threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -313,6 +317,9 @@ pub fn eval(a: &EvalArgs) -> Result<(), CliError> {
             format!("ROC, VM {}, {} windows from {} s", a.vm, ev.windows, window.format_instant(a.from.as_nanos()));
         let svg = roc_svg(&title, &curves(&ev));
         std::fs::write(path, svg).map_err(|source| CliError::Write { path: path.clone(), source })?;
+    }
+    if let Some(path) = &a.scores {
+        std::fs::write(path, ev.scores_csv(window)).map_err(|source| CliError::Write { path: path.clone(), source })?;
     }
     let mut out = std::io::stdout().lock();
     let text = match a.output {

@@ -223,6 +223,9 @@ pub struct DetectorResult {
     /// The ROC curve (for the plot; not in the JSON).
     #[serde(skip)]
     pub roc: Vec<RocPoint>,
+    /// Every window's score, in window order (for `--scores`; not in the JSON).
+    #[serde(skip)]
+    pub scores: Vec<f64>,
 }
 
 /// Detection of one attack kind.
@@ -250,6 +253,34 @@ pub struct Evaluation {
     pub stability_2018: DetectorResult,
     /// The isolation forest.
     pub isolation_forest: DetectorResult,
+    /// Start of each scored window, ns (not in the JSON).
+    #[serde(skip)]
+    pub starts: Vec<u64>,
+    /// Label of each scored window (not in the JSON).
+    #[serde(skip)]
+    pub labels: Vec<u8>,
+    /// Attack kind of each scored window (not in the JSON).
+    #[serde(skip)]
+    pub attacks: Vec<Option<String>>,
+}
+
+impl Evaluation {
+    /// Every scored window as CSV: `window_start,label,attack,lstm_nad,stability_2018,isolation_forest`.
+    pub fn scores_csv(&self, window: palisade_nad::Seconds) -> String {
+        let mut s = String::from("window_start,label,attack,lstm_nad,stability_2018,isolation_forest\n");
+        for i in 0..self.starts.len() {
+            s += &format!(
+                "{},{},{},{},{},{}\n",
+                window.format_instant(self.starts[i]),
+                self.labels[i],
+                self.attacks[i].as_deref().unwrap_or(""),
+                self.lstm_nad.scores[i],
+                self.stability_2018.scores[i],
+                self.isolation_forest.scores[i]
+            );
+        }
+        s
+    }
 }
 
 fn result(scores: &[f64], labels: &[u8], attacks: &[Option<&str>], threshold: f64) -> DetectorResult {
@@ -267,6 +298,7 @@ fn result(scores: &[f64], labels: &[u8], attacks: &[Option<&str>], threshold: f6
         confusion: Confusion::at(scores, labels, threshold),
         per_attack,
         roc: metrics::roc_curve(scores, labels),
+        scores: scores.to_vec(),
     }
 }
 
@@ -299,5 +331,8 @@ pub fn evaluate(model: &Model, series: &Series, from_ns: u64, threads: usize) ->
         lstm_nad: result(&lstm, &labels, &attacks, model.meta.threshold),
         stability_2018: result(&stab, &labels, &attacks, model.stability.threshold),
         isolation_forest: result(&ifs, &labels, &attacks, model.iforest.threshold),
+        attacks: attacks.iter().map(|a| a.map(str::to_owned)).collect(),
+        starts,
+        labels,
     })
 }

@@ -122,9 +122,21 @@ fn cli_train_then_eval_writes_model_files_and_a_roc_plot() {
         from: Seconds::from_secs(T0 + 200),
         output: Output::Json,
         roc: Some(d.join("roc.svg")),
+        scores: Some(d.join("scores.csv")),
         threads: 2,
     };
     cli::eval(&eval).unwrap();
+    // One line per scored window (the 100 from --from on), labels as in labels.csv.
+    let scores = std::fs::read_to_string(d.join("scores.csv")).unwrap();
+    let lines: Vec<&str> = scores.lines().collect();
+    assert_eq!(lines[0], "window_start,label,attack,lstm_nad,stability_2018,isolation_forest");
+    assert_eq!(lines.len(), 101);
+    let labels = std::fs::read_to_string(d.join("labels.csv")).unwrap();
+    for l in &lines[1..] {
+        let f: Vec<&str> = l.split(',').collect();
+        assert!(labels.contains(&format!("\n{},{},{}\n", f[0], f[1], f[2])), "{l}");
+        assert!(f[3..].iter().all(|v| v.parse::<f64>().is_ok()), "{l}");
+    }
     let svg = std::fs::read_to_string(d.join("roc.svg")).unwrap();
     assert_eq!(svg.matches("<polyline").count(), 3, "one curve per detector");
     assert!(svg.contains("LSTM-NAD (AUC") && svg.contains("stability_2018") && svg.contains("isolation_forest"));
