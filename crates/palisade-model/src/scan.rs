@@ -68,7 +68,7 @@ impl PortItem {
     }
 }
 
-/// Which ports a scan probes.
+/// Which ports a scan probes, and for a vuln-scan how deep it looks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ScanProfile {
@@ -78,6 +78,23 @@ pub struct ScanProfile {
     /// UDP ports and ranges.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub udp: Vec<PortItem>,
+    /// vuln-scan: identify the services and versions (nmap `-sV`); default yes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_detection: Option<bool>,
+    /// vuln-scan: only these nmap scripts, by name (default: every offline-safe `vuln` script).
+    /// A named script outside the offline-safe set never runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scripts: Vec<String>,
+}
+
+/// Most scripts a profile may name.
+pub const MAX_SCRIPTS: usize = 32;
+
+/// Whether `name` can be an nmap script's name (`http-git`, `ssl-heartbleed`).
+pub fn is_script_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
 }
 
 impl ScanProfile {
@@ -220,6 +237,22 @@ impl ScanSpec {
                 _ => out.push(("scan.schedule".to_owned(), "give exactly one of `every` and `cron`".to_owned())),
             }
         }
+        if self.profile.scripts.len() > MAX_SCRIPTS {
+            out.push(("scan.profile.scripts".to_owned(), format!("name at most {MAX_SCRIPTS} scripts")));
+        }
+        for (i, name) in self.profile.scripts.iter().enumerate() {
+            if !is_script_name(name) {
+                out.push((format!("scan.profile.scripts[{i}]"), format!("`{name}` is not an nmap script name")));
+            }
+        }
+        let deep = self.profile.service_detection.is_some() || !self.profile.scripts.is_empty();
+        if deep && self.kind != ScanKind::VulnScan {
+            out.push((
+                "scan.profile".to_owned(),
+                "service_detection and scripts are for `kind: vuln-scan` (nmap); port-scan only probes ports"
+                    .to_owned(),
+            ));
+        }
         if !(1..=MAX_SCAN_CONCURRENCY).contains(&self.concurrency) {
             out.push((
                 "scan.concurrency".to_owned(),
@@ -241,7 +274,7 @@ mod tests {
         assert!(PortItem::Port(0).ports().is_err());
         assert!(PortItem::Port(70000).ports().is_err());
         assert!(PortItem::Range("9-1".into()).ports().unwrap_err().contains("backwards"));
-        let p = ScanProfile { tcp: vec![PortItem::Port(81), PortItem::Range("80-81".into())], udp: vec![] };
+        let p = ScanProfile { tcp: vec![PortItem::Port(81), PortItem::Range("80-81".into())], ..Default::default() };
         assert_eq!(p.tcp_ports(), vec![80, 81]);
         assert_eq!(parse_interval("1h"), Ok(3600));
         assert_eq!(parse_interval("90s"), Ok(90));

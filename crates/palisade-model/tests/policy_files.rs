@@ -216,6 +216,11 @@ fn scan_policies_are_parsed_and_checked() {
     assert!(e.contains("hour: `25` is outside 0-23"), "{e}");
     let e = located(&SCAN.replace("concurrency: 2", "concurrency: 0"), "concurrency");
     assert!(e.contains("outside 1-64"), "{e}");
+    let e = located(&SCAN.replacen("tcp: [22,", "scripts: [http-git]\n        tcp: [22,", 1), "profile");
+    assert!(e.contains("are for `kind: vuln-scan`"), "{e}");
+    let vuln = SCAN.replace("concurrency: 2", "concurrency: 2\n      kind: vuln-scan");
+    let e = located(&vuln.replacen("tcp: [22,", "scripts: [http-git, \"all or x\"]\n        tcp: [22,", 1), "scripts");
+    assert!(e.contains("`all or x` is not an nmap script name"), "{e}");
     let e = located(&SCAN.replace("concurrency: 2", "concurrency: 2\n      kind: deep-scan"), "kind");
     assert!(e.contains("unknown variant `deep-scan`"), "{e}");
     let e = located(&SCAN.replace("concurrency: 2", "concurrency: 2\n      speed: fast"), "speed");

@@ -27,6 +27,19 @@ use crate::portscan::{PortResult, PortState, Proto};
 pub const OFFLINE_VULN_SCRIPTS: &str =
     "vuln and safe and not (external or broadcast or dos or intrusive or http-slowloris-check)";
 
+/// The `--script` selection for a profile's script names: the offline-safe set, narrowed to
+/// `names` when given. The result is always within [`OFFLINE_VULN_SCRIPTS`]: a name outside it
+/// selects nothing. Names must be plain script names (see `palisade_model::scan::is_script_name`).
+pub fn script_selection(names: &[String]) -> String {
+    let names: Vec<&str> =
+        names.iter().map(String::as_str).filter(|n| palisade_model::scan::is_script_name(n)).collect();
+    if names.is_empty() {
+        OFFLINE_VULN_SCRIPTS.to_owned()
+    } else {
+        format!("({OFFLINE_VULN_SCRIPTS}) and ({})", names.join(" or "))
+    }
+}
+
 /// What one port runs, as nmap's service detection names it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ServiceInfo {
@@ -132,8 +145,10 @@ pub struct NmapSpec {
     pub tcp: Vec<u16>,
     /// UDP ports.
     pub udp: Vec<u16>,
-    /// The script selection ([`OFFLINE_VULN_SCRIPTS`] unless a test narrows it).
+    /// The script selection ([`script_selection`]).
     pub scripts: String,
+    /// Identify services and versions (`-sV`).
+    pub service_detection: bool,
     /// Longest run allowed.
     pub timeout: Duration,
 }
@@ -148,7 +163,10 @@ pub fn arguments(spec: &NmapSpec) -> Vec<String> {
     if !spec.udp.is_empty() {
         ports.push(format!("U:{}", list(&spec.udp)));
     }
-    let mut args: Vec<String> = ["-n", "-Pn", "-sV", "--reason", "-oX", "-"].map(String::from).to_vec();
+    let mut args: Vec<String> = ["-n", "-Pn", "--reason", "-oX", "-"].map(String::from).to_vec();
+    if spec.service_detection {
+        args.push("-sV".into());
+    }
     args.push(if spec.udp.is_empty() { "-sS".into() } else { "-sSU".into() });
     args.extend(["--script".to_owned(), spec.scripts.clone(), "-p".to_owned(), ports.join(",")]);
     args.extend(["--host-timeout".to_owned(), format!("{}s", spec.timeout.as_secs().max(1))]);

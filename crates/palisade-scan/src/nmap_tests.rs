@@ -47,9 +47,12 @@ fn arguments_keep_nmap_offline_and_on_the_given_ports() {
         tcp: vec![22, 80],
         udp: vec![53],
         scripts: OFFLINE_VULN_SCRIPTS.into(),
+        service_detection: true,
         timeout: Duration::from_secs(120),
     };
     let args = arguments(&spec);
+    assert!(args.contains(&"-sV".to_owned()));
+    assert!(!arguments(&NmapSpec { service_detection: false, ..spec.clone() }).contains(&"-sV".to_owned()));
     assert!(args.contains(&"-n".to_owned()), "no name resolution: {args:?}");
     let at = |flag: &str| args[args.iter().position(|a| a == flag).unwrap() + 1].clone();
     assert_eq!(at("-p"), "T:22,80,U:53");
@@ -57,4 +60,13 @@ fn arguments_keep_nmap_offline_and_on_the_given_ports() {
     assert_eq!(at("--host-timeout"), "120s");
     assert!(args.contains(&"-sSU".to_owned()));
     assert_eq!(args.last().unwrap(), "100.64.0.3");
+}
+
+#[test]
+fn named_scripts_only_narrow_the_offline_safe_set() {
+    assert_eq!(script_selection(&[]), OFFLINE_VULN_SCRIPTS);
+    let two = script_selection(&["http-git".into(), "vulners".into()]);
+    assert_eq!(two, format!("({OFFLINE_VULN_SCRIPTS}) and (http-git or vulners)"));
+    // `vulners` is external: the first clause keeps it out. Not-a-name text is dropped.
+    assert_eq!(script_selection(&["all or x".into()]), OFFLINE_VULN_SCRIPTS);
 }

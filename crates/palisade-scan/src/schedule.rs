@@ -117,7 +117,14 @@ pub fn targets(inv: &Inventory, tenant: &Name, spec: &ScanSpec) -> Result<Vec<Ta
 
 /// The engine profile of a policy.
 pub fn profile(spec: &ScanSpec) -> Profile {
-    Profile { tcp: spec.profile.tcp_ports(), udp: spec.profile.udp_ports(), kind: spec.kind, ..Profile::default() }
+    Profile {
+        tcp: spec.profile.tcp_ports(),
+        udp: spec.profile.udp_ports(),
+        kind: spec.kind,
+        service_detection: spec.profile.service_detection.unwrap_or(true),
+        scripts: spec.profile.scripts.clone(),
+        ..Profile::default()
+    }
 }
 
 /// Runs every policy of `inv` due at `now` against its targets, at most the policy's

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::flows::{compile_task, Target};
 use crate::manager::TaskFlows;
-use crate::nmap::{nmap_in, Finding, NmapSpec, ServiceInfo, OFFLINE_VULN_SCRIPTS};
+use crate::nmap::{nmap_in, Finding, NmapSpec, ServiceInfo};
 use crate::pool::{AddressPool, PoolError, TaskAddrs};
 use crate::portscan::{scan_in, PortResult, ScanSpec};
 use crate::space::{self, SpaceError, TaskSpace};
@@ -87,6 +87,16 @@ pub struct Profile {
     /// The engine: the built-in port scanner or nmap with offline vulnerability scripts.
     #[serde(default)]
     pub kind: ScanKind,
+    /// vuln-scan: identify services and versions.
+    #[serde(default = "yes")]
+    pub service_detection: bool,
+    /// vuln-scan: only these scripts (of the offline-safe set); empty: all of that set.
+    #[serde(default)]
+    pub scripts: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Longest a vuln-scan task's nmap may run.
@@ -100,6 +110,8 @@ impl Default for Profile {
             concurrency: 256,
             timeout_ms: 500,
             kind: ScanKind::PortScan,
+            service_detection: true,
+            scripts: Vec::new(),
         }
     }
 }
@@ -283,7 +295,8 @@ impl ScanService {
                     target: addrs.vir.ip,
                     tcp: profile.tcp.clone(),
                     udp: profile.udp.clone(),
-                    scripts: OFFLINE_VULN_SCRIPTS.to_owned(),
+                    scripts: crate::nmap::script_selection(&profile.scripts),
+                    service_detection: profile.service_detection,
                     timeout: VULN_SCAN_TIMEOUT,
                 };
                 nmap_in(&space.netns_path(), &spec)

@@ -115,6 +115,17 @@ fn vuln_scans_find_each_tenants_own_services_and_versions() {
     assert!(d["changed"][0]["from"].as_str().unwrap_or("").ends_with("2.4.57"), "{d}");
     assert!(d["changed"][0]["to"].as_str().unwrap_or("").ends_with("2.4.62"), "{d}");
 
+    // A narrower profile: only `http-trace` (so no http-git finding), no version detection.
+    let args =
+        ["--token", &alpha_token, "scan", "run", "--kind", "vuln-scan", "--target", "alpha/web1", "--tcp", "8081"];
+    let narrow: Value = serde_json::from_str(
+        &env.ok(&[&args[..], &["--scripts", "http-trace", "--no-service-detection", "-o", "json"]].concat()),
+    )
+    .expect("json");
+    assert_eq!(open_ports(&narrow), vec![8081], "{narrow}");
+    assert!(!scripts(&narrow).contains(&"http-git".to_owned()), "only the named script ran: {narrow}");
+    assert!(narrow["services"].as_array().into_iter().flatten().all(|s| s["version"].is_null()), "no -sV: {narrow}");
+
     let netns = Command::new("ip").args(["netns", "list"]).output().expect("ip");
     assert!(!String::from_utf8_lossy(&netns.stdout).lines().any(|l| l.starts_with("pt-")), "no task space remains");
     env.ok(&["lab", "down"]);

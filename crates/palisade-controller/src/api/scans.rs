@@ -29,6 +29,10 @@ pub(super) struct RunBody {
     /// `port-scan` (default) or `vuln-scan` (nmap with service detection and offline-safe
     /// vulnerability scripts).
     kind: Option<palisade_model::ScanKind>,
+    /// vuln-scan: identify services and versions (default true).
+    service_detection: Option<bool>,
+    /// vuln-scan: only these scripts of the offline-safe set (default all of it).
+    scripts: Option<Vec<String>>,
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -86,6 +90,20 @@ fn profile(body: &RunBody) -> Result<Profile, ApiError> {
     }
     if let Some(kind) = body.kind {
         p.kind = kind;
+    }
+    if body.service_detection.is_some() || body.scripts.is_some() {
+        if p.kind != palisade_model::ScanKind::VulnScan {
+            return Err(bad("service_detection and scripts need kind vuln-scan"));
+        }
+        p.service_detection = body.service_detection.unwrap_or(true);
+        let scripts = body.scripts.clone().unwrap_or_default();
+        if scripts.len() > palisade_model::scan::MAX_SCRIPTS {
+            return Err(bad(format!("name at most {} scripts", palisade_model::scan::MAX_SCRIPTS)));
+        }
+        if let Some(bad_name) = scripts.iter().find(|n| !palisade_model::scan::is_script_name(n)) {
+            return Err(bad(format!("`{bad_name}` is not an nmap script name")));
+        }
+        p.scripts = scripts;
     }
     Ok(p)
 }

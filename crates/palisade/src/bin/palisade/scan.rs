@@ -31,6 +31,13 @@ pub(crate) enum ScanCmd {
         /// detection and the offline-safe `vuln` scripts, inside the task space).
         #[arg(long, default_value = "port-scan", value_parser = ["port-scan", "vuln-scan"])]
         kind: String,
+        /// vuln-scan: skip service and version detection (faster; no versions to diff).
+        #[arg(long)]
+        no_service_detection: bool,
+        /// vuln-scan: only these nmap scripts, comma-separated (default: every offline-safe
+        /// `vuln` script; a named script outside that set does not run), e.g. `http-git,ssl-heartbleed`.
+        #[arg(long, value_delimiter = ',')]
+        scripts: Vec<String>,
     },
     /// List scan tasks and their findings.
     Tasks,
@@ -79,8 +86,14 @@ fn open_ports(task: &Value) -> String {
 pub(crate) fn run(cli: &Cli, cmd: &ScanCmd) -> anyhow::Result<()> {
     let c = client(cli)?;
     match cmd {
-        ScanCmd::Run { target, tcp, udp, concurrency, timeout_ms, kind } => {
+        ScanCmd::Run { target, tcp, udp, concurrency, timeout_ms, kind, no_service_detection, scripts } => {
             let mut req = json!({ "target": target, "kind": kind });
+            if *no_service_detection {
+                req["service_detection"] = json!(false);
+            }
+            if !scripts.is_empty() {
+                req["scripts"] = json!(scripts);
+            }
             if let Some(t) = tcp {
                 req["tcp"] = json!(ports(t)?);
             }
