@@ -218,6 +218,14 @@ pub(crate) fn write_labels(
     window: u64,
     labels: &[Option<AttackKind>],
 ) -> Result<(), DatasetError> {
+    let names: Vec<Option<&str>> = labels.iter().map(|l| l.map(AttackKind::name)).collect();
+    write_labels_csv(dir, start, window, &names)
+}
+
+/// `DIR/labels.csv` as the detector reads it: `window_start,label,attack`, one row per window
+/// from `start` (seconds) on, 1 and the kind's name where `labels` names one, else `0,`. Any
+/// dataset maker uses this (the synthetic one, `palisade lab traffic`).
+pub fn write_labels_csv(dir: &Path, start: u64, window: u64, labels: &[Option<&str>]) -> Result<(), DatasetError> {
     let path = dir.join("labels.csv");
     let failed = |source| DatasetError::Write { path: path.clone(), source };
     let mut w = BufWriter::new(File::create(&path).map_err(failed)?);
