@@ -179,6 +179,9 @@ enum LabCmd {
         /// Appliance name.
         appliance: String,
     },
+    /// Make a labelled NAD dataset with real tools in the lab (services, daily-cycle clients,
+    /// hping3/nmap/masscan/URL-probe attacks, a capture, labels.csv).
+    Traffic(palisade_traffic::cli::TrafficArgs),
 }
 
 fn main() {
@@ -496,6 +499,19 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
             if !out.status.success() {
                 std::process::exit(out.status.code().unwrap_or(1));
             }
+        }
+        LabCmd::Traffic(args) => {
+            let hosts: Vec<palisade_traffic::Host> = lab_spec(&inv, "palisade0")?
+                .hosts
+                .iter()
+                .map(|h| palisade_traffic::Host {
+                    netns: h.netns.clone(),
+                    port: h.port.clone(),
+                    ip: h.addr.addr(),
+                    mac: h.mac.clone(),
+                })
+                .collect();
+            palisade_traffic::cli::run(args, &hosts)?;
         }
         LabCmd::Counters { appliance } => {
             let spec = lab_spec(&inv, "palisade0")?;

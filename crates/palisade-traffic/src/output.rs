@@ -1,0 +1,167 @@
+//! What a run leaves in its directory: `capture.pcap` cut to the run's windows, `labels.csv`
+//! (palisade-nad's writer, the synthetic dataset's format) and `dataset.json` (the synthetic
+//! dataset's shape where the two have the same thing to say).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use palisade_nad::build::PcapWriter;
+use palisade_nad::CaptureReader;
+use serde::Serialize;
+
+use crate::error::TrafficError;
+use crate::plan::{Kind, Ran};
+
+/// Everything `dataset.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// What this file is.
+    pub format: &'static str,
+    /// The seed.
+    pub seed: u64,
+    /// The monitored VM (`--vm` for features, train and eval).
+    pub vm: Ipv4Addr,
+    /// Window length in seconds.
+    pub window: u64,
+    /// First second of the span (a window start).
+    pub start: u64,
+    /// End of the span (exclusive).
+    pub end: u64,
+    /// Windows in the span (rows of `labels.csv`).
+    pub windows: u64,
+    /// End of the first half: windows before it train (and validate), the rest test.
+    pub train_until: u64,
+    /// Kinds in the training part (and the test part).
+    pub train_kinds: Vec<Kind>,
+    /// Kinds only in the test part: unseen attacks.
+    pub held_back_kinds: Vec<Kind>,
+    /// The wanted share of abnormal windows.
+    pub attack_share_target: f64,
+    /// Length of one compressed day in seconds (one second stands for one minute by default).
+    pub period: u64,
+    /// Packets, bytes and windows.
+    pub counts: Counts,
+    /// Per kind: episodes and windows.
+    pub kinds: BTreeMap<Kind, KindCount>,
+    /// The benign side.
+    pub benign: Benign,
+    /// Every attack episode as it ran, in time order.
+    pub episodes: Vec<Ran>,
+}
+
+/// Totals.
+#[derive(Debug, Clone, Serialize)]
+pub struct Counts {
+    /// Packets in `capture.pcap`.
+    pub packets: u64,
+    /// Size of `capture.pcap` in bytes.
+    pub capture_bytes: u64,
+    /// Packets captured outside the span and left out.
+    pub packets_outside: u64,
+    /// Windows labelled 1.
+    pub abnormal_windows: u64,
+    /// Starts of the windows without a packet (the benign load never stops, so these are
+    /// stalls of the machine or the switch; the features see them as they are).
+    pub empty_windows: Vec<u64>,
+    /// The training part (before `train_until`).
+    pub train: Part,
+    /// The test part (from `train_until` on).
+    pub test: Part,
+}
+
+/// One part of the split.
+#[derive(Debug, Clone, Serialize)]
+pub struct Part {
+    /// Windows.
+    pub windows: u64,
+    /// Windows labelled 1.
+    pub abnormal_windows: u64,
+    /// Abnormal windows per kind.
+    pub per_kind: BTreeMap<Kind, u64>,
+}
+
+impl Part {
+    /// Counts `labels`.
+    pub fn of(labels: &[Option<Kind>]) -> Part {
+        let mut per_kind = BTreeMap::new();
+        for k in labels.iter().flatten() {
+            *per_kind.entry(*k).or_default() += 1;
+        }
+        Part { windows: labels.len() as u64, abnormal_windows: per_kind.values().sum(), per_kind }
+    }
+}
+
+/// One kind's share of the dataset.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KindCount {
+    /// Episodes.
+    pub episodes: u64,
+    /// Windows labelled with it.
+    pub windows: u64,
+    /// Whether it is held back for the test part.
+    pub held_back: bool,
+}
+
+/// The benign load.
+#[derive(Debug, Clone, Serialize)]
+pub struct Benign {
+    /// Requests per second at the daily peak (15 % of it at night).
+    pub peak_rate: f64,
+    /// Client addresses.
+    pub clients: Vec<Ipv4Addr>,
+    /// Requests made.
+    pub requests: u64,
+    /// Requests that got no answer.
+    pub failed: u64,
+    /// Requests and datagrams the services answered (benign and attack).
+    pub served: u64,
+}
+
+/// What [`trim`] kept.
+#[derive(Debug)]
+pub struct Trimmed {
+    /// Packets kept.
+    pub kept: u64,
+    /// Packets outside the span, left out.
+    pub outside: u64,
+    /// Packets per window.
+    pub per_window: Vec<u64>,
+}
+
+/// Copies the packets of `raw` stamped in `[start_ns, end_ns)` to `out`, counting them per
+/// window of `window_ns`.
+pub fn trim(raw: &Path, out: &Path, start_ns: u64, end_ns: u64, window_ns: u64) -> Result<Trimmed, TrafficError> {
+    let read_err = |source| TrafficError::ReadCapture { path: raw.to_owned(), source };
+    let file = File::open(raw).map_err(|source| TrafficError::Write { path: raw.to_owned(), source })?;
+    let mut reader = CaptureReader::new(std::io::BufReader::new(file)).map_err(read_err)?;
+    let link = reader.link_types().first().copied().unwrap_or(palisade_nad::LinkType::ETHERNET);
+    let failed = |source| TrafficError::Write { path: out.to_owned(), source };
+    let f = File::create(out).map_err(failed)?;
+    let mut w = PcapWriter::new(BufWriter::new(f), link, 512, false, false).map_err(failed)?;
+    let mut t = Trimmed { kept: 0, outside: 0, per_window: vec![0; ((end_ns - start_ns) / window_ns) as usize] };
+    while let Some(frame) = reader.next_frame().map_err(read_err)? {
+        if (start_ns..end_ns).contains(&frame.ts_ns) {
+            w.packet(frame.ts_ns, frame.orig_len, frame.data).map_err(failed)?;
+            t.kept += 1;
+            if let Some(n) = t.per_window.get_mut(((frame.ts_ns - start_ns) / window_ns) as usize) {
+                *n += 1;
+            }
+        } else {
+            t.outside += 1;
+        }
+    }
+    w.into_inner().map_err(failed)?.into_inner().map_err(|e| failed(e.into_error()))?.sync_all().map_err(failed)?;
+    Ok(t)
+}
+
+/// `dataset.json`, pretty-printed.
+pub fn write_json(dir: &Path, summary: &Summary) -> Result<(), TrafficError> {
+    let path = dir.join("dataset.json");
+    let failed = |source| TrafficError::Write { path: path.clone(), source };
+    let mut text = serde_json::to_string_pretty(summary).map_err(|e| failed(e.into()))?;
+    text.push('\n');
+    std::fs::write(&path, text).map_err(failed)
+}
