@@ -10,14 +10,16 @@ pub enum TrafficError {
     ZeroWindow,
     /// The run is not a whole number of windows, or too short for its attacks.
     #[error(
-        "{seconds} s is too short for the attack schedule: {part} needs {needed} s for {episodes} episodes \
-         with quiet margins (run longer, e.g. --minutes 3, or lower --share)"
+        "{seconds} s is too short for the attack schedule: {part} has {has} s for {episodes} episodes, which \
+         need {needed} s with their quiet margins (run longer, e.g. --minutes 3, or lower --share)"
     )]
     TooShort {
         /// Length of the run.
         seconds: u64,
         /// Which part of the split.
         part: &'static str,
+        /// Seconds that part has.
+        has: u64,
         /// Seconds that part would need.
         needed: u64,
         /// Episodes in that part.

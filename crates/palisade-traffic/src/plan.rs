@@ -143,7 +143,7 @@ pub fn schedule(
         let count = wanted.max(kinds.len());
         let needed = count as u64 * (EPISODE_S.0 + 2 * MARGIN_S);
         if len < needed {
-            return Err(TrafficError::TooShort { seconds, part, needed: from + needed, episodes: count });
+            return Err(TrafficError::TooShort { seconds, part, has: len, needed, episodes: count });
         }
         // Every kind once in a seeded order, then seeded picks.
         let mut order: Vec<Kind> = kinds.to_vec();
