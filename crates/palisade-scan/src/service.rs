@@ -304,8 +304,8 @@ impl ScanService {
                     .map_err(TaskError::Nmap)
             }
         };
-        let down = self.flows.teardown(id).map_err(TaskError::Flows);
-        let removed = space.remove().map_err(TaskError::SpaceRemove);
+        let (down, removed) = teardown(&self.flows, id, space);
+        let (down, removed) = (down.map_err(TaskError::Flows), removed.map_err(TaskError::SpaceRemove));
         drop(released);
         let found = scanned?;
         down?;
@@ -322,6 +322,20 @@ impl ScanService {
     pub fn task(&self, id: u32) -> Result<Option<TaskRecord>, StoreError> {
         self.store.get(id)
     }
+}
+
+/// Tears a task down: its flows (one bundle) and its space. The two do not depend on each other,
+/// so they run at once; each result is returned.
+pub fn teardown(
+    flows: &TaskFlows,
+    id: TaskId,
+    space: TaskSpace,
+) -> (Result<(), crate::manager::FlowError>, Result<(), SpaceError>) {
+    std::thread::scope(|s| {
+        let removed = s.spawn(move || space.remove());
+        let down = flows.teardown(id);
+        (down, removed.join().unwrap_or(Err(SpaceError::Panicked)))
+    })
 }
 
 /// Returns a task's addresses to the pool however the task ends.

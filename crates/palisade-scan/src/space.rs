@@ -52,6 +52,9 @@ pub enum SpaceError {
     /// The task namespace could not be entered.
     #[error("could not configure the task namespace")]
     Netns(#[from] NetnsError),
+    /// The thread configuring the namespace panicked.
+    #[error("the thread configuring the task namespace panicked")]
+    Panicked,
 }
 
 fn run(args: &[&str], stdin: Option<&str>) -> Result<String, SpaceError> {
@@ -122,16 +125,29 @@ impl TaskSpace {
             ip = v.ip,
             vir = vir.ip
         );
-        // One thread enters the namespace and runs the tools there (its children inherit it).
-        run_in(&self.netns_path(), move || -> Result<(), SpaceError> {
-            run(&["ethtool", "-K", TASK_IFACE, "tx", "off"], None)?;
-            run(&["ip", "-batch", "-"], Some(&inside))?;
-            Ok(())
-        })??;
-        // add-port waits for ovs-vswitchd, so the port has its OpenFlow number when it returns;
-        // the task's flows take it from the switch's own port list.
+        // The inside and the switch port do not depend on each other: both at once. One thread
+        // enters the namespace and runs the tools there (its children inherit it), the other
+        // adds the port. add-port waits for ovs-vswitchd, so the port has its OpenFlow number
+        // when it returns; the task's flows take it from the switch's own port list.
+        let netns = self.netns_path();
         let tag = format!("tag={TASK_PORT_VLAN}");
-        run(&["ovs-vsctl", "--timeout=10", "add-port", &self.bridge, n, &tag], None)?;
+        let (inside, port) = std::thread::scope(|s| {
+            let inside = s.spawn(move || {
+                run_in(&netns, move || -> Result<(), SpaceError> {
+                    let offload = std::thread::spawn(|| run(&["ethtool", "-K", TASK_IFACE, "tx", "off"], None));
+                    let addressed = run(&["ip", "-batch", "-"], Some(&inside));
+                    offload.join().map_err(|_| SpaceError::Panicked)??;
+                    addressed.map(|_| ())
+                })
+            });
+            let port = run(&["ovs-vsctl", "--timeout=10", "add-port", &self.bridge, n, &tag], None);
+            (inside.join(), port)
+        });
+        match inside {
+            Ok(result) => result??,
+            Err(_) => return Err(SpaceError::Panicked),
+        }
+        port?;
         Ok(())
     }
 

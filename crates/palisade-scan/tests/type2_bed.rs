@@ -35,9 +35,10 @@ fn start(flows: &TaskFlows, pool: &mut AddressPool, inv: &Inventory, id: u32, te
 }
 
 fn stop(flows: &TaskFlows, pool: &mut AddressPool, task: Task) {
-    flows.teardown(task.id).unwrap();
     pool.release(task.space.addrs()).unwrap();
-    task.space.remove().unwrap();
+    let (down, removed) = palisade_scan::service::teardown(flows, task.id, task.space);
+    down.unwrap();
+    removed.unwrap();
 }
 
 fn scan(task: &Task, ports: &[u16]) -> BTreeSet<u16> {
