@@ -147,6 +147,11 @@ impl Client {
         self.call("POST", "/v1/scans", Some(request))
     }
 
+    /// Runs scan policy `tenant/name` now; answers with its finished tasks.
+    pub fn scan_policy(&self, tenant: &str, name: &str) -> Result<Value, ClientError> {
+        self.call("POST", &format!("/v1/scans/policy/{}/{}", percent_encode(tenant), percent_encode(name)), None)
+    }
+
     /// Scan tasks the token may see.
     pub fn scan_tasks(&self) -> Result<Value, ClientError> {
         self.call("GET", "/v1/scans", None)

@@ -57,7 +57,8 @@ pub fn router_with_scans(
         .route("/guests", get(guests))
         .route("/vmi/{tenant}/{vm}/symbols", get(symbols))
         .route("/vmi/{tenant}/{vm}/events", get(events))
-        .route("/scans", get(scans::list).post(scans::run));
+        .route("/scans", get(scans::list).post(scans::run))
+        .route("/scans/policy/{tenant}/{name}", post(scans::run_policy));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))

@@ -344,8 +344,10 @@ async fn server_matches_openapi_document() {
     apply(&app, ADMIN, "lab.yaml", LAB).await;
     apply(&app, ADMIN, "redirect.yaml", REDIRECT).await;
     apply(&app, ADMIN, "guest.yaml", GUEST).await;
+    apply(&app, ADMIN, "scan.yaml", include_str!("../../../examples/scan.yaml")).await;
     let concrete = |path: &str| {
-        path.replace("{kind}/{tenant}/{name}", "policy/alpha/web1-to-web2-via-fw")
+        path.replace("scans/policy/{tenant}/{name}", "scans/policy/alpha/web-ports")
+            .replace("{kind}/{tenant}/{name}", "policy/alpha/web1-to-web2-via-fw")
             .replace("{tenant}/{vm}", "alpha/guest1")
             .replace("{kind}/{name}", "appliance/fw1")
     };
@@ -363,7 +365,7 @@ async fn server_matches_openapi_document() {
             let documented = op["responses"].as_object().unwrap();
             assert!(documented.contains_key(st.as_str()), "{m} {path} answered {st} (undocumented): {v}");
             // This server runs no scan engine (the lab test runs the real one, issue #7).
-            if path == "/v1/scans" && m == "POST" {
+            if (path == "/v1/scans" || path.starts_with("/v1/scans/policy/")) && m == "POST" {
                 assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
                 checked += 1;
                 continue;
@@ -392,7 +394,7 @@ async fn server_matches_openapi_document() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 18);
+    assert_eq!(checked, 19);
     // Metrics are Prometheus text.
     let (_, m) = call(&app, "GET", "/metrics", None, None).await;
     assert!(m.as_str().unwrap().contains("palisade_flows_programmed "));
@@ -443,4 +445,22 @@ async fn subdomains_overlapping_a_reserved_range_are_refused_at_apply() {
     let (_, vms) = call(&app, "GET", "/v1/objects?kind=vm", Some(ADMIN), None).await;
     assert_eq!(vms.as_array().unwrap().len(), 0, "nothing applied: {vms}");
     assert_eq!(apply(&app, ADMIN, "lab.yaml", LAB).await.0, StatusCode::OK, "outside the pool is fine");
+}
+
+/// Issue #7: running a scan policy now is scoped like everything else: another tenant's policy
+/// is not found, a policy of another kind is refused, and without an engine the answer is 503.
+#[tokio::test]
+async fn running_a_scan_policy_now_is_tenant_scoped() {
+    let (app, _, _) = setup();
+    apply(&app, ADMIN, "lab.yaml", LAB).await;
+    apply(&app, ADMIN, "redirect.yaml", REDIRECT).await;
+    apply(&app, ADMIN, "scan.yaml", include_str!("../../../examples/scan.yaml")).await;
+
+    let (st, _) = call(&app, "POST", "/v1/scans/policy/alpha/web-ports", Some(BETA), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, v) = call(&app, "POST", "/v1/scans/policy/alpha/web1-to-web2-via-fw", Some(ALPHA), None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.to_string().contains("not a scan policy"), "{v}");
+    let (st, _) = call(&app, "POST", "/v1/scans/policy/alpha/web-ports", Some(ALPHA), None).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "no engine in this test; the lab test runs the real one");
 }

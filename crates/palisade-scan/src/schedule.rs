@@ -150,13 +150,21 @@ pub fn run_due(inv: &Inventory, scans: &ScanService, scheduler: &Scheduler, now:
             }
         };
         info!(policy = %key, targets = targets.len(), "scheduled scan starting");
-        let profile = profile(spec);
-        for chunk in targets.chunks(usize::from(spec.concurrency.max(1))) {
-            std::thread::scope(|s| {
-                let running: Vec<_> = chunk.iter().map(|t| s.spawn(|| scans.run(t, &profile))).collect();
-                out.extend(running.into_iter().filter_map(|h| h.join().ok()));
-            });
-        }
+        out.extend(run_targets(scans, &targets, spec));
+    }
+    out
+}
+
+/// Runs policy `spec` now against `targets` (see [`targets`]), at most its concurrency at once,
+/// blocking until they finish: the scheduler's runs and "start a scan now" for a policy.
+pub fn run_targets(scans: &ScanService, targets: &[Target], spec: &ScanSpec) -> Vec<TaskRecord> {
+    let profile = profile(spec);
+    let mut out = Vec::new();
+    for chunk in targets.chunks(usize::from(spec.concurrency.max(1))) {
+        std::thread::scope(|s| {
+            let running: Vec<_> = chunk.iter().map(|t| s.spawn(|| scans.run(t, &profile))).collect();
+            out.extend(running.into_iter().filter_map(|h| h.join().ok()));
+        });
     }
     out
 }

@@ -130,6 +130,26 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
     let scheduled = scheduled.expect("the scheduled alpha scan ran within 20 s");
     assert_eq!((scheduled["target"].as_str(), open_ports(&scheduled)), (Some("alpha/web1"), vec![8081]), "{scheduled}");
 
+    // Run beta's policy now: it targets beta's subdomain `web`, so one task per VM there.
+    let run: Value =
+        serde_json::from_str(&env.ok(&["--token", &beta_token, "scan", "policy", "beta/web-ports", "-o", "json"]))
+            .expect("json");
+    let mut by_target: Vec<(String, Vec<u64>)> = run
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| (t["target"].as_str().unwrap_or("").to_owned(), open_ports(t)))
+        .collect();
+    by_target.sort();
+    assert_eq!(
+        by_target,
+        vec![("beta/web1".to_owned(), vec![8082]), ("beta/web2".to_owned(), vec![])],
+        "one task per VM of beta/web: {run}"
+    );
+    let out = env.palisade(&["--token", &alpha_token, "scan", "policy", "beta/web-ports"]);
+    assert!(!out.status.success(), "alpha cannot run beta's policy");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{out:?}");
+
     env.ok(&["delete", "policy", "alpha/web-ports"]);
     env.ok(&["delete", "policy", "beta/web-ports"]);
 

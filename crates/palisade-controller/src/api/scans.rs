@@ -108,6 +108,19 @@ fn profile(body: &RunBody) -> Result<Profile, ApiError> {
     Ok(p)
 }
 
+/// The scan engine, if this controller runs one and its pool is clear of every tenant subnet.
+fn engine(st: &AppState) -> Result<std::sync::Arc<palisade_scan::ScanService>, ApiError> {
+    let scans = st.scans.clone().ok_or_else(unavailable)?;
+    if let Err(e) = scans.check_pool(&inventory(st, &Scope::Admin)) {
+        error!(error = %e, "the task address pool overlaps a tenant subnet; scanning refused");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the task address pool overlaps a tenant subnet; the operator must choose another pool",
+        ));
+    }
+    Ok(scans)
+}
+
 /// `POST /v1/scans`: runs a port-scan or vuln-scan task now and answers with its record.
 pub(super) async fn run(
     State(st): State<AppState>,
@@ -126,20 +139,47 @@ pub(super) async fn run(
         TargetError::UnknownVm(_) => ApiError::new(StatusCode::NOT_FOUND, format!("vm {} not found", body.target)),
         other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
     })?;
-    let scans = st.scans.clone().ok_or_else(unavailable)?;
-    if let Err(e) = scans.check_pool(&inventory(&st, &Scope::Admin)) {
-        error!(error = %e, "the task address pool overlaps a tenant subnet; scanning refused");
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the task address pool overlaps a tenant subnet; the operator must choose another pool",
-        ));
-    }
+    let scans = engine(&st)?;
     let mut record = blocking(move || Ok(scans.run(&target, &profile))).await?;
     if scope != Scope::Admin {
         // Tenants get the reason's first sentence; the chain (commands, their output) is logged.
         record.reason = record.reason.map(|r| r.split(": ").next().unwrap_or_default().to_owned());
     }
     Ok(Json(record).into_response())
+}
+
+/// `POST /v1/scans/policy/{tenant}/{name}`: runs a `scan` policy now against every VM it
+/// targets (VM, subdomain, domain or the whole tenant), at most its concurrency at once, and
+/// answers with the finished tasks. Another tenant's policy is not found.
+pub(super) async fn run_policy(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path((tenant, name)): axum::extract::Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("policy {tenant}/{name} not found"));
+    let (Ok(tenant_name), Ok(policy_name)) = (tenant.parse::<palisade_model::Name>(), name.parse()) else {
+        return Err(not_found());
+    };
+    let inv = inventory(&st, &scope);
+    let key = ObjectKey { kind: palisade_model::Kind::Policy, tenant: Some(tenant_name.clone()), name: policy_name };
+    let spec = match inv.objects.get(&key) {
+        Some(Object::Policy(p)) => match &p.scan {
+            Some(spec) => (**spec).clone(),
+            None => return Err(bad(format!("policy {tenant}/{name} is not a scan policy"))),
+        },
+        _ => return Err(not_found()),
+    };
+    let scans = engine(&st)?;
+    let targets = palisade_scan::schedule::targets(&inv, &tenant_name, &spec)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let mut records = blocking(move || Ok(palisade_scan::schedule::run_targets(&scans, &targets, &spec))).await?;
+    if scope != Scope::Admin {
+        for r in &mut records {
+            r.reason = r.reason.take().map(|r| r.split(": ").next().unwrap_or_default().to_owned());
+        }
+    }
+    Ok(Json(records).into_response())
 }
 
 /// `GET /v1/scans`: the tasks the caller may see, oldest first.

@@ -39,6 +39,14 @@ pub(crate) enum ScanCmd {
         #[arg(long, value_delimiter = ',')]
         scripts: Vec<String>,
     },
+    /// Run a `scan` policy now: one task per VM it targets (a VM, a subdomain, a domain or the
+    /// whole tenant), at most its concurrency at once, with the policy's profile.
+    ///
+    /// Example: `palisade scan policy beta/web-ports -o json`
+    Policy {
+        /// The policy: `tenant/name`.
+        policy: String,
+    },
     /// List scan tasks and their findings.
     Tasks,
     /// Compare two scans of the same target: ports that opened and closed.
@@ -107,37 +115,18 @@ pub(crate) fn run(cli: &Cli, cmd: &ScanCmd) -> anyhow::Result<()> {
                 req["timeout_ms"] = json!(t);
             }
             let task = c.scan_run(req)?;
-            print(cli, &task, |t| {
-                println!(
-                    "task {} {} {} ({:.0} ms)",
-                    t["id"],
-                    t["target"].as_str().unwrap_or(""),
-                    t["state"].as_str().unwrap_or(""),
-                    t["duration_ms"].as_f64().unwrap_or(0.0)
-                );
-                let services = t["services"].as_array().cloned().unwrap_or_default();
-                for p in t["open"].as_array().into_iter().flatten() {
-                    let service = services.iter().find(|s| s["port"] == p["port"] && s["proto"] == p["proto"]);
-                    let what = service.map_or_else(String::new, |s| {
-                        let text = |k: &str| s[k].as_str().unwrap_or("").to_owned();
-                        format!("  {} {} {} {}", text("name"), text("product"), text("version"), text("extra"))
-                    });
-                    println!("  {}/{} open{}", p["port"], p["proto"].as_str().unwrap_or(""), what.trim_end());
-                }
-                for f in t["findings"].as_array().into_iter().flatten() {
-                    println!(
-                        "  finding {} on {}/{}:",
-                        f["script"].as_str().unwrap_or(""),
-                        f["port"],
-                        f["proto"].as_str().unwrap_or("")
-                    );
-                    for line in f["output"].as_str().unwrap_or("").lines() {
-                        println!("    {}", line.trim());
-                    }
-                }
-            });
+            print(cli, &task, print_task);
             if task["state"] == "failed" {
                 bail!("scan task {} failed: {}", task["id"], task["reason"].as_str().unwrap_or("no reason given"));
+            }
+        }
+        ScanCmd::Policy { policy } => {
+            let (tenant, name) = policy.split_once('/').context("the policy is `tenant/name`")?;
+            let tasks = c.scan_policy(tenant, name)?;
+            print(cli, &tasks, |v| v.as_array().into_iter().flatten().for_each(print_task));
+            let failed = tasks.as_array().into_iter().flatten().filter(|t| t["state"] == "failed").count();
+            if failed > 0 {
+                bail!("{failed} of the policy's scan tasks failed (see their reasons above)");
             }
         }
         ScanCmd::Diff { from, to } => {
@@ -189,6 +178,37 @@ pub(crate) fn run(cli: &Cli, cmd: &ScanCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A task's human form: id, target, state, open ports with their services, findings.
+fn print_task(t: &Value) {
+    println!(
+        "task {} {} {} ({:.0} ms)",
+        t["id"],
+        t["target"].as_str().unwrap_or(""),
+        t["state"].as_str().unwrap_or(""),
+        t["duration_ms"].as_f64().unwrap_or(0.0)
+    );
+    let services = t["services"].as_array().cloned().unwrap_or_default();
+    for p in t["open"].as_array().into_iter().flatten() {
+        let service = services.iter().find(|s| s["port"] == p["port"] && s["proto"] == p["proto"]);
+        let what = service.map_or_else(String::new, |s| {
+            let text = |k: &str| s[k].as_str().unwrap_or("").to_owned();
+            format!("  {} {} {} {}", text("name"), text("product"), text("version"), text("extra"))
+        });
+        println!("  {}/{} open{}", p["port"], p["proto"].as_str().unwrap_or(""), what.trim_end());
+    }
+    for f in t["findings"].as_array().into_iter().flatten() {
+        println!(
+            "  finding {} on {}/{}:",
+            f["script"].as_str().unwrap_or(""),
+            f["port"],
+            f["proto"].as_str().unwrap_or("")
+        );
+        for line in f["output"].as_str().unwrap_or("").lines() {
+            println!("    {}", line.trim());
+        }
+    }
 }
 
 #[cfg(test)]
