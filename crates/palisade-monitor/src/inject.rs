@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use palisade_vmi::gdb::{GdbClient, GdbError};
-use palisade_vmi::hijack::{hijack_call, HijackError};
+use palisade_vmi::hijack::{self, hijack_call, HijackError};
 use palisade_vmi::kallsyms::KernelSymbols;
 use palisade_vmi::{AddressSpace, Gpa, Gva, MemoryError, PhysMemory, RamFile, TranslateError, Translation, VirtMemory};
 
@@ -102,10 +102,31 @@ pub enum MonitorError {
     },
 }
 
+/// Handlers tried besides the preferred safe point, whichever a vCPU enters first: a guest
+/// that seldom reads still sleeps, polls, writes or opens. All are system-call handler entries
+/// (process context, no locks held).
+pub const FALLBACK_SAFE_POINTS: &[&str] = &[
+    "__x64_sys_write",
+    "__x64_sys_openat",
+    "__x64_sys_close",
+    "__x64_sys_clock_nanosleep",
+    "__x64_sys_nanosleep",
+    "__x64_sys_wait4",
+    "__x64_sys_poll",
+    "__x64_sys_ppoll",
+    "__x64_sys_epoll_wait",
+    "__x64_sys_epoll_pwait",
+    "__x64_sys_pselect6",
+    "__x64_sys_recvfrom",
+    "__x64_sys_recvmsg",
+    "__x64_sys_futex",
+];
+
 /// What injection is asked to do.
 #[derive(Debug, Clone)]
 pub struct InjectOptions {
-    /// The system-call handler hijacked calls run from (a frequently called one).
+    /// The system-call handler hijacked calls should run from (a frequently called one); the
+    /// [`FALLBACK_SAFE_POINTS`] are armed too, and the first one a vCPU enters is used.
     pub safe_point: String,
     /// Timeout of each hijacked call (including reaching the safe point).
     pub timeout: Duration,
@@ -211,13 +232,23 @@ pub fn inject(
     // before anything is allocated in the guest.
     loader::load(&obj, MODULES_VADDR, &|name| imports.get(name).copied()).map_err(MonitorError::Load)?;
     crate::policy::validate(&opts.rules).map_err(ChannelError::from)?;
-    let safe = payload::resolve_import(symbols, &opts.safe_point)
+    let preferred = payload::resolve_import(symbols, &opts.safe_point)
         .map(Gva)
         .map_err(|_| MonitorError::KernelSymbol(opts.safe_point.clone()))?;
+    let mut candidates = vec![preferred];
+    candidates.extend(FALLBACK_SAFE_POINTS.iter().filter_map(|n| payload::resolve_import(symbols, n).ok()).map(Gva));
+    candidates.dedup();
     timings.prepare = t0.elapsed();
 
     // 2. mem-A. From here on a failure gives the allocation back.
     let t = Instant::now();
+    // Whichever handler the guest calls first; the hijacked calls all run from it.
+    let safe = hijack::reach_safe_point(&mut gdb, &candidates, opts.timeout)
+        .map_err(|source| MonitorError::Hijack { func: "a safe point (a system-call handler)", source })?;
+    if safe != preferred {
+        let name = symbols.symbols().iter().find(|s| s.addr.0 == safe.0).map(|s| s.name.clone());
+        tracing::info!(safe_point = ?name, "the guest reached a fallback safe point first");
+    }
     let mut ctx = Guest { gdb: &mut gdb, symbols, safe, timeout: opts.timeout };
     let base = ctx.call("module_alloc", &[layout.size])?;
     if base == 0 || base % PAGE != 0 {

@@ -43,6 +43,9 @@ pub enum HijackError {
     /// More arguments than registers.
     #[error("at most 6 register arguments are supported, {0} given")]
     TooManyArgs(usize),
+    /// No safe point was given.
+    #[error("no safe point was given")]
+    NoSafePoint,
     /// The safe point was not reached in time; the guest is stopped, breakpoint removed.
     #[error("no vCPU reached the safe point {0} within {1:?}")]
     SafePointNotReached(Gva, Duration),
@@ -139,6 +142,66 @@ fn call_with_breakpoint<T: Transport>(
     // 4. Put back the task's registers that differ, then check them.
     restore(gdb, &saved)?;
     Ok(value)
+}
+
+/// Stops the guest at whichever of `candidates` (system-call handler entries) a vCPU reaches
+/// first, and returns it: the safe point for the hijacked calls that follow, which then start
+/// without waiting. A guest that seldom makes one system call (an idle server that never calls
+/// read(2)) still makes another. The guest must be stopped; it is left stopped at the returned
+/// address, with no breakpoint left behind. On timeout it is stopped wherever it was.
+pub fn reach_safe_point<T: Transport>(
+    gdb: &mut GdbClient<T>,
+    candidates: &[Gva],
+    timeout: Duration,
+) -> Result<Gva, HijackError> {
+    let first = *candidates.first().ok_or(HijackError::NoSafePoint)?;
+    let rip = gdb.read_register("rip")?;
+    if let Some(&at) = candidates.iter().find(|c| c.0 == rip) {
+        return Ok(at);
+    }
+    let mut inserted = Vec::with_capacity(candidates.len());
+    let reached = reach_any(gdb, candidates, &mut inserted, timeout)
+        .map_err(|e| stopped_or(e, HijackError::SafePointNotReached(first, timeout)));
+    // Leave no breakpoint behind, whatever happened.
+    let mut removed = Ok(());
+    for c in inserted {
+        if let Err(e) = gdb.remove_breakpoint(Breakpoint::Software, c, 1) {
+            removed = Err(e);
+        }
+    }
+    let at = reached?;
+    removed?;
+    Ok(at)
+}
+
+fn reach_any<T: Transport>(
+    gdb: &mut GdbClient<T>,
+    candidates: &[Gva],
+    inserted: &mut Vec<Gva>,
+    timeout: Duration,
+) -> Result<Gva, HijackError> {
+    for &c in candidates {
+        gdb.insert_breakpoint(Breakpoint::Software, c, 1)?;
+        inserted.push(c);
+    }
+    gdb.cont()?;
+    let stop = match gdb.wait_stop(timeout) {
+        Ok(stop) => stop,
+        Err(GdbError::Timeout(t)) => {
+            gdb.interrupt()?;
+            gdb.wait_stop(Duration::from_secs(5))?;
+            return Err(HijackError::Gdb(GdbError::Timeout(t)));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !matches!(stop, StopReply::Stopped { signal: 5, .. }) {
+        return Err(HijackError::UnexpectedStop(stop));
+    }
+    if let Some(thread) = stop.thread() {
+        gdb.set_thread(thread)?;
+    }
+    let rip = gdb.read_register("rip")?;
+    candidates.iter().find(|c| c.0 == rip).copied().ok_or(HijackError::UnexpectedStop(stop))
 }
 
 /// Maps a timeout into `timeout_error`, keeping other failures.
