@@ -72,10 +72,10 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
     // alpha/web1 and beta/web1 are both 198.18.1.10; each listens on its own port.
     listen("pal-alpha-web1", 8081);
     listen("pal-beta-web1", 8082);
-    let bystanders: Vec<Capture> = ["pa-web2", "pb-web2", "pg-alpha-web", "pg-beta-web", "pa-fw1"]
-        .iter()
-        .map(|p| Capture::start(tmp.path(), p))
-        .collect();
+    let bystanders: Vec<Capture> =
+        ["pa-web2", "pg-alpha-web", "pg-beta-web", "pa-fw1"].iter().map(|p| Capture::start(tmp.path(), p)).collect();
+    // beta/web2 is a bystander until beta's subdomain policy is run below (it targets web2 too).
+    let beta_web2 = Capture::start(tmp.path(), "pb-web2");
 
     // Both tenants scanned at once, each with its own token.
     let (alpha_token, beta_token) = (token(&env, "alpha"), token(&env, "beta"));
@@ -130,6 +130,8 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
     let scheduled = scheduled.expect("the scheduled alpha scan ran within 20 s");
     assert_eq!((scheduled["target"].as_str(), open_ports(&scheduled)), (Some("alpha/web1"), vec![8081]), "{scheduled}");
 
+    let seen = beta_web2.packets();
+    assert!(seen.is_empty(), "pb-web2 saw task traffic before any task targeted it: {seen:?}");
     // Run beta's policy now: it targets beta's subdomain `web`, so one task per VM there.
     let run: Value =
         serde_json::from_str(&env.ok(&["--token", &beta_token, "scan", "policy", "beta/web-ports", "-o", "json"]))
