@@ -312,19 +312,19 @@ fn synth(a: &SynthArgs) -> Result<(), RunError> {
     );
     eprintln!(
         "wrote {dir}/labels.csv ({} windows of {} s; abnormal: {} in training, {} in test) and {dir}/dataset.json",
-        s.windows, s.window, c.train.abnormal_windows, c.test.abnormal_windows
+        s.header.windows, s.header.window, c.train.abnormal_windows, c.test.abnormal_windows
     );
     let names = |ks: &[AttackKind]| ks.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
     eprintln!(
         "train_until {} (kinds {}); held back for the test part: {}",
-        s.train_until,
-        names(&s.train_kinds),
-        names(&s.held_back_kinds)
+        s.header.train_until,
+        names(&s.header.train_kinds),
+        names(&s.header.held_back_kinds)
     );
     eprintln!(
         "next: palisade nad train --pcap {dir}/capture.pcap --labels {dir}/labels.csv --vm {} --window {} \
          --train-until {} --model {dir}/model",
-        s.vm, s.window, s.train_until
+        s.header.vm, s.header.window, s.header.train_until
     );
     Ok(())
 }

@@ -66,10 +66,10 @@ fn labels_match_the_attack_packets_in_the_capture_and_the_features() {
     let rows = labels(dir.path());
 
     // Coverage: one row per window of the span, consecutive, no holes.
-    assert_eq!(rows.len() as u64, s.windows);
-    assert_eq!(s.windows, 1440);
+    assert_eq!(rows.len() as u64, s.header.windows);
+    assert_eq!(s.header.windows, 1440);
     for (i, r) in rows.iter().enumerate() {
-        assert_eq!(r.0, s.start + i as u64 * 60);
+        assert_eq!(r.0, s.header.start + i as u64 * 60);
         assert_eq!(r.1 == 1, !r.2.is_empty(), "label and kind agree: {r:?}");
     }
 
@@ -96,7 +96,7 @@ fn labels_match_the_attack_packets_in_the_capture_and_the_features() {
         let IpAddr::V4(peer) = peer else { panic!("IPv4 only") };
         if let Some(&k) = attacker_kind.get(&peer) {
             attack_packets += 1;
-            let prev = seen.insert((f.ts_ns / 1_000_000_000 - s.start) / 60, k);
+            let prev = seen.insert((f.ts_ns / 1_000_000_000 - s.header.start) / 60, k);
             assert!(prev.is_none() || prev == Some(k), "one kind per window");
         }
     }
@@ -149,8 +149,8 @@ fn labels_match_the_attack_packets_in_the_capture_and_the_features() {
 fn held_back_kinds_appear_only_after_train_until_and_attacks_are_rare() {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, s) = day(dir.path(), 9);
-    assert_eq!(s.train_until, s.start + 720 * 60, "train_until ends the first half");
-    assert_eq!(cfg.held_back, s.held_back_kinds);
+    assert_eq!(s.header.train_until, s.header.start + 720 * 60, "train_until ends the first half");
+    assert_eq!(cfg.held_back, s.header.held_back_kinds);
     let rows = labels(dir.path());
     let kinds_in = |pred: &dyn Fn(u64) -> bool| -> Vec<String> {
         let mut k: Vec<String> = rows.iter().filter(|r| r.1 == 1 && pred(r.0)).map(|r| r.2.clone()).collect();
@@ -158,20 +158,20 @@ fn held_back_kinds_appear_only_after_train_until_and_attacks_are_rare() {
         k.dedup();
         k
     };
-    let before = kinds_in(&|t| t < s.train_until);
-    let after = kinds_in(&|t| t >= s.train_until);
-    for k in &s.held_back_kinds {
+    let before = kinds_in(&|t| t < s.header.train_until);
+    let after = kinds_in(&|t| t >= s.header.train_until);
+    for k in &s.header.held_back_kinds {
         assert!(!before.contains(&k.name().to_owned()), "{k} before train_until");
         assert!(after.contains(&k.name().to_owned()), "{k} in the test part");
     }
-    for k in &s.train_kinds {
+    for k in &s.header.train_kinds {
         assert!(before.contains(&k.name().to_owned()), "{k} in the training part");
     }
     let abnormal = rows.iter().filter(|r| r.1 == 1).count() as f64 / rows.len() as f64;
     assert!((0.01..=0.08).contains(&abnormal), "abnormal share {abnormal}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("dataset.json")).unwrap()).unwrap();
-    assert_eq!(json["train_until"], s.train_until);
+    assert_eq!(json["train_until"], s.header.train_until);
     assert_eq!(json["held_back_kinds"], serde_json::json!(["http_flood", "masscan_udp"]));
     assert_eq!(json["counts"]["abnormal_windows"], rows.iter().filter(|r| r.1 == 1).count());
 }

@@ -97,18 +97,18 @@ pub fn run(args: &TrafficArgs, hosts: &[Host]) -> Result<Summary, TrafficError> 
         "wrote {}: {} packets in {} windows, {} abnormal ({} in training, {} in test); train until {}",
         cfg.out.display(),
         s.counts.packets,
-        s.windows,
+        s.header.windows,
         s.counts.abnormal_windows,
         s.counts.train.abnormal_windows,
         s.counts.test.abnormal_windows,
-        s.train_until
+        s.header.train_until
     );
     eprintln!(
         "train: palisade nad train --pcap {0}/capture.pcap --labels {0}/labels.csv --vm {1} --window {2} --train-until {3} --model MODEL",
         cfg.out.display(),
-        s.vm,
-        s.window,
-        s.train_until
+        s.header.vm,
+        s.header.window,
+        s.header.train_until
     );
     Ok(s)
 }

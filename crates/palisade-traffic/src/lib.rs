@@ -229,17 +229,19 @@ pub fn run(cfg: &TrafficConfig, interrupted: &AtomicBool, say: &mut dyn FnMut(&s
     }
     let capture_bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let summary = Summary {
-        format: "palisade lab NAD dataset, version 1",
-        seed: cfg.seed,
-        vm: cfg.server.ip,
-        window: cfg.window_s,
-        start: start_s,
-        end: start_s + seconds,
-        windows,
-        train_until: start_s + half,
-        train_kinds: train,
-        held_back_kinds: held,
-        attack_share_target: cfg.share,
+        header: palisade_nad::dataset::DatasetHeader {
+            format: "palisade lab NAD dataset, version 1",
+            seed: cfg.seed,
+            vm: cfg.server.ip,
+            window: cfg.window_s,
+            start: start_s,
+            end: start_s + seconds,
+            windows,
+            train_until: start_s + half,
+            train_kinds: train,
+            held_back_kinds: held,
+            attack_share_target: cfg.share,
+        },
         period: cfg.period_s,
         counts: Counts {
             packets: trimmed.kept,

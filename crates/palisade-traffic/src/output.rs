@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use palisade_nad::build::PcapWriter;
+use palisade_nad::dataset::DatasetHeader;
 use palisade_nad::CaptureReader;
 use serde::Serialize;
 
@@ -18,28 +19,9 @@ use crate::plan::{Kind, Ran};
 /// Everything `dataset.json` holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
-    /// What this file is.
-    pub format: &'static str,
-    /// The seed.
-    pub seed: u64,
-    /// The monitored VM (`--vm` for features, train and eval).
-    pub vm: Ipv4Addr,
-    /// Window length in seconds.
-    pub window: u64,
-    /// First second of the span (a window start).
-    pub start: u64,
-    /// End of the span (exclusive).
-    pub end: u64,
-    /// Windows in the span (rows of `labels.csv`).
-    pub windows: u64,
-    /// End of the first half: windows before it train (and validate), the rest test.
-    pub train_until: u64,
-    /// Kinds in the training part (and the test part).
-    pub train_kinds: Vec<Kind>,
-    /// Kinds only in the test part: unseen attacks.
-    pub held_back_kinds: Vec<Kind>,
-    /// The wanted share of abnormal windows.
-    pub attack_share_target: f64,
+    /// Identity, span and split, as every `dataset.json` starts.
+    #[serde(flatten)]
+    pub header: DatasetHeader<Kind>,
     /// Length of one compressed day in seconds (one second stands for one minute by default).
     pub period: u64,
     /// Packets, bytes and windows.

@@ -33,7 +33,7 @@ use std::time::Duration;
 pub use attack::{rewrite as rewrite_ipv4, AttackKind, Episode, Source};
 pub use background::Surge;
 pub use error::{CaptureSource, DatasetError};
-pub use output::{write_labels_csv, Counts, KindCount, Part, SourceInfo, Summary};
+pub use output::{write_labels_csv, Counts, DatasetHeader, KindCount, Part, SourceInfo, Summary};
 pub use packet::SNAPLEN;
 
 use self::attack::Template;

@@ -34,9 +34,11 @@ impl Tally {
     }
 }
 
-/// Everything `dataset.json` holds.
+/// The fields every `dataset.json` starts with, whoever made the dataset (the synthetic
+/// generator here, `palisade lab traffic` with real tools): identity, span and split. `K` is
+/// the maker's attack kind.
 #[derive(Debug, Clone, Serialize)]
-pub struct Summary {
+pub struct DatasetHeader<K> {
     /// What this file is.
     pub format: &'static str,
     /// The seed.
@@ -54,11 +56,19 @@ pub struct Summary {
     /// End of the first half: windows before it train (and validate), the rest test.
     pub train_until: u64,
     /// Kinds in the training part (and the test part).
-    pub train_kinds: Vec<AttackKind>,
+    pub train_kinds: Vec<K>,
     /// Kinds only in the test part: unseen attacks.
-    pub held_back_kinds: Vec<AttackKind>,
+    pub held_back_kinds: Vec<K>,
     /// The wanted share of abnormal windows.
     pub attack_share_target: f64,
+}
+
+/// Everything `dataset.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Identity, span and split.
+    #[serde(flatten)]
+    pub header: DatasetHeader<AttackKind>,
     /// Packets, bytes and windows.
     pub counts: Counts,
     /// Per kind: episodes, windows and packets.
@@ -183,17 +193,19 @@ impl Summary {
             })
             .collect();
         Summary {
-            format: "palisade synthetic NAD dataset, version 1",
-            seed: cfg.seed,
-            vm: cfg.vm,
-            window: cfg.window_s,
-            start,
-            end: start + windows * cfg.window_s,
-            windows,
-            train_until: start + half * cfg.window_s,
-            train_kinds: train.to_vec(),
-            held_back_kinds: AttackKind::ALL.into_iter().filter(|k| cfg.held_back.contains(k)).collect(),
-            attack_share_target: cfg.share,
+            header: DatasetHeader {
+                format: "palisade synthetic NAD dataset, version 1",
+                seed: cfg.seed,
+                vm: cfg.vm,
+                window: cfg.window_s,
+                start,
+                end: start + windows * cfg.window_s,
+                windows,
+                train_until: start + half * cfg.window_s,
+                train_kinds: train.to_vec(),
+                held_back_kinds: AttackKind::ALL.into_iter().filter(|k| cfg.held_back.contains(k)).collect(),
+                attack_share_target: cfg.share,
+            },
             counts: Counts {
                 packets: tally.background_packets + attack_packets,
                 background_packets: tally.background_packets,
