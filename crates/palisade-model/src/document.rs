@@ -2,7 +2,7 @@
 //!
 //! A file holds any of three top-level lists. Nested objects inherit their parent
 //! (a VM belongs to the subdomain it is listed under). Each policy names its kind by the
-//! one kind key it carries (`redirect:`, `monitor:` and `scan:` today; `anomaly:` later),
+//! one kind key it carries (`redirect:`, `monitor:`, `scan:` and `anomaly:`),
 //! so files written today stay valid when new kinds arrive.
 //!
 //! ```yaml
@@ -187,6 +187,9 @@ pub struct PolicyDoc {
     /// Type 2 access: scan the tenant's VMs from task spaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<Box<crate::ScanSpec>>,
+    /// Network anomaly detection: score the selected VMs' traffic live with LSTM-NAD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<crate::AnomalySpec>,
 }
 
 fn default_priority() -> u16 {

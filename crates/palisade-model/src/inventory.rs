@@ -180,6 +180,9 @@ pub struct Policy {
     /// Type 2 scanning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<Box<crate::ScanSpec>>,
+    /// Network anomaly detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<crate::AnomalySpec>,
 }
 
 /// One object's body.
@@ -354,6 +357,7 @@ impl FileObjects {
                     redirect: p.redirect.clone(),
                     monitor: p.monitor.clone(),
                     scan: p.scan.clone(),
+                    anomaly: p.anomaly.clone(),
                 }),
                 format!("policies[{pi}]"),
             ));

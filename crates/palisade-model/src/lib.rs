@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod anomaly;
 pub mod document;
 pub mod guest;
 pub mod inventory;
@@ -14,6 +15,7 @@ pub mod scan;
 pub mod types;
 pub mod validate;
 
+pub use anomaly::AnomalySpec;
 pub use document::{Document, FileError, ParsedFile};
 pub use guest::{GuestKernel, GuestSpec};
 pub use inventory::{Inventory, Kind, Object, ObjectKey};

@@ -211,23 +211,33 @@ pub fn validate(inv: &Inventory) -> Vec<Problem> {
                 if !(1..=1000).contains(&p.priority) {
                     problem(key, "priority", format!("priority {} is outside 1-1000", p.priority));
                 }
-                if let Some(s) = &p.scan {
-                    if p.redirect.is_some() || p.monitor.is_some() {
-                        problem(key, "scan", "a policy has one kind key; split scan from the others".to_owned());
-                    } else {
-                        check_scan(inv, &mut problem, key, &t, s);
-                    }
+                let kinds: Vec<&str> = [
+                    ("redirect", p.redirect.is_some()),
+                    ("monitor", p.monitor.is_some()),
+                    ("scan", p.scan.is_some()),
+                    ("anomaly", p.anomaly.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(k, set)| set.then_some(k))
+                .collect();
+                if kinds.len() > 1 {
+                    problem(
+                        key,
+                        kinds[1],
+                        format!("a policy has one kind key; split {} into separate policies", kinds.join(" and ")),
+                    );
                     continue;
                 }
-                match (&p.redirect, &p.monitor) {
-                    (Some(r), None) => check_redirect(inv, &mut problem, key, &t, r),
-                    (None, Some(m)) => check_monitor(inv, &mut problem, key, &t, m),
-                    (None, None) => {
-                        problem(key, "", "a policy needs one kind key (redirect, monitor or scan)".to_owned())
-                    }
-                    (Some(_), Some(_)) => {
-                        problem(key, "monitor", "a policy has one kind key; split redirect and monitor".to_owned())
-                    }
+                if let Some(r) = &p.redirect {
+                    check_redirect(inv, &mut problem, key, &t, r);
+                } else if let Some(m) = &p.monitor {
+                    check_monitor(inv, &mut problem, key, &t, m);
+                } else if let Some(s) = &p.scan {
+                    check_scan(inv, &mut problem, key, &t, s);
+                } else if let Some(a) = &p.anomaly {
+                    check_anomaly(inv, &mut problem, key, &t, a);
+                } else {
+                    problem(key, "", "a policy needs one kind key (redirect, monitor, scan or anomaly)".to_owned());
                 }
             }
         }
@@ -276,6 +286,35 @@ fn check_scan(
         }
         Ok(sel) if sel.vms.is_empty() => problem(key, "scan.target", "the target holds no VM to scan".to_owned()),
         Ok(_) => {}
+    }
+}
+
+fn check_anomaly(
+    inv: &Inventory,
+    problem: &mut dyn FnMut(&ObjectKey, &str, String),
+    key: &ObjectKey,
+    tenant: &Name,
+    a: &crate::AnomalySpec,
+) {
+    for (field, message) in a.problems() {
+        problem(key, &field, message);
+    }
+    match resolve_endpoint(inv, tenant, &a.target) {
+        Err((sub, message)) => {
+            let field = if sub.is_empty() { "anomaly.target".to_owned() } else { format!("anomaly.target.{sub}") };
+            problem(key, &field, message);
+        }
+        Ok(sel) => {
+            if let Some((name, _)) = sel.vms.iter().find(|(_, vm)| vm.port.is_none() && a.target.vm.is_some()) {
+                problem(
+                    key,
+                    "anomaly.target.vm",
+                    format!("vm `{name}` has no switch port (`port:`), so there is no traffic to capture"),
+                );
+            } else if !sel.vms.iter().any(|(_, vm)| vm.port.is_some()) {
+                problem(key, "anomaly.target", "the target holds no VM with a switch port to watch".to_owned());
+            }
+        }
     }
 }
 

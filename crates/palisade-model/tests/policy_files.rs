@@ -226,3 +226,39 @@ fn scan_policies_are_parsed_and_checked() {
     let e = located(&SCAN.replace("concurrency: 2", "concurrency: 2\n      speed: fast"), "speed");
     assert!(e.contains("unknown field `speed`"), "{e}");
 }
+
+/// Issue #6: `anomaly` policies name VMs with switch ports and a model by name.
+#[test]
+fn anomaly_policies_are_parsed_and_checked() {
+    const ANOMALY: &str = include_str!("../../../examples/anomaly.yaml");
+    let merged = merge_file("anomaly.yaml", ANOMALY, &lab()).expect("anomaly.yaml is valid");
+    let (key, policy) = merged.after.policies().next().expect("one policy");
+    assert_eq!(key.to_string(), "policy alpha/web-nad");
+    let a = policy.anomaly.as_ref().expect("an anomaly policy");
+    assert_eq!(a.model.as_str(), "lab");
+    assert_eq!(a.threshold, None);
+
+    let located = |text: &str, needle: &str| {
+        let errs = merge_file("a.yaml", text, &lab()).expect_err("rejected");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let e = errs[0].to_string();
+        let line: usize = e.split(':').nth(1).unwrap().parse().unwrap();
+        assert!(text.lines().nth(line - 1).unwrap().contains(needle), "{e} points at the wrong line");
+        e
+    };
+    let e = located(&ANOMALY.replace("vm: web1", "vm: web9"), "target");
+    assert!(e.contains("unknown vm `web9`"), "{e}");
+    let e = located(&ANOMALY.replace("model: lab", "model: lab\n      threshold: 1.5"), "threshold");
+    assert!(e.contains("not between 0 and 1"), "{e}");
+    let e = located(&ANOMALY.replace("model: lab", "model: ../../etc"), "model");
+    assert!(e.contains("../../etc"), "{e}");
+    let e = located(&ANOMALY.replace("model: lab", "model: lab\n      window: 5"), "window");
+    assert!(e.contains("unknown field `window`"), "{e}");
+    let two = ANOMALY.replace("model: lab", "model: lab\n    scan: { profile: { tcp: [80] } }");
+    let e = located(&two, "anomaly:");
+    assert!(e.contains("split scan and anomaly"), "{e}");
+    // A VM without a switch port has no traffic to capture.
+    let portless = "tenants:\n  - name: alpha\n    domains:\n      - name: prod\n        segment: 101\n        subdomains:\n          - name: web\n            cidr: 198.18.1.0/24\n            gateway: 198.18.1.1\n            vms:\n              - { name: web3, mac: \"02:00:00:65:01:1e\", ip: 198.18.1.30 }\n";
+    let e = located(&format!("{portless}{}", ANOMALY.replace("vm: web1", "vm: web3")), "target");
+    assert!(e.contains("vm `web3` has no switch port"), "{e}");
+}

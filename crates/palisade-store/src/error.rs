@@ -121,17 +121,21 @@ pub enum StoreError {
         current: u64,
     },
 
-    /// Appending monitor events failed; none of the batch was written.
-    #[error("failed to append monitor events to the store")]
+    /// Appending events (monitor events or anomaly alerts) failed; none of the batch was written.
+    #[error("failed to append {what} to the store")]
     AppendEvents {
+        /// `monitor events` or `anomaly alerts`.
+        what: &'static str,
         /// Backend error.
         #[source]
         source: BackendError,
     },
 
-    /// A stored monitor event is not valid JSON.
-    #[error("the stored monitor event {id} is corrupt")]
+    /// A stored event (monitor event or anomaly alert) is not valid JSON.
+    #[error("the stored {what} {id} is corrupt")]
     CorruptEvent {
+        /// `monitor event` or `anomaly alert`.
+        what: &'static str,
         /// Its row id.
         id: u64,
         /// Parse error.

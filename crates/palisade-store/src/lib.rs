@@ -7,6 +7,7 @@
 //!   (actor, summary)           │ objects  : desired state, rev  │
 //!                              │ audit    : one entry per rev   │ ──audit(tenant)──▶ API (filtered)
 //!                              │ applied  : rev + flow owners   │ ◀──record_applied()── reconciler
+//!                              │ events, alerts : per tenant/VM │ ◀──append_*()── monitors, detectors
 //!                              └────────────────────────────────┘
 //! ```
 //!
@@ -74,6 +75,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Up to `limit` events with an id above `after`, oldest first; with `tenant`, only that
     /// tenant's, and with `vm`, only that VM's.
     fn events(
+        &self,
+        tenant: Option<&str>,
+        vm: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Append anomaly alerts in one transaction (their `id`s are ignored and assigned).
+    fn append_alerts(&self, alerts: &[StoredEvent]) -> Result<(), StoreError>;
+
+    /// Up to `limit` anomaly alerts with an id above `after`, oldest first; with `tenant`, only
+    /// that tenant's, and with `vm`, only that VM's.
+    fn alerts(
         &self,
         tenant: Option<&str>,
         vm: Option<&str>,

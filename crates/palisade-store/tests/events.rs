@@ -45,3 +45,28 @@ fn appended_events_survive_reopening() {
     let got = reopened.events(Some("alpha"), Some("guest1"), 0, 10).unwrap();
     assert_eq!(got, [StoredEvent { id: 1, ..event("alpha", "guest1", "/etc/hosts") }]);
 }
+
+#[test]
+fn alerts_are_a_stream_of_their_own_scoped_like_events() {
+    for f in stores() {
+        let store = &f.store;
+        store.append_events(&[event("alpha", "web1", "/etc/hosts")]).unwrap();
+        let alert = |tenant: &str, vm: &str, score: f64| StoredEvent {
+            id: 0,
+            tenant: tenant.into(),
+            vm: vm.into(),
+            body: json!({ "score": score, "alert": true }),
+        };
+        store.append_alerts(&[alert("alpha", "web1", 0.9), alert("beta", "web1", 0.8)]).unwrap();
+        store.append_alerts(&[alert("alpha", "web2", 0.7)]).unwrap();
+
+        let all = store.alerts(None, None, 0, 10).unwrap();
+        assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2, 3], "alerts are numbered on their own");
+        assert_eq!(store.events(None, None, 0, 10).unwrap().len(), 1, "alerts are not monitor events");
+        let alpha = store.alerts(Some("alpha"), None, 0, 10).unwrap();
+        assert_eq!(alpha.iter().map(|e| e.body["score"].as_f64().unwrap()).collect::<Vec<_>>(), [0.9, 0.7]);
+        assert_eq!(store.alerts(Some("alpha"), Some("web1"), 0, 10).unwrap().len(), 1);
+        assert_eq!(store.alerts(Some("alpha"), None, alpha[0].id, 10).unwrap().len(), 1, "after= pages");
+        assert!(store.alerts(Some("gamma"), None, 0, 10).unwrap().is_empty());
+    }
+}

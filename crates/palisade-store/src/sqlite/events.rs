@@ -1,4 +1,5 @@
-//! Monitor events (issue #5): appended in batches, read back per tenant and VM.
+//! Event streams kept per tenant and VM: monitor events (issue #5) and anomaly alerts
+//! (issue #6). Appended in batches, read back per tenant and VM by row id.
 
 use rusqlite::{params, Connection};
 
@@ -7,12 +8,37 @@ use super::to_u64;
 use crate::error::StoreError;
 use crate::types::StoredEvent;
 
-pub(super) fn append(conn: &mut Connection, batch: &[StoredEvent]) -> Result<(), StoreError> {
-    let failed = |e: rusqlite::Error| StoreError::AppendEvents { source: e.into() };
+/// Which stream: each is its own table of the same shape.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Stream {
+    /// Monitor events (`events`).
+    Monitor,
+    /// Anomaly alerts (`alerts`).
+    Alerts,
+}
+
+impl Stream {
+    fn table(self) -> &'static str {
+        match self {
+            Stream::Monitor => "events",
+            Stream::Alerts => "alerts",
+        }
+    }
+
+    fn what(self) -> (&'static str, &'static str) {
+        match self {
+            Stream::Monitor => ("monitor events", "monitor event"),
+            Stream::Alerts => ("anomaly alerts", "anomaly alert"),
+        }
+    }
+}
+
+pub(super) fn append(conn: &mut Connection, stream: Stream, batch: &[StoredEvent]) -> Result<(), StoreError> {
+    let failed = |e: rusqlite::Error| StoreError::AppendEvents { what: stream.what().0, source: e.into() };
     let tx = conn.transaction().map_err(failed)?;
     {
-        let mut stmt =
-            tx.prepare_cached("INSERT INTO events (tenant, vm, body_json) VALUES (?1, ?2, ?3)").map_err(failed)?;
+        let sql = format!("INSERT INTO {} (tenant, vm, body_json) VALUES (?1, ?2, ?3)", stream.table());
+        let mut stmt = tx.prepare_cached(&sql).map_err(failed)?;
         for e in batch {
             stmt.execute(params![e.tenant, e.vm, e.body.to_string()]).map_err(failed)?;
         }
@@ -22,6 +48,7 @@ pub(super) fn append(conn: &mut Connection, batch: &[StoredEvent]) -> Result<(),
 
 pub(super) fn events(
     conn: &Connection,
+    stream: Stream,
     tenant: Option<&str>,
     vm: Option<&str>,
     after: u64,
@@ -29,12 +56,12 @@ pub(super) fn events(
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, tenant, vm, body_json FROM events \
-             WHERE id > ?1 AND (?2 IS NULL OR tenant = ?2) AND (?3 IS NULL OR vm = ?3) ORDER BY id LIMIT ?4",
-        )
-        .map_err(read_failed)?;
+    let sql = format!(
+        "SELECT id, tenant, vm, body_json FROM {} \
+         WHERE id > ?1 AND (?2 IS NULL OR tenant = ?2) AND (?3 IS NULL OR vm = ?3) ORDER BY id LIMIT ?4",
+        stream.table()
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(read_failed)?;
     let rows = stmt
         .query_map(params![after, tenant, vm, limit], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
@@ -45,7 +72,11 @@ pub(super) fn events(
     rows.into_iter()
         .map(|(id, tenant, vm, body)| {
             let id = to_u64("event id", id)?;
-            let body = serde_json::from_str(&body).map_err(|source| StoreError::CorruptEvent { id, source })?;
+            let body = serde_json::from_str(&body).map_err(|source| StoreError::CorruptEvent {
+                what: stream.what().1,
+                id,
+                source,
+            })?;
             Ok(StoredEvent { id, tenant, vm, body })
         })
         .collect()

@@ -136,7 +136,7 @@ impl Store for SqliteStore {
     }
 
     fn append_events(&self, batch: &[StoredEvent]) -> Result<(), StoreError> {
-        events::append(&mut self.conn(), batch)
+        events::append(&mut self.conn(), events::Stream::Monitor, batch)
     }
 
     fn events(
@@ -146,7 +146,21 @@ impl Store for SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        events::events(&self.conn(), tenant, vm, after, limit)
+        events::events(&self.conn(), events::Stream::Monitor, tenant, vm, after, limit)
+    }
+
+    fn append_alerts(&self, batch: &[StoredEvent]) -> Result<(), StoreError> {
+        events::append(&mut self.conn(), events::Stream::Alerts, batch)
+    }
+
+    fn alerts(
+        &self,
+        tenant: Option<&str>,
+        vm: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        events::events(&self.conn(), events::Stream::Alerts, tenant, vm, after, limit)
     }
 }
 

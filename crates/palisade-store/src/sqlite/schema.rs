@@ -67,6 +67,16 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX events_tenant ON events (tenant, vm, id);
     "#,
+    // 3: anomaly alerts (issue #6), per tenant.
+    r#"
+    CREATE TABLE alerts (
+        id        INTEGER PRIMARY KEY,
+        tenant    TEXT    NOT NULL,
+        vm        TEXT    NOT NULL,
+        body_json TEXT    NOT NULL
+    ) STRICT;
+    CREATE INDEX alerts_tenant ON alerts (tenant, vm, id);
+    "#,
 ];
 
 /// Schema version this build creates and understands.
@@ -127,7 +137,8 @@ mod tests {
         migrate(&mut conn).unwrap();
 
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
-        for table in ["revisions", "objects", "audit_mutations", "applied_state", "applied_owners", "events"] {
+        for table in ["revisions", "objects", "audit_mutations", "applied_state", "applied_owners", "events", "alerts"]
+        {
             assert!(table_exists(&conn, table), "missing table {table}");
         }
     }
