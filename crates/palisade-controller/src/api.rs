@@ -57,6 +57,8 @@ pub fn router_with_scans(
         .route("/guests", get(guests))
         .route("/vmi/{tenant}/{vm}/symbols", get(symbols))
         .route("/vmi/{tenant}/{vm}/events", get(events))
+        .route("/alerts", get(alerts))
+        .route("/detectors", get(detectors))
         .route("/scans", get(scans::list).post(scans::run))
         .route("/scans/policy/{tenant}/{name}", post(scans::run_policy));
     Router::new()
@@ -191,6 +193,7 @@ async fn apply(
         let out = c.apply(&scope, &body.file, &body.content, q.dry_run)?;
         // Guests added or removed start or stop now rather than at the next reconcile pass.
         c.reconcile_guests();
+        c.reconcile_detectors();
         Ok(out)
     })
     .await?;
@@ -331,12 +334,53 @@ async fn events(
     Ok(Json(page).into_response())
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertQuery {
+    /// Only this tenant's (a tenant token's own by default).
+    tenant: Option<String>,
+    /// Only this VM's (needs the tenant).
+    vm: Option<String>,
+    /// Only alerts with a higher id.
+    #[serde(default)]
+    after: u64,
+    /// At most this many.
+    limit: Option<usize>,
+}
+
+/// Stored anomaly alerts, oldest first, with the id to ask `after=` next time.
+#[derive(Debug, Serialize)]
+struct AlertPage {
+    alerts: Vec<crate::anomaly::AlertRecord>,
+    last_id: u64,
+}
+
+async fn alerts(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<AlertQuery>,
+) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    let c = st.controller.clone();
+    let limit = q.limit.unwrap_or(1000);
+    let after = q.after;
+    let alerts = blocking(move || c.alerts(&scope, q.tenant.as_deref(), q.vm.as_deref(), q.after, limit)).await?;
+    let last_id = alerts.last().map_or(after, |a| a.id);
+    Ok(Json(AlertPage { alerts, last_id }).into_response())
+}
+
+async fn detectors(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let scope = scope(&st, &headers)?;
+    Ok(Json(st.controller.detectors(&scope)).into_response())
+}
+
 async fn delete_key(st: AppState, headers: HeaderMap, key: ObjectKey, dry_run: bool) -> Result<Response, ApiError> {
     let scope = scope(&st, &headers)?;
     let c = st.controller.clone();
     let out = blocking(move || {
         let out = c.delete(&scope, &key, dry_run)?;
         c.reconcile_guests();
+        c.reconcile_detectors();
         Ok(out)
     })
     .await?;
@@ -404,6 +448,7 @@ async fn reconcile(State(st): State<AppState>, headers: HeaderMap) -> Result<Res
     let out = blocking(move || {
         let out = c.reconcile()?;
         c.reconcile_guests();
+        c.reconcile_detectors();
         Ok(out)
     })
     .await?;
@@ -413,5 +458,6 @@ async fn reconcile(State(st): State<AppState>, headers: HeaderMap) -> Result<Res
 async fn metrics(State(st): State<AppState>) -> Response {
     let mut text = st.controller.metrics.render();
     text.push_str(&crate::monitors::metrics(&st.controller.guests(&Scope::Admin)));
+    text.push_str(&crate::anomaly::metrics(&st.controller.detectors(&Scope::Admin)));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod anomaly;
 pub mod api;
 pub mod auth;
 pub mod guests;

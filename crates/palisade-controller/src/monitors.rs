@@ -294,9 +294,24 @@ impl EventsFile {
     }
 }
 
+impl EventsFile {
+    /// Appends `text` (whole lines, each ending in a newline) in one write.
+    fn append(&self, text: &str, count: usize) {
+        use std::io::Write;
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = file.write_all(text.as_bytes()) {
+            tracing::error!(file = %self.path.display(), error = %e, lost = count, "cannot append to the events file");
+        }
+    }
+
+    /// Appends one line (`line` without its newline).
+    pub fn append_line(&self, line: &str) {
+        self.append(&format!("{line}\n"), 1);
+    }
+}
+
 impl EventSink for EventsFile {
     fn record(&self, events: &[MonitorEvent]) {
-        use std::io::Write;
         let mut text = String::new();
         for e in events {
             if let Ok(line) = serde_json::to_string(e) {
@@ -304,10 +319,7 @@ impl EventSink for EventsFile {
                 text.push('\n');
             }
         }
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = file.write_all(text.as_bytes()) {
-            tracing::error!(file = %self.path.display(), error = %e, lost = events.len(), "cannot append to the events file");
-        }
+        self.append(&text, events.len());
     }
 }
 

@@ -142,6 +142,7 @@ pub struct Controller {
     store: Arc<dyn Store>,
     switch: Arc<dyn Switch>,
     guests: Arc<dyn GuestRuntime>,
+    detectors: Arc<dyn crate::anomaly::DetectorRuntime>,
     /// Address ranges this controller uses itself (what for, range): no subdomain may overlap.
     reserved: Vec<(String, ipnet::Ipv4Net)>,
     state: Mutex<StateCell>,
@@ -207,6 +208,71 @@ impl Controller {
         self
     }
 
+    /// Runs `anomaly` policies' detectors with `runtime` (by default nothing watches).
+    pub fn with_detectors(mut self, runtime: Arc<dyn crate::anomaly::DetectorRuntime>) -> Self {
+        self.detectors = runtime;
+        self
+    }
+
+    /// Brings running detectors to the desired state.
+    pub fn reconcile_detectors(&self) {
+        let desired = crate::anomaly::desired(&self.lock().0.inventory);
+        self.detectors.reconcile(&desired);
+    }
+
+    /// Detectors the caller may see.
+    pub fn detectors(&self, scope: &Scope) -> Vec<crate::anomaly::DetectorStatus> {
+        let mut all = self.detectors.status();
+        if let Scope::Tenant(t) = scope {
+            let prefix = format!("{t}/");
+            all.retain(|d| d.vm.starts_with(&prefix));
+        }
+        all
+    }
+
+    /// Up to `limit` stored anomaly alerts with an id above `after`, oldest first. A tenant
+    /// token reads its own tenant's only; asking for another tenant's is not found. `vm` needs
+    /// a tenant (the token's, or `tenant` for the admin).
+    pub fn alerts(
+        &self,
+        scope: &Scope,
+        tenant: Option<&str>,
+        vm: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::anomaly::AlertRecord>, ServiceError> {
+        let tenant = match (scope, tenant) {
+            (Scope::Tenant(own), Some(t)) if own.as_str() != t => {
+                return Err(ServiceError::NotFound(format!("tenant `{t}`")));
+            }
+            (Scope::Tenant(own), _) => Some(own.to_string()),
+            (Scope::Admin, t) => t.map(str::to_owned),
+        };
+        if vm.is_some() && tenant.is_none() {
+            return Err(ServiceError::Invalid(vec![palisade_model::FileError {
+                file: "request".to_owned(),
+                line: None,
+                field: "vm".to_owned(),
+                message: "a VM name needs its tenant (`tenant=`)".to_owned(),
+            }]));
+        }
+        let rows = self
+            .store
+            .alerts(tenant.as_deref(), vm, after, limit.min(crate::service::vmi::MAX_EVENTS_PAGE))
+            .map_err(ServiceError::Store)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            match serde_json::from_value::<crate::anomaly::AlertRecord>(row.body) {
+                Ok(mut a) => {
+                    a.id = row.id;
+                    out.push(a);
+                }
+                Err(e) => tracing::warn!(id = row.id, error = %e, "a stored anomaly alert does not decode; skipped"),
+            }
+        }
+        Ok(out)
+    }
+
     /// Brings running guests to the desired state (starts and stops in the background).
     pub fn reconcile_guests(&self) {
         let desired = desired_guests(&self.lock().0.inventory);
@@ -262,6 +328,7 @@ impl Controller {
             store,
             switch,
             guests: Arc::new(NoGuests),
+            detectors: Arc::new(crate::anomaly::NoDetectors),
             reserved: Vec::new(),
             state: Mutex::new(StateCell(State { inventory, revision, view: None, epoch: 0 })),
             metrics: Metrics::default(),
@@ -314,6 +381,19 @@ impl Controller {
         }
         let mut problems: Vec<(&str, String)> =
             crate::monitors::oversized_plans(&merge.after).into_iter().map(|m| ("policies", m)).collect();
+        let models: std::collections::BTreeSet<String> = merge
+            .upserts
+            .iter()
+            .filter_map(|(key, obj)| match obj {
+                Object::Policy(p) if key.kind == Kind::Policy => p.anomaly.as_ref().map(|a| a.model.to_string()),
+                _ => None,
+            })
+            .collect();
+        for model in models {
+            if let Err(m) = self.detectors.check_model(&model) {
+                problems.push(("policies", m));
+            }
+        }
         for (key, sub) in merge.after.subdomains() {
             for (what, net) in &self.reserved {
                 if sub.cidr.contains(&net.network()) || net.contains(&sub.cidr.network()) {
@@ -402,6 +482,13 @@ impl Controller {
                 .policies()
                 .filter(|(_, p)| p.monitor.is_some() && !enforced_monitors)
                 .map(|(k, _)| format!("{k}: monitoring is not enforced yet (no monitor runtime)")),
+        );
+        let enforced_anomaly = self.detectors.enforces();
+        pending.extend(
+            after
+                .policies()
+                .filter(|(_, p)| p.anomaly.is_some() && !enforced_anomaly)
+                .map(|(k, _)| format!("{k}: anomaly detection is not enforced yet (no detector runtime)")),
         );
         pending.retain(|p| sees_owner(scope, p));
         if dry_run || mutations.is_empty() {

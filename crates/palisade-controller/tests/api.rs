@@ -394,7 +394,7 @@ async fn server_matches_openapi_document() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 19);
+    assert_eq!(checked, 21);
     // Metrics are Prometheus text.
     let (_, m) = call(&app, "GET", "/metrics", None, None).await;
     assert!(m.as_str().unwrap().contains("palisade_flows_programmed "));
@@ -463,4 +463,109 @@ async fn running_a_scan_policy_now_is_tenant_scoped() {
     assert!(v.to_string().contains("not a scan policy"), "{v}");
     let (st, _) = call(&app, "POST", "/v1/scans/policy/alpha/web-ports", Some(ALPHA), None).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "no engine in this test; the lab test runs the real one");
+}
+
+/// A detector runtime that knows one model, `lab`, and records what it was asked to run.
+#[derive(Debug, Default)]
+struct FakeDetectors(std::sync::Mutex<Vec<String>>);
+
+impl palisade_controller::anomaly::DetectorRuntime for FakeDetectors {
+    fn reconcile(&self, desired: &[palisade_controller::anomaly::DesiredDetector]) {
+        *self.0.lock().unwrap() = desired.iter().map(|d| format!("{} {} {}", d.vm, d.port, d.model)).collect();
+    }
+    fn status(&self) -> Vec<palisade_controller::anomaly::DetectorStatus> {
+        Vec::new()
+    }
+    fn check_model(&self, model: &str) -> Result<(), String> {
+        if model == "lab" {
+            Ok(())
+        } else {
+            Err(format!("model `{model}` is not installed"))
+        }
+    }
+}
+
+/// Issue #6: `anomaly` policies need a model the controller has (refused whole otherwise);
+/// alerts are read back from the store, each tenant only its own.
+#[tokio::test]
+async fn anomaly_policies_need_an_installed_model_and_alerts_are_tenant_scoped() {
+    use palisade_controller::anomaly::{AlertRecord, AlertSink, Deviation, StoreAlerts};
+    // Without a detector runtime, the policy is accepted and reported as not enforced.
+    let (app, _, _) = setup();
+    apply(&app, ADMIN, "lab.yaml", LAB).await;
+    let anomaly = include_str!("../../../examples/anomaly.yaml");
+    let body = json!({ "file": "anomaly.yaml", "content": anomaly });
+    let (st, v) = call(&app, "POST", "/v1/apply", Some(ALPHA), Some(body)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(v["pending"].to_string().contains("anomaly detection is not enforced yet"), "{v}");
+
+    // With one: an unknown model refuses the file and nothing of it is applied.
+    let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let detectors = Arc::new(FakeDetectors::default());
+    let switch = Arc::new(RecordingSwitch::with_ports(BTreeMap::from([("pa-web1".to_string(), 1)])));
+    let controller = Arc::new(
+        Controller::open(store.clone() as Arc<dyn Store>, switch as Arc<dyn Switch>)
+            .unwrap()
+            .with_detectors(detectors.clone()),
+    );
+    let tokens = Tokens {
+        admin: Secret::new(ADMIN),
+        tenants: BTreeMap::from([
+            ("alpha".parse().unwrap(), Secret::new(ALPHA)),
+            ("beta".parse().unwrap(), Secret::new(BETA)),
+        ]),
+    };
+    let app = api::router(controller.clone(), Arc::new(tokens));
+    apply(&app, ADMIN, "lab.yaml", LAB).await;
+    let bad = anomaly.replace("model: lab", "model: other");
+    let (st, v) = call(&app, "POST", "/v1/apply", Some(ALPHA), Some(json!({ "file": "a.yaml", "content": bad }))).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["details"].to_string().contains("model `other` is not installed"), "{v}");
+    let (_, objs) = call(&app, "GET", "/v1/objects?kind=policy", Some(ADMIN), None).await;
+    assert_eq!(objs, json!([]), "nothing applied");
+    let (st, v) =
+        call(&app, "POST", "/v1/apply", Some(ALPHA), Some(json!({ "file": "a.yaml", "content": anomaly }))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["pending"], json!([]), "{v}");
+    controller.reconcile_detectors();
+    assert_eq!(*detectors.0.lock().unwrap(), ["alpha/web1 pa-web1 lab"]);
+
+    // Alerts as the detectors' store sink keeps them.
+    let alert = |vm: &str, score: f64| AlertRecord {
+        kind: "anomaly".into(),
+        id: 0,
+        vm: vm.into(),
+        policy: "alpha/web-nad".into(),
+        model: "lab".into(),
+        window_start: "1764190000".into(),
+        window: "1".into(),
+        score,
+        threshold: 0.5,
+        top_features: vec![Deviation { feature: "syn_count".into(), value: 900.0, z: 14.0 }],
+    };
+    let sink = StoreAlerts(store.clone() as Arc<dyn Store>);
+    sink.alert(&alert("alpha/web1", 0.9));
+    sink.alert(&alert("beta/web1", 0.8));
+    sink.alert(&alert("alpha/web2", 0.7));
+    let (st, page) = call(&app, "GET", "/v1/alerts", Some(ALPHA), None).await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    let scores: Vec<f64> = page["alerts"].as_array().unwrap().iter().map(|a| a["score"].as_f64().unwrap()).collect();
+    assert_eq!(scores, [0.9, 0.7]);
+    assert_eq!(page["last_id"], 3);
+    assert_eq!(page["alerts"][0]["top_features"][0]["feature"], "syn_count");
+    let (_, web1) = call(&app, "GET", "/v1/alerts?vm=web1", Some(ALPHA), None).await;
+    assert_eq!(web1["alerts"].as_array().unwrap().len(), 1, "{web1}");
+    let (_, after) = call(&app, "GET", "/v1/alerts?after=1", Some(ALPHA), None).await;
+    assert_eq!(after["alerts"][0]["id"], 3, "{after}");
+    let (_, beta) = call(&app, "GET", "/v1/alerts", Some(BETA), None).await;
+    assert_eq!(beta["alerts"].as_array().unwrap().len(), 1, "{beta}");
+    assert_eq!(beta["alerts"][0]["vm"], "beta/web1");
+    let (st, _) = call(&app, "GET", "/v1/alerts?tenant=alpha", Some(BETA), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "another tenant's alerts are not found");
+    let (st, _) = call(&app, "GET", "/v1/alerts?vm=web1", Some(ADMIN), None).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "the admin names the tenant of a VM");
+    let (_, all) = call(&app, "GET", "/v1/alerts?tenant=beta&vm=web1", Some(ADMIN), None).await;
+    assert_eq!(all["alerts"].as_array().unwrap().len(), 1, "{all}");
+    let (st, _) = call(&app, "GET", "/v1/alerts?colour=red", Some(ADMIN), None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
 }

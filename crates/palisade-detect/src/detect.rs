@@ -30,6 +30,8 @@ pub struct Alert {
     pub vm: String,
     /// The window's start (Unix seconds).
     pub window_start: String,
+    /// The window's length in seconds.
+    pub window: String,
     /// LSTM-NAD's score.
     pub score: f32,
     /// The model's threshold.
@@ -98,6 +100,7 @@ impl<'m, W: Write> Scorer<'m, W> {
         let alert = Alert {
             vm: row.vm.to_string(),
             window_start: self.window.format_instant(row.window_start_ns),
+            window: self.window.to_string().trim_end_matches(" s").to_owned(),
             score: score[0],
             threshold: self.model.meta.threshold,
             alert: f64::from(score[0]) >= self.model.meta.threshold,

@@ -17,4 +17,5 @@ pub mod plot;
 pub mod rng;
 pub mod store;
 pub mod train;
+pub mod watch;
 pub mod windows;
