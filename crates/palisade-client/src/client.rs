@@ -136,6 +136,30 @@ impl Client {
         self.call("GET", &path, None)
     }
 
+    /// Up to `limit` stored anomaly alerts with an id above `after`, optionally of one tenant
+    /// and VM.
+    pub fn alerts(
+        &self,
+        tenant: Option<&str>,
+        vm: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Value, ClientError> {
+        let mut path = format!("/v1/alerts?after={after}&limit={limit}");
+        if let Some(t) = tenant {
+            path.push_str(&format!("&tenant={}", percent_encode(t)));
+        }
+        if let Some(v) = vm {
+            path.push_str(&format!("&vm={}", percent_encode(v)));
+        }
+        self.call("GET", &path, None)
+    }
+
+    /// The live anomaly detectors.
+    pub fn detectors(&self) -> Result<Value, ClientError> {
+        self.call("GET", "/v1/detectors", None)
+    }
+
     /// Asks the controller to reconcile now.
     pub fn reconcile(&self) -> Result<Value, ClientError> {
         self.call("POST", "/v1/reconcile", None)

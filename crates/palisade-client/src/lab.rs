@@ -177,9 +177,15 @@ impl LabHome {
         self.dir.join("palisade.db")
     }
 
-    /// The controller's security event stream (monitor events, JSON lines).
+    /// The controller's security event stream (monitor events and anomaly alerts, JSON lines).
     pub fn events(&self) -> PathBuf {
         self.dir.join("events.jsonl")
+    }
+
+    /// The controller's anomaly-detection models: `anomaly` policies name its subdirectories
+    /// (e.g. `palisade nad train ... --model <lab dir>/models/lab`).
+    pub fn models(&self) -> PathBuf {
+        self.dir.join("models")
     }
 
     /// Creates the token file (admin + one per tenant) if it does not exist.
@@ -226,6 +232,7 @@ impl LabHome {
             .args(["--db", &self.db().display().to_string(), "--tokens", &self.tokens().display().to_string()])
             .args(["--bridge", bridge, "--listen", listen])
             .args(["--events", &self.events().display().to_string()])
+            .args(["--models", &self.models().display().to_string()])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)

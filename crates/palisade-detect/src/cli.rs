@@ -64,6 +64,60 @@ pub enum DetectCmd {
     /// T-1 windows only fill the sequence. Windows have the model's length.
     #[command(verbatim_doc_comment)]
     Detect(DetectArgs),
+    /// Show the alerts the controller's live detectors raised (`anomaly` policies).
+    ///
+    /// Examples:
+    ///   palisade nad alerts
+    ///   palisade nad alerts --vm web1 --follow
+    ///   palisade nad alerts --vm alpha/web1 -o json
+    ///
+    /// Asks palisaded (--url, --token or PALISADE_URL, PALISADE_TOKEN): a tenant token sees
+    /// its own tenant's alerts only. Each line: alert id, window start (UTC), VM, score and
+    /// threshold, and the three features furthest from their training mean (in standard
+    /// deviations). -o json prints JSON lines. --follow keeps printing new alerts.
+    /// The detectors themselves: `palisade nad alerts --detectors`.
+    #[command(verbatim_doc_comment)]
+    Alerts(AlertsArgs),
+}
+
+/// Arguments of `palisade nad alerts` (run by the `palisade` binary, which talks to the API).
+#[derive(Debug, Clone, Args)]
+pub struct AlertsArgs {
+    /// Only this VM's alerts: `name` (a tenant token's VM) or `tenant/name`.
+    #[arg(long, value_name = "VM")]
+    pub vm: Option<String>,
+    /// Only this tenant's alerts (the admin token; a tenant token sees only its own anyway).
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
+    /// Keep printing new alerts as they are raised (until Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
+    /// Only alerts with an id above this.
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    /// List the live detectors (phase, model, port, windows scored, alerts) instead.
+    #[arg(long, conflicts_with_all = ["follow", "after"])]
+    pub detectors: bool,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// The controller's URL.
+    #[arg(long, env = "PALISADE_URL", default_value = "http://127.0.0.1:7683")]
+    pub url: String,
+    /// Bearer token.
+    #[arg(long, env = "PALISADE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// The arguments of `palisade nad alerts`, if that is the command (`None` for the others,
+/// which [`run_nad`] runs).
+pub fn alerts_args(cmd: &NadCommand) -> Option<AlertsArgs> {
+    let argv = std::iter::once(OsString::from("palisade nad")).chain(cmd.args.iter().cloned());
+    let matches = nad_command().try_get_matches_from(argv).unwrap_or_else(|e| e.exit());
+    match DetectCmd::from_arg_matches(&matches) {
+        Ok(DetectCmd::Alerts(a)) => Some(a),
+        _ => None,
+    }
 }
 
 /// Arguments of `palisade nad detect`.
@@ -218,7 +272,7 @@ pub enum CliError {
 }
 
 /// `palisade nad` as a whole: `palisade-nad`'s command (its about text and subcommands) plus
-/// `train`, `eval` and `detect`.
+/// `train`, `eval`, `detect` and `alerts`.
 pub fn nad_command() -> clap::Command {
     let base = NadCli::command();
     let (about, long_about) = (base.get_about().cloned(), base.get_long_about().cloned());
@@ -238,11 +292,16 @@ pub fn run_nad(cmd: &NadCommand) -> Result<(), CliError> {
     let argv = std::iter::once(OsString::from("palisade nad")).chain(cmd.args.iter().cloned());
     let matches = nad_command().try_get_matches_from(argv).unwrap_or_else(|e| e.exit());
     match matches.subcommand_name() {
-        Some("train" | "eval" | "detect") => match DetectCmd::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()) {
-            DetectCmd::Train(a) => train(&a),
-            DetectCmd::Eval(a) => eval(&a),
-            DetectCmd::Detect(a) => detect(&a, std::io::stdout().lock()).map(|_| ()),
-        },
+        Some("train" | "eval" | "detect" | "alerts") => {
+            match DetectCmd::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()) {
+                DetectCmd::Train(a) => train(&a),
+                DetectCmd::Eval(a) => eval(&a),
+                DetectCmd::Detect(a) => detect(&a, std::io::stdout().lock()).map(|_| ()),
+                DetectCmd::Alerts(_) => {
+                    Err(CliError::Arg("`nad alerts` asks the controller; run it as `palisade nad alerts`".into()))
+                }
+            }
+        }
         _ => Ok(palisade_nad::cli::run(cmd)?),
     }
 }

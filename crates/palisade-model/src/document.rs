@@ -183,13 +183,13 @@ pub struct PolicyDoc {
     pub redirect: Option<RedirectSpec>,
     /// Agentless monitoring: hook system calls of guest VMs, record or block by rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub monitor: Option<crate::MonitorSpec>,
+    pub monitor: Option<Box<crate::MonitorSpec>>,
     /// Type 2 access: scan the tenant's VMs from task spaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<Box<crate::ScanSpec>>,
     /// Network anomaly detection: score the selected VMs' traffic live with LSTM-NAD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub anomaly: Option<crate::AnomalySpec>,
+    pub anomaly: Option<Box<crate::AnomalySpec>>,
 }
 
 fn default_priority() -> u16 {

@@ -176,13 +176,13 @@ pub struct Policy {
     pub redirect: Option<RedirectSpec>,
     /// Agentless monitoring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub monitor: Option<crate::MonitorSpec>,
+    pub monitor: Option<Box<crate::MonitorSpec>>,
     /// Type 2 scanning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<Box<crate::ScanSpec>>,
     /// Network anomaly detection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub anomaly: Option<crate::AnomalySpec>,
+    pub anomaly: Option<Box<crate::AnomalySpec>>,
 }
 
 /// One object's body.

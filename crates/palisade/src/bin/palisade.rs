@@ -11,6 +11,8 @@ use palisade_client::Client;
 use palisade_lab::Lab;
 use serde_json::Value;
 
+#[path = "palisade/alerts.rs"]
+mod alerts;
 #[path = "palisade/events.rs"]
 mod events;
 #[path = "palisade/scan.rs"]
@@ -316,7 +318,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Cmd::Lab(cmd) => lab(cli, cmd)?,
         Cmd::Vmi(cmd) => vmi(cli, cmd)?,
         Cmd::Scan(cmd) => scan::run(cli, cmd)?,
-        Cmd::Nad(cmd) => palisade_detect::cli::run_nad(cmd)?,
+        Cmd::Nad(cmd) => match palisade_detect::cli::alerts_args(cmd) {
+            Some(a) => alerts::run(cli, &a)?,
+            None => palisade_detect::cli::run_nad(cmd)?,
+        },
     }
     Ok(())
 }

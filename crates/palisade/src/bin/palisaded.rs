@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Parser;
+use palisade_controller::anomaly::LiveDetectors;
 use palisade_controller::{api, Controller, Scope, Tokens};
 use palisade_guest::AccelPolicy;
 use palisade_model::{Inventory, Object, ObjectKey};
@@ -52,7 +53,12 @@ struct Args {
     /// SQLite database of scan tasks and findings (default: `scans.db` beside `--db`).
     #[arg(long, env = "PALISADE_SCAN_DB")]
     scan_db: Option<PathBuf>,
-    /// The security event stream: monitor events as JSON lines, appended (never in the logs).
+    /// Directory of anomaly-detection models: `anomaly` policies name its subdirectories
+    /// (each written by `palisade nad train --model`).
+    #[arg(long, env = "PALISADE_MODELS", default_value = "/var/lib/palisade/models")]
+    models: PathBuf,
+    /// The security event stream: monitor events and anomaly alerts as JSON lines, appended
+    /// (never in the logs).
     #[arg(long, env = "PALISADE_EVENTS", default_value = "/var/lib/palisade/events.jsonl")]
     events: PathBuf,
 }
@@ -85,15 +91,22 @@ async fn main() -> anyhow::Result<()> {
         AccelArg::Kvm => AccelPolicy::Kvm,
         AccelArg::Tcg => AccelPolicy::Tcg,
     };
-    let events = palisade_controller::monitors::EventsFile::open(&args.events)
-        .with_context(|| format!("opening the events file {}", args.events.display()))?;
+    let events = Arc::new(
+        palisade_controller::monitors::EventsFile::open(&args.events)
+            .with_context(|| format!("opening the events file {}", args.events.display()))?,
+    );
+    let detectors = Arc::new(LiveDetectors::new(
+        args.models.clone(),
+        vec![events.clone(), Arc::new(palisade_controller::anomaly::StoreAlerts(store.clone()))],
+    ));
     let guests = QemuGuests::new(runtime_config)
-        .with_event_sink(Arc::new(events))
+        .with_event_sink(events)
         .with_event_sink(Arc::new(palisade_controller::monitors::StoreEvents(store.clone())));
     let controller = Arc::new(
         Controller::open(store, Arc::new(switch))
             .context("loading desired state")?
             .with_guests(Arc::new(guests.clone()))
+            .with_detectors(detectors.clone())
             .with_reserved("the scan task address pool (--scan-pool)", args.scan_pool),
     );
 
@@ -105,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
             let c = reconciler.clone();
             match tokio::task::spawn_blocking(move || {
                 c.reconcile_guests();
+                c.reconcile_detectors();
                 c.reconcile()
             })
             .await
@@ -137,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
         .context("serving the API")?;
     // Guests live as long as the controller (a crashed controller's guests are reaped on start).
     tokio::task::spawn_blocking(move || guests.shutdown()).await.context("stopping guests")?;
+    tokio::task::spawn_blocking(move || detectors.shutdown()).await.context("stopping anomaly detectors")?;
     info!("palisaded stopped");
     Ok(())
 }

@@ -1,0 +1,150 @@
+//! `palisade nad alerts`: the anomaly alerts the controller's live detectors raised (issue #6),
+//! once or following, and the detectors themselves.
+
+use std::io::Write;
+use std::time::Duration;
+
+use palisade_client::Client;
+use palisade_detect::cli::{AlertsArgs, Output};
+use serde_json::Value;
+
+use super::Cli;
+
+/// How often `--follow` asks for new alerts.
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+/// Alerts per request.
+const PAGE: usize = 1000;
+
+/// `1764190000` as `2025-11-26 20:46:40Z` (UTC); other text as it is.
+fn utc(unix: &str) -> String {
+    let Some(secs) = unix.split('.').next().and_then(|s| s.parse::<i64>().ok()) else { return unix.to_owned() };
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+fn human(a: &Value) -> String {
+    let top: Vec<String> = a["top_features"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            format!("{}={} ({:+.1}σ)", t["feature"].as_str().unwrap_or("?"), t["value"], t["z"].as_f64().unwrap_or(0.0))
+        })
+        .collect();
+    format!(
+        "{:>6}  {}  {:<14} score {:.3} >= {:.3}  {}",
+        a["id"],
+        utc(a["window_start"].as_str().unwrap_or("")),
+        a["vm"].as_str().unwrap_or(""),
+        a["score"].as_f64().unwrap_or(0.0),
+        a["threshold"].as_f64().unwrap_or(0.0),
+        top.join(", ")
+    )
+}
+
+/// Runs `palisade nad alerts`.
+pub(crate) fn run(cli: &Cli, a: &AlertsArgs) -> anyhow::Result<()> {
+    let url =
+        if std::env::var_os("PALISADE_URL").is_none() && a.url == "http://127.0.0.1:7683" { &cli.url } else { &a.url };
+    let token = match a.token.as_ref().or(cli.token.as_ref()) {
+        Some(t) => t.clone(),
+        None => palisade_client::lab::LabHome::new(cli.lab_dir.clone())
+            .token("admin")
+            .ok_or_else(|| anyhow::anyhow!("no token: pass --token or PALISADE_TOKEN (or bring the lab up)"))?,
+    };
+    let c = Client::new(url, &token);
+    if a.detectors {
+        return detectors(&c, a.output);
+    }
+    let (tenant, vm) = match a.vm.as_deref().map(|v| v.split_once('/')) {
+        Some(Some((t, n))) => (Some(t.to_owned()), Some(n.to_owned())),
+        Some(None) => (a.tenant.clone(), a.vm.clone()),
+        None => (a.tenant.clone(), None),
+    };
+    let mut after = a.after;
+    let mut header = a.output == Output::Human;
+    loop {
+        let page = c.alerts(tenant.as_deref(), vm.as_deref(), after, PAGE).map_err(|e| {
+            let hint = if vm.is_some() && tenant.is_none() {
+                " (with the admin token, name the VM as tenant/name)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("{e}{hint}")
+        })?;
+        let alerts = page["alerts"].as_array().cloned().unwrap_or_default();
+        let mut out = std::io::stdout().lock();
+        if header && !alerts.is_empty() {
+            writeln!(out, "{:>6}  {:<20}  {:<14} {:<23} TOP FEATURES", "ID", "WINDOW (UTC)", "VM", "SCORE")?;
+            header = false;
+        }
+        for alert in &alerts {
+            let line = match a.output {
+                Output::Json => serde_json::to_string(alert)?,
+                Output::Human => human(alert),
+            };
+            if writeln!(out, "{line}").is_err() {
+                return Ok(()); // a closed pipe ends the listing
+            }
+        }
+        out.flush().ok();
+        after = page["last_id"].as_u64().unwrap_or(after);
+        let more = alerts.len() == PAGE;
+        if !a.follow && !more {
+            if alerts.is_empty() && after == a.after && a.output == Output::Human {
+                eprintln!("no alerts");
+            }
+            return Ok(());
+        }
+        if !more {
+            std::thread::sleep(FOLLOW_EVERY);
+        }
+    }
+}
+
+fn detectors(c: &Client, output: Output) -> anyhow::Result<()> {
+    let v = c.detectors()?;
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<9} {:<10} {:<10} {:>8} {:>7} {:>6}  DETAIL",
+        "VM", "PHASE", "MODEL", "PORT", "WINDOWS", "ALERTS", "DROPS"
+    );
+    for d in v.as_array().into_iter().flatten() {
+        println!(
+            "{:<16} {:<9} {:<10} {:<10} {:>8} {:>7} {:>6}  {}",
+            d["vm"].as_str().unwrap_or(""),
+            d["phase"].as_str().unwrap_or(""),
+            d["model"].as_str().unwrap_or(""),
+            d["port"].as_str().unwrap_or(""),
+            d["windows"],
+            d["alerts"],
+            d["drops"],
+            d["reason"].as_str().unwrap_or(d["policy"].as_str().unwrap_or(""))
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn window_starts_print_as_utc() {
+        assert_eq!(super::utc("0"), "1970-01-01 00:00:00Z");
+        assert_eq!(super::utc("1764190000"), "2025-11-26 20:46:40Z");
+        assert_eq!(super::utc("951782400.5"), "2000-02-29 00:00:00Z");
+        assert_eq!(super::utc("soon"), "soon");
+    }
+}
