@@ -276,7 +276,7 @@ impl AlertSink for StoreAlerts {
         let Some((tenant, vm)) = alert.vm.split_once('/') else { return };
         let Ok(body) = serde_json::to_value(alert) else { return };
         let row = palisade_store::StoredEvent { id: 0, tenant: tenant.to_owned(), vm: vm.to_owned(), body };
-        if let Err(e) = self.0.append_alerts(&[row]) {
+        if let Err(e) = self.0.append_events(palisade_store::EventStream::Alerts, &[row]) {
             tracing::error!(error = %e, vm = %alert.vm, "cannot keep an anomaly alert in the store");
         }
     }

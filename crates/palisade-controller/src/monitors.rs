@@ -268,7 +268,7 @@ impl EventSink for StoreEvents {
                 Some(palisade_store::StoredEvent { id: 0, tenant: tenant.to_owned(), vm: vm.to_owned(), body })
             })
             .collect();
-        if let Err(e) = self.0.append_events(&rows) {
+        if let Err(e) = self.0.append_events(palisade_store::EventStream::Monitor, &rows) {
             tracing::error!(error = %e, lost = rows.len(), "cannot keep monitor events in the store");
         }
     }

@@ -39,14 +39,17 @@ fn setup_with(guests: Arc<FakeGuests>) -> (Router, Arc<RecordingSwitch>, Arc<Sql
             .unwrap()
             .with_guests(guests),
     );
-    let tokens = Tokens {
+    (api::router(controller, Arc::new(tokens())), switch, store)
+}
+
+fn tokens() -> Tokens {
+    Tokens {
         admin: Secret::new(ADMIN),
         tenants: BTreeMap::from([
             ("alpha".parse().unwrap(), Secret::new(ALPHA)),
             ("beta".parse().unwrap(), Secret::new(BETA)),
         ]),
-    };
-    (api::router(controller, Arc::new(tokens)), switch, store)
+    }
 }
 
 fn fake_symbols() -> SymbolTable {
@@ -508,14 +511,7 @@ async fn anomaly_policies_need_an_installed_model_and_alerts_are_tenant_scoped()
             .unwrap()
             .with_detectors(detectors.clone()),
     );
-    let tokens = Tokens {
-        admin: Secret::new(ADMIN),
-        tenants: BTreeMap::from([
-            ("alpha".parse().unwrap(), Secret::new(ALPHA)),
-            ("beta".parse().unwrap(), Secret::new(BETA)),
-        ]),
-    };
-    let app = api::router(controller.clone(), Arc::new(tokens));
+    let app = api::router(controller.clone(), Arc::new(tokens()));
     apply(&app, ADMIN, "lab.yaml", LAB).await;
     let bad = anomaly.replace("model: lab", "model: other");
     let (st, v) = call(&app, "POST", "/v1/apply", Some(ALPHA), Some(json!({ "file": "a.yaml", "content": bad }))).await;

@@ -122,9 +122,9 @@ pub enum StoreError {
     },
 
     /// Appending events (monitor events or anomaly alerts) failed; none of the batch was written.
-    #[error("failed to append {what} to the store")]
+    #[error("failed to append {what}s to the store")]
     AppendEvents {
-        /// `monitor events` or `anomaly alerts`.
+        /// `monitor event` or `anomaly alert`.
         what: &'static str,
         /// Backend error.
         #[source]

@@ -23,7 +23,8 @@ mod types;
 pub use error::{BackendError, StoreError};
 pub use sqlite::SqliteStore;
 pub use types::{
-    Actor, AppliedOwner, AuditEntry, AuditMutation, AuditOp, Mutation, ObjectKey, StoredEvent, StoredObject,
+    Actor, AppliedOwner, AuditEntry, AuditMutation, AuditOp, EventStream, Mutation, ObjectKey, StoredEvent,
+    StoredObject,
 };
 
 /// The controller's durable state, independent of the backend that keeps it.
@@ -69,26 +70,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// with [`StoreError::DuplicateCookie`] if two owners share a cookie; the old record stays.
     fn record_applied(&self, revision: u64, owners: &[AppliedOwner]) -> Result<(), StoreError>;
 
-    /// Append monitor events in one transaction (their `id`s are ignored and assigned).
-    fn append_events(&self, events: &[StoredEvent]) -> Result<(), StoreError>;
+    /// Append events to `stream` in one transaction (their `id`s are ignored and assigned;
+    /// each stream numbers its own).
+    fn append_events(&self, stream: EventStream, events: &[StoredEvent]) -> Result<(), StoreError>;
 
-    /// Up to `limit` events with an id above `after`, oldest first; with `tenant`, only that
-    /// tenant's, and with `vm`, only that VM's.
+    /// Up to `limit` events of `stream` with an id above `after`, oldest first; with `tenant`,
+    /// only that tenant's, and with `vm`, only that VM's.
     fn events(
         &self,
-        tenant: Option<&str>,
-        vm: Option<&str>,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError>;
-
-    /// Append anomaly alerts in one transaction (their `id`s are ignored and assigned).
-    fn append_alerts(&self, alerts: &[StoredEvent]) -> Result<(), StoreError>;
-
-    /// Up to `limit` anomaly alerts with an id above `after`, oldest first; with `tenant`, only
-    /// that tenant's, and with `vm`, only that VM's.
-    fn alerts(
-        &self,
+        stream: EventStream,
         tenant: Option<&str>,
         vm: Option<&str>,
         after: u64,

@@ -156,3 +156,22 @@ pub struct StoredEvent {
     /// The event itself, opaque to the store.
     pub body: Value,
 }
+
+/// A stream of events kept per tenant and VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStream {
+    /// Monitor events (agentless monitoring, issue #5).
+    Monitor,
+    /// Anomaly alerts (LSTM-NAD, issue #6).
+    Alerts,
+}
+
+impl EventStream {
+    /// What one entry is called in messages (`monitor event`, `anomaly alert`).
+    pub fn entry(self) -> &'static str {
+        match self {
+            EventStream::Monitor => "monitor event",
+            EventStream::Alerts => "anomaly alert",
+        }
+    }
+}

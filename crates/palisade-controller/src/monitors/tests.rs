@@ -191,10 +191,10 @@ fn the_store_sink_keeps_each_event_under_its_vms_tenant() {
     sink.record(&[e("alpha/guest1"), e("beta/guest1")]);
 
     use palisade_store::Store;
-    let alpha = store.events(Some("alpha"), None, 0, 10).unwrap();
+    let alpha = store.events(palisade_store::EventStream::Monitor, Some("alpha"), None, 0, 10).unwrap();
     assert_eq!(alpha.len(), 1);
     assert_eq!((alpha[0].vm.as_str(), alpha[0].body["vm"].as_str()), ("guest1", Some("alpha/guest1")));
-    assert_eq!(store.events(Some("beta"), None, 0, 10).unwrap().len(), 1);
+    assert_eq!(store.events(palisade_store::EventStream::Monitor, Some("beta"), None, 0, 10).unwrap().len(), 1);
 }
 
 /// Issue #5: a plan that cannot fit the guest's policy table is refused at apply, naming the

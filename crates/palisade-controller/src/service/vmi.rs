@@ -49,7 +49,13 @@ impl Controller {
         }
         let rows = self
             .store
-            .events(Some(&tenant), Some(key.name.as_str()), after, limit.min(MAX_EVENTS_PAGE))
+            .events(
+                palisade_store::EventStream::Monitor,
+                Some(&tenant),
+                Some(key.name.as_str()),
+                after,
+                limit.min(MAX_EVENTS_PAGE),
+            )
             .map_err(ServiceError::Store)?;
         let mut page = EventPage { last_seq: after, ..EventPage::default() };
         for row in rows {

@@ -6,38 +6,21 @@ use rusqlite::{params, Connection};
 use super::read::read_failed;
 use super::to_u64;
 use crate::error::StoreError;
-use crate::types::StoredEvent;
+use crate::types::{EventStream, StoredEvent};
 
-/// Which stream: each is its own table of the same shape.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Stream {
-    /// Monitor events (`events`).
-    Monitor,
-    /// Anomaly alerts (`alerts`).
-    Alerts,
-}
-
-impl Stream {
-    fn table(self) -> &'static str {
-        match self {
-            Stream::Monitor => "events",
-            Stream::Alerts => "alerts",
-        }
-    }
-
-    fn what(self) -> (&'static str, &'static str) {
-        match self {
-            Stream::Monitor => ("monitor events", "monitor event"),
-            Stream::Alerts => ("anomaly alerts", "anomaly alert"),
-        }
+/// Each stream is its own table of the same shape.
+fn table(stream: EventStream) -> &'static str {
+    match stream {
+        EventStream::Monitor => "events",
+        EventStream::Alerts => "alerts",
     }
 }
 
-pub(super) fn append(conn: &mut Connection, stream: Stream, batch: &[StoredEvent]) -> Result<(), StoreError> {
-    let failed = |e: rusqlite::Error| StoreError::AppendEvents { what: stream.what().0, source: e.into() };
+pub(super) fn append(conn: &mut Connection, stream: EventStream, batch: &[StoredEvent]) -> Result<(), StoreError> {
+    let failed = |e: rusqlite::Error| StoreError::AppendEvents { what: stream.entry(), source: e.into() };
     let tx = conn.transaction().map_err(failed)?;
     {
-        let sql = format!("INSERT INTO {} (tenant, vm, body_json) VALUES (?1, ?2, ?3)", stream.table());
+        let sql = format!("INSERT INTO {} (tenant, vm, body_json) VALUES (?1, ?2, ?3)", table(stream));
         let mut stmt = tx.prepare_cached(&sql).map_err(failed)?;
         for e in batch {
             stmt.execute(params![e.tenant, e.vm, e.body.to_string()]).map_err(failed)?;
@@ -48,7 +31,7 @@ pub(super) fn append(conn: &mut Connection, stream: Stream, batch: &[StoredEvent
 
 pub(super) fn events(
     conn: &Connection,
-    stream: Stream,
+    stream: EventStream,
     tenant: Option<&str>,
     vm: Option<&str>,
     after: u64,
@@ -59,7 +42,7 @@ pub(super) fn events(
     let sql = format!(
         "SELECT id, tenant, vm, body_json FROM {} \
          WHERE id > ?1 AND (?2 IS NULL OR tenant = ?2) AND (?3 IS NULL OR vm = ?3) ORDER BY id LIMIT ?4",
-        stream.table()
+        table(stream)
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(read_failed)?;
     let rows = stmt
@@ -73,7 +56,7 @@ pub(super) fn events(
         .map(|(id, tenant, vm, body)| {
             let id = to_u64("event id", id)?;
             let body = serde_json::from_str(&body).map_err(|source| StoreError::CorruptEvent {
-                what: stream.what().1,
+                what: stream.entry(),
                 id,
                 source,
             })?;

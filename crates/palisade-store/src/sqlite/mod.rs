@@ -19,7 +19,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use crate::error::StoreError;
-use crate::types::{Actor, AppliedOwner, AuditEntry, Mutation, StoredEvent, StoredObject};
+use crate::types::{Actor, AppliedOwner, AuditEntry, EventStream, Mutation, StoredEvent, StoredObject};
 use crate::Store;
 
 /// How long a write waits for another connection (e.g. a backup tool) to release the file.
@@ -135,32 +135,19 @@ impl Store for SqliteStore {
         applied::record_applied(&mut self.conn(), revision, owners)
     }
 
-    fn append_events(&self, batch: &[StoredEvent]) -> Result<(), StoreError> {
-        events::append(&mut self.conn(), events::Stream::Monitor, batch)
+    fn append_events(&self, stream: EventStream, batch: &[StoredEvent]) -> Result<(), StoreError> {
+        events::append(&mut self.conn(), stream, batch)
     }
 
     fn events(
         &self,
+        stream: EventStream,
         tenant: Option<&str>,
         vm: Option<&str>,
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        events::events(&self.conn(), events::Stream::Monitor, tenant, vm, after, limit)
-    }
-
-    fn append_alerts(&self, batch: &[StoredEvent]) -> Result<(), StoreError> {
-        events::append(&mut self.conn(), events::Stream::Alerts, batch)
-    }
-
-    fn alerts(
-        &self,
-        tenant: Option<&str>,
-        vm: Option<&str>,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        events::events(&self.conn(), events::Stream::Alerts, tenant, vm, after, limit)
+        events::events(&self.conn(), stream, tenant, vm, after, limit)
     }
 }
 
