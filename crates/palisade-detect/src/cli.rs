@@ -144,9 +144,9 @@ pub struct DetectArgs {
     pub every: bool,
 }
 
-/// Arguments of `palisade nad train`.
+/// A capture with its labels, and the VM whose windows they label (`train` and `eval`).
 #[derive(Debug, Args)]
-pub struct TrainArgs {
+pub struct LabelledCapture {
     /// Capture file (pcap or pcapng).
     #[arg(long, value_name = "FILE")]
     pub pcap: PathBuf,
@@ -156,6 +156,14 @@ pub struct TrainArgs {
     /// The monitored VM's IP address.
     #[arg(long, value_name = "IP")]
     pub vm: IpAddr,
+}
+
+/// Arguments of `palisade nad train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The labelled capture.
+    #[command(flatten)]
+    pub data: LabelledCapture,
     /// Window length in seconds (the labels' window starts are multiples of it).
     #[arg(long, value_name = "SECONDS")]
     pub window: Seconds,
@@ -215,15 +223,9 @@ pub struct EvalArgs {
     /// Model directory written by `palisade nad train`.
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
-    /// Capture file (pcap or pcapng).
-    #[arg(long, value_name = "FILE")]
-    pub pcap: PathBuf,
-    /// Ground truth: CSV with header window_start,label,attack.
-    #[arg(long, value_name = "FILE")]
-    pub labels: PathBuf,
-    /// The monitored VM's IP address.
-    #[arg(long, value_name = "IP")]
-    pub vm: IpAddr,
+    /// The labelled capture.
+    #[command(flatten)]
+    pub data: LabelledCapture,
     /// Score windows starting at or after this Unix time (seconds).
     #[arg(long, value_name = "UNIX_TIME")]
     pub from: Seconds,
@@ -325,7 +327,7 @@ pub fn train(a: &TrainArgs) -> Result<(), CliError> {
     if a.steps == 0 || a.trees == 0 || a.slots == 0 || a.period.as_nanos() == 0 {
         return Err(CliError::Arg("--steps, --trees, --slots and --period must be positive".into()));
     }
-    let series = load(&a.pcap, &a.labels, a.vm, a.window)?;
+    let series = load(&a.data.pcap, &a.data.labels, a.data.vm, a.window)?;
     let opts = TrainOptions {
         train_until_ns: a.train_until.as_nanos(),
         val_fraction: a.val_fraction,
@@ -343,7 +345,7 @@ pub fn train(a: &TrainArgs) -> Result<(), CliError> {
         trees: a.trees,
     };
     let epochs = a.epochs;
-    let model = detector::train_model(&series, &a.vm.to_string(), &opts, |e: &EpochReport| {
+    let model = detector::train_model(&series, &a.data.vm.to_string(), &opts, |e: &EpochReport| {
         let auc = e.val_auc.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
         eprintln!(
             "epoch {:>3}/{epochs}  loss {:.4}  val loss {:.4}  val AUC {auc}  {:.1} s",
@@ -369,11 +371,15 @@ pub fn eval(a: &EvalArgs) -> Result<(), CliError> {
     let window: Seconds = model.meta.window.parse().map_err(|_| {
         CliError::Arg(format!("the model's window length `{}` is not a number of seconds", model.meta.window))
     })?;
-    let series = load(&a.pcap, &a.labels, a.vm, window)?;
+    let series = load(&a.data.pcap, &a.data.labels, a.data.vm, window)?;
     let ev = detector::evaluate(&model, &series, a.from.as_nanos(), a.threads.max(1))?;
     if let Some(path) = &a.roc {
-        let title =
-            format!("ROC, VM {}, {} windows from {} s", a.vm, ev.windows, window.format_instant(a.from.as_nanos()));
+        let title = format!(
+            "ROC, VM {}, {} windows from {} s",
+            a.data.vm,
+            ev.windows,
+            window.format_instant(a.from.as_nanos())
+        );
         let svg = roc_svg(&title, &curves(&ev));
         std::fs::write(path, svg).map_err(|source| CliError::Write { path: path.clone(), source })?;
     }

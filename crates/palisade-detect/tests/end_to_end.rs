@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 
-use palisade_detect::cli::{self, DetectArgs, EvalArgs, Output, TrainArgs};
+use palisade_detect::cli::{self, DetectArgs, EvalArgs, LabelledCapture, Output, TrainArgs};
 use palisade_detect::data;
 use palisade_detect::detector::{evaluate, train_model, TrainOptions};
 use palisade_detect::nn::NetConfig;
@@ -92,9 +92,7 @@ fn cli_train_then_eval_writes_model_files_and_a_roc_plot() {
     let d = dir.path();
     scenario(d, 300, 3);
     let train = TrainArgs {
-        pcap: d.join("capture.pcap"),
-        labels: d.join("labels.csv"),
-        vm: VM.into(),
+        data: LabelledCapture { pcap: d.join("capture.pcap"), labels: d.join("labels.csv"), vm: VM.into() },
         window: Seconds::from_secs(1),
         train_until: Seconds::from_secs(T0 + 200),
         model: d.join("model"),
@@ -116,9 +114,7 @@ fn cli_train_then_eval_writes_model_files_and_a_roc_plot() {
     }
     let eval = EvalArgs {
         model: d.join("model"),
-        pcap: d.join("capture.pcap"),
-        labels: d.join("labels.csv"),
-        vm: VM.into(),
+        data: LabelledCapture { pcap: d.join("capture.pcap"), labels: d.join("labels.csv"), vm: VM.into() },
         from: Seconds::from_secs(T0 + 200),
         output: Output::Json,
         roc: Some(d.join("roc.svg")),
