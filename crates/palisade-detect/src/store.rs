@@ -102,15 +102,25 @@ pub fn save(model: &Model, dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Largest layer width and sequence length a model file may ask for: far above any useful
+/// LSTM-NAD, low enough that a hostile file cannot make the loader allocate without bound.
+pub const MAX_WIDTH: usize = 4096;
+
 /// Reads a model directory written by [`save`], checking that its parts fit together.
 pub fn load(dir: &Path) -> Result<Model, StoreError> {
     let read = |name: &str| {
         let path = dir.join(name);
-        std::fs::read(&path).map(|b| (b, path.clone())).map_err(io("read", &dir.join(name)))
+        std::fs::read(&path).map_err(io("read", &path))
     };
-    let (bytes, path) = read(META)?;
-    let meta: Meta =
-        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json { path: path.clone(), source })?;
+    let (meta, weights, baselines) = (read(META)?, read(WEIGHTS)?, read(BASELINES)?);
+    from_bytes(dir, &meta, &weights, &baselines)
+}
+
+/// Builds a model from the bytes of its three files (`dir` names them in errors). Never
+/// panics: every part is checked against the others.
+pub fn from_bytes(dir: &Path, meta: &[u8], weights: &[u8], baselines: &[u8]) -> Result<Model, StoreError> {
+    let path = dir.join(META);
+    let meta: Meta = serde_json::from_slice(meta).map_err(|source| StoreError::Json { path: path.clone(), source })?;
     let mismatch = |path: &Path, problem: String| StoreError::Mismatch { path: path.to_owned(), problem };
     if meta.version != VERSION {
         return Err(mismatch(&path, format!("model format version {} (this build reads {VERSION})", meta.version)));
@@ -119,11 +129,9 @@ pub fn load(dir: &Path) -> Result<Model, StoreError> {
         return Err(mismatch(&path, format!("features {:?} differ from {:?}", meta.features, FEATURE_NAMES)));
     }
     let cfg = meta.options.net;
-    if cfg.features != FEATURE_NAMES.len()
-        || cfg.steps == 0
-        || [cfg.lstm1, cfg.lstm2, cfg.dense1, cfg.dense2].contains(&0)
-    {
-        return Err(mismatch(&path, format!("unusable network configuration {cfg:?}")));
+    let widths = [cfg.steps, cfg.lstm1, cfg.lstm2, cfg.dense1, cfg.dense2];
+    if cfg.features != FEATURE_NAMES.len() || widths.contains(&0) || widths.iter().any(|w| *w > MAX_WIDTH) {
+        return Err(mismatch(&path, format!("unusable network configuration {cfg:?} (sizes 1-{MAX_WIDTH})")));
     }
     let n = &meta.norm;
     if !(n.mean.iter().all(|m| m.is_finite()) && n.std.iter().all(|s| s.is_finite() && *s > 0.0)) {
@@ -132,8 +140,8 @@ pub fn load(dir: &Path) -> Result<Model, StoreError> {
     if !meta.threshold.is_finite() {
         return Err(mismatch(&path, format!("threshold {} is not a finite number", meta.threshold)));
     }
-    let (bytes, wpath) = read(WEIGHTS)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|source| StoreError::Tensors { path: wpath.clone(), source })?;
+    let wpath = dir.join(WEIGHTS);
+    let st = SafeTensors::deserialize(weights).map_err(|source| StoreError::Tensors { path: wpath.clone(), source })?;
     let lay = cfg.layout();
     let mut params = vec![0.0f32; lay.total];
     for (name, range, shape) in lay.tensors(&cfg) {
@@ -151,9 +159,12 @@ pub fn load(dir: &Path) -> Result<Model, StoreError> {
     if params.iter().any(|p| !p.is_finite()) {
         return Err(mismatch(&wpath, "a weight is not a finite number".into()));
     }
-    let (bytes, bpath) = read(BASELINES)?;
+    let bpath = dir.join(BASELINES);
     let b: Baselines =
-        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json { path: bpath.clone(), source })?;
+        serde_json::from_slice(baselines).map_err(|source| StoreError::Json { path: bpath.clone(), source })?;
+    if b.stability_2018.period_ns == 0 {
+        return Err(mismatch(&bpath, "the stability profile's period is zero".into()));
+    }
     if b.stability_2018.profile.len() != b.stability_2018.slots || b.stability_2018.slots == 0 {
         return Err(mismatch(&bpath, "the stability profile has the wrong number of slots".into()));
     }

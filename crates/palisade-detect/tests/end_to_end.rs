@@ -86,6 +86,44 @@ fn a_saved_model_scores_exactly_like_the_trained_one_and_the_same_seed_reproduce
     assert_eq!(serde_json::to_value(&a).unwrap(), serde_json::to_value(&b).unwrap());
 }
 
+/// Model files reach the controller from its model directory: damaged ones are refused with
+/// an error, never a panic or an unbounded allocation.
+#[test]
+fn damaged_model_files_are_refused_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    scenario(dir.path(), 300, 2);
+    let (series, _) =
+        data::load(&dir.path().join("capture.pcap"), &dir.path().join("labels.csv"), VM.into(), Seconds::from_secs(1))
+            .unwrap();
+    let model = train_model(&series, "10.0.0.5", &opts(T0 + 200, 1), |_| {}).unwrap();
+    let m = dir.path().join("m");
+    store::save(&model, &m).unwrap();
+    let files: Vec<Vec<u8>> = ["model.json", "model.safetensors", "baselines.json"]
+        .iter()
+        .map(|f| std::fs::read(m.join(f)).unwrap())
+        .collect();
+    assert!(store::from_bytes(&m, &files[0], &files[1], &files[2]).is_ok());
+    for which in 0..3 {
+        let len = files[which].len();
+        for cut in (0..len).step_by((len / 200).max(1)) {
+            let mut parts = files.clone();
+            parts[which].truncate(cut);
+            assert!(store::from_bytes(&m, &parts[0], &parts[1], &parts[2]).is_err(), "file {which} cut at {cut}");
+        }
+        for at in (0..len).step_by((len / 100).max(1)) {
+            let mut parts = files.clone();
+            parts[which][at] ^= 0x5a;
+            let _ = store::from_bytes(&m, &parts[0], &parts[1], &parts[2]);
+        }
+    }
+    // A configuration asking for a huge network is refused before anything is allocated.
+    let mut meta: serde_json::Value = serde_json::from_slice(&files[0]).unwrap();
+    meta["options"]["net"]["lstm1"] = 4_000_000_000u64.into();
+    let meta = serde_json::to_vec(&meta).unwrap();
+    let e = store::from_bytes(&m, &meta, &files[1], &files[2]).unwrap_err().to_string();
+    assert!(e.contains("unusable network configuration"), "{e}");
+}
+
 #[test]
 fn cli_train_then_eval_writes_model_files_and_a_roc_plot() {
     let dir = tempfile::tempdir().unwrap();
