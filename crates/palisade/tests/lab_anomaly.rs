@@ -226,6 +226,14 @@ fn an_anomaly_policy_raises_live_alerts_for_attacks_in_the_lab() {
     let beta = token(&env, "beta");
     let out = env.palisade(&["nad", "alerts", "--url", URL, "--token", &beta, "--tenant", "alpha"]);
     assert!(!out.status.success(), "beta read alpha's alerts");
+    // The admin (the lab's default token) names a VM both tenants have with its tenant.
+    let out = env.palisade(&["nad", "alerts", "--url", URL, "--vm", "web1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("alpha/web1, beta/web1"), "{err}");
+    let admin = env.ok(&["nad", "alerts", "--url", URL, "--vm", "alpha/web1", "-o", "json"]);
+    // (at least as many: the detector goes on scoring the now idle port)
+    println!("alerts: {} during the run, {} when the admin asked", got.len(), admin.lines().count());
+    assert!(admin.lines().count() >= got.len(), "the admin reads alpha's alerts by tenant/name");
     // The event stream has them, one JSON line each, and the metrics count them.
     let events = std::fs::read_to_string(env.dir.join("events.jsonl")).expect("events file");
     let streamed = events.lines().filter(|l| l.contains("\"kind\":\"anomaly\"")).count();

@@ -66,9 +66,11 @@ pub(crate) fn run(cli: &Cli, a: &AlertsArgs) -> anyhow::Result<()> {
     if a.detectors {
         return detectors(&c, a.output);
     }
-    let (tenant, vm) = match a.vm.as_deref().map(|v| v.split_once('/')) {
-        Some(Some((t, n))) => (Some(t.to_owned()), Some(n.to_owned())),
-        Some(None) => (a.tenant.clone(), a.vm.clone()),
+    let (tenant, vm) = match a.vm.as_deref() {
+        Some(v) => {
+            let (t, n) = resolve_vm(&c, v, a.tenant.as_deref())?;
+            (Some(t), Some(n))
+        }
         None => (a.tenant.clone(), None),
     };
     let mut after = a.after;
@@ -109,6 +111,33 @@ pub(crate) fn run(cli: &Cli, a: &AlertsArgs) -> anyhow::Result<()> {
         if !more {
             std::thread::sleep(FOLLOW_EVERY);
         }
+    }
+}
+
+/// `tenant/name`, or a name the caller can see in exactly one tenant (`tenant` narrows it).
+fn resolve_vm(c: &Client, vm: &str, tenant: Option<&str>) -> anyhow::Result<(String, String)> {
+    if let Some((t, n)) = vm.split_once('/') {
+        return Ok((t.to_owned(), n.to_owned()));
+    }
+    let all = c.list(Some("vm"))?;
+    let ids: Vec<(&str, &str)> = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| Some((o["tenant"].as_str()?, o["name"].as_str()?)))
+        .filter(|(t, _)| tenant.is_none_or(|want| want == *t))
+        .collect();
+    let matching: Vec<&(&str, &str)> = ids.iter().filter(|(_, n)| *n == vm).collect();
+    match matching[..] {
+        [(t, n)] => Ok(((*t).to_owned(), (*n).to_owned())),
+        [] => anyhow::bail!(
+            "no VM named `{vm}`; VMs: {}",
+            ids.iter().map(|(t, n)| format!("{t}/{n}")).collect::<Vec<_>>().join(", ")
+        ),
+        _ => anyhow::bail!(
+            "`{vm}` names VMs of several tenants ({}); say tenant/{vm} or --tenant",
+            matching.iter().map(|(t, n)| format!("{t}/{n}")).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 
