@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use palisade_detect::watch::{Phase, Watch, WatchSpec, WatchState};
+use palisade_detect::watch::{Watch, WatchSpec, WatchState};
 use palisade_model::validate::resolve_endpoint;
 use palisade_model::Inventory;
 use serde::{Deserialize, Serialize};
@@ -231,10 +231,7 @@ impl DetectorRuntime for LiveDetectors {
     }
 
     fn check_model(&self, model: &str) -> Result<(), String> {
-        let dir = self.models.join(model);
-        let spec =
-            WatchSpec { iface: String::new(), ip: Ipv4Addr::UNSPECIFIED.into(), model_dir: dir, threshold: None };
-        palisade_detect::watch::load_model(&spec).map(|_| ()).map_err(|e| {
+        palisade_detect::watch::load_model(&self.models.join(model), None).map(|_| ()).map_err(|e| {
             format!(
                 "model `{model}` is not usable from the controller's model directory {}: {e}",
                 self.models.display()
@@ -260,11 +257,6 @@ fn record(d: &DesiredDetector, a: &palisade_detect::detect::Alert) -> AlertRecor
             .map(|t| Deviation { feature: t.feature.to_owned(), value: t.value, z: f64::from(t.z) })
             .collect(),
     }
-}
-
-/// Whether a detector is running (for metrics and status lines).
-pub fn is_running(s: &DetectorStatus) -> bool {
-    s.state.phase == Phase::Running
 }
 
 /// Keeps alerts in the store, each under its VM's tenant (who alone reads it back).

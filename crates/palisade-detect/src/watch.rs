@@ -12,7 +12,7 @@
 //! again; it never takes the controller down. Stopping one takes at most one capture tick.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -157,15 +157,15 @@ fn pause(stop: &AtomicBool, d: Duration) -> bool {
     stop.load(Ordering::Relaxed)
 }
 
-/// Loads the model of `spec`, with its threshold override applied, and its window length.
-pub fn load_model(spec: &WatchSpec) -> Result<(Model, Seconds), String> {
-    let mut model = store::load(&spec.model_dir).map_err(|e| format!("cannot load the model: {e}"))?;
+/// Loads the model in `dir` with `threshold` (if any) instead of its own, and its window length.
+pub fn load_model(dir: &Path, threshold: Option<f64>) -> Result<(Model, Seconds), String> {
+    let mut model = store::load(dir).map_err(|e| format!("cannot load the model: {e}"))?;
     let window: Seconds = model
         .meta
         .window
         .parse()
         .map_err(|_| format!("the model's window length `{}` is not a number of seconds", model.meta.window))?;
-    if let Some(t) = spec.threshold {
+    if let Some(t) = threshold {
         model.meta.threshold = t;
     }
     Ok((model, window))
@@ -173,7 +173,7 @@ pub fn load_model(spec: &WatchSpec) -> Result<(Model, Seconds), String> {
 
 fn watch(spec: &WatchSpec, stop: &AtomicBool, state: &Mutex<WatchState>, on_alert: &OnAlert) {
     let (model, window) = loop {
-        match load_model(spec) {
+        match load_model(&spec.model_dir, spec.threshold) {
             Ok(m) => break m,
             Err(reason) => {
                 set_phase(state, Phase::Waiting(reason));
