@@ -289,6 +289,40 @@ fn check_scan(
     }
 }
 
+/// What a policy kind needs of the VMs it targets: the kind's field prefix, whether a VM
+/// qualifies, why a named VM does not, and what to say when none in the target does.
+struct TargetNeed<'a> {
+    kind: &'a str,
+    qualifies: fn(&Vm) -> bool,
+    named_lacks: &'a str,
+    none: &'a str,
+}
+
+/// Checks that `target` resolves within `tenant` and holds VMs that meet `need`.
+fn check_target(
+    inv: &Inventory,
+    problem: &mut dyn FnMut(&ObjectKey, &str, String),
+    key: &ObjectKey,
+    tenant: &Name,
+    target: &Endpoint,
+    need: &TargetNeed<'_>,
+) {
+    let kind = need.kind;
+    match resolve_endpoint(inv, tenant, target) {
+        Err((sub, message)) => {
+            let field = if sub.is_empty() { format!("{kind}.target") } else { format!("{kind}.target.{sub}") };
+            problem(key, &field, message);
+        }
+        Ok(sel) => {
+            if let Some((name, _)) = sel.vms.iter().find(|(_, vm)| !(need.qualifies)(vm) && target.vm.is_some()) {
+                problem(key, &format!("{kind}.target.vm"), format!("vm `{name}` {}", need.named_lacks));
+            } else if !sel.vms.iter().any(|(_, vm)| (need.qualifies)(vm)) {
+                problem(key, &format!("{kind}.target"), need.none.to_owned());
+            }
+        }
+    }
+}
+
 fn check_anomaly(
     inv: &Inventory,
     problem: &mut dyn FnMut(&ObjectKey, &str, String),
@@ -299,23 +333,13 @@ fn check_anomaly(
     for (field, message) in a.problems() {
         problem(key, &field, message);
     }
-    match resolve_endpoint(inv, tenant, &a.target) {
-        Err((sub, message)) => {
-            let field = if sub.is_empty() { "anomaly.target".to_owned() } else { format!("anomaly.target.{sub}") };
-            problem(key, &field, message);
-        }
-        Ok(sel) => {
-            if let Some((name, _)) = sel.vms.iter().find(|(_, vm)| vm.port.is_none() && a.target.vm.is_some()) {
-                problem(
-                    key,
-                    "anomaly.target.vm",
-                    format!("vm `{name}` has no switch port (`port:`), so there is no traffic to capture"),
-                );
-            } else if !sel.vms.iter().any(|(_, vm)| vm.port.is_some()) {
-                problem(key, "anomaly.target", "the target holds no VM with a switch port to watch".to_owned());
-            }
-        }
-    }
+    let need = TargetNeed {
+        kind: "anomaly",
+        qualifies: |vm| vm.port.is_some(),
+        named_lacks: "has no switch port (`port:`), so there is no traffic to capture",
+        none: "the target holds no VM with a switch port to watch",
+    };
+    check_target(inv, problem, key, tenant, &a.target, &need);
 }
 
 fn check_monitor(
@@ -328,23 +352,13 @@ fn check_monitor(
     for (field, message) in m.problems() {
         problem(key, &field, message);
     }
-    match resolve_endpoint(inv, tenant, &m.target) {
-        Err((sub, message)) => {
-            let field = if sub.is_empty() { "monitor.target".to_owned() } else { format!("monitor.target.{sub}") };
-            problem(key, &field, message);
-        }
-        Ok(sel) => {
-            if let Some((name, _)) = sel.vms.iter().find(|(_, vm)| vm.guest.is_none() && m.target.vm.is_some()) {
-                problem(
-                    key,
-                    "monitor.target.vm",
-                    format!("vm `{name}` is not a guest (no `guest:` section), so there is no kernel to hook"),
-                );
-            } else if !sel.vms.iter().any(|(_, vm)| vm.guest.is_some()) {
-                problem(key, "monitor.target", "the target holds no guest VM to monitor".to_owned());
-            }
-        }
-    }
+    let need = TargetNeed {
+        kind: "monitor",
+        qualifies: |vm| vm.guest.is_some(),
+        named_lacks: "is not a guest (no `guest:` section), so there is no kernel to hook",
+        none: "the target holds no guest VM to monitor",
+    };
+    check_target(inv, problem, key, tenant, &m.target, &need);
 }
 
 fn check_redirect(

@@ -16,6 +16,17 @@ fn one_error(text: &str) -> String {
     errs[0].to_string()
 }
 
+/// Applies `text` over `inv`; returns the single error, checking that it points at a line
+/// holding `needle`.
+fn located_error(text: &str, inv: &Inventory, needle: &str) -> String {
+    let errs = merge_file("p.yaml", text, inv).expect_err("rejected");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    let e = errs[0].to_string();
+    let line: usize = e.split(':').nth(1).unwrap().parse().unwrap();
+    assert!(text.lines().nth(line - 1).unwrap().contains(needle), "{e} points at the wrong line");
+    e
+}
+
 #[test]
 fn examples_are_valid_and_overlap_across_tenants() {
     let inv = lab();
@@ -162,14 +173,7 @@ fn monitor_policies_are_parsed_and_checked() {
     let err = merge_file("m.yaml", &plain, &with_guest).expect_err("web1 is not a guest");
     assert!(err[0].to_string().contains("vm `web1` is not a guest"), "{err:?}");
 
-    let located = |text: &str, needle: &str| {
-        let errs = merge_file("m.yaml", text, &with_guest).expect_err("rejected");
-        assert_eq!(errs.len(), 1, "{errs:?}");
-        let e = errs[0].to_string();
-        let line: usize = e.split(':').nth(1).unwrap().parse().unwrap();
-        assert!(text.lines().nth(line - 1).unwrap().contains(needle), "{e} points at the wrong line");
-        e
-    };
+    let located = |text: &str, needle: &str| located_error(text, &with_guest, needle);
     let e = located(&MONITOR.replace("openat, read", "openat, frobnicate"), "syscalls");
     assert!(e.contains("unknown system call `frobnicate`"), "{e}");
     let e = located(&MONITOR.replace("subject: cat", "subject: a-very-long-process-name"), "subject");
@@ -193,14 +197,7 @@ fn scan_policies_are_parsed_and_checked() {
     assert_eq!(alpha.schedule.as_ref().and_then(|s| s.every.as_deref()), Some("1h"));
     assert_eq!(scans[1].1.concurrency, 4, "the default");
 
-    let located = |text: &str, needle: &str| {
-        let errs = merge_file("s.yaml", text, &lab()).expect_err("rejected");
-        assert_eq!(errs.len(), 1, "{errs:?}");
-        let e = errs[0].to_string();
-        let line: usize = e.split(':').nth(1).unwrap().parse().unwrap();
-        assert!(text.lines().nth(line - 1).unwrap().contains(needle), "{e} points at the wrong line");
-        e
-    };
+    let located = |text: &str, needle: &str| located_error(text, &lab(), needle);
     let e = located(&SCAN.replace("vm: web1", "vm: web9"), "target");
     assert!(e.contains("unknown vm `web9`"), "{e}");
     let e = located(
@@ -238,14 +235,7 @@ fn anomaly_policies_are_parsed_and_checked() {
     assert_eq!(a.model.as_str(), "lab");
     assert_eq!(a.threshold, None);
 
-    let located = |text: &str, needle: &str| {
-        let errs = merge_file("a.yaml", text, &lab()).expect_err("rejected");
-        assert_eq!(errs.len(), 1, "{errs:?}");
-        let e = errs[0].to_string();
-        let line: usize = e.split(':').nth(1).unwrap().parse().unwrap();
-        assert!(text.lines().nth(line - 1).unwrap().contains(needle), "{e} points at the wrong line");
-        e
-    };
+    let located = |text: &str, needle: &str| located_error(text, &lab(), needle);
     let e = located(&ANOMALY.replace("vm: web1", "vm: web9"), "target");
     assert!(e.contains("unknown vm `web9`"), "{e}");
     let e = located(&ANOMALY.replace("model: lab", "model: lab\n      threshold: 1.5"), "threshold");
