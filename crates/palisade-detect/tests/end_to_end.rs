@@ -26,13 +26,19 @@ fn opts(train_until: u64, epochs: usize) -> TrainOptions {
     }
 }
 
-#[test]
-fn lstm_nad_learns_the_attack_kinds_it_was_trained_on() {
+/// A scenario of `windows` one-second windows (seed `seed`) in a fresh directory, loaded.
+fn loaded_scenario(windows: u64, seed: u64) -> (tempfile::TempDir, data::Series) {
     let dir = tempfile::tempdir().unwrap();
-    scenario(dir.path(), 500, 1);
+    scenario(dir.path(), windows, seed);
     let (series, _) =
         data::load(&dir.path().join("capture.pcap"), &dir.path().join("labels.csv"), VM.into(), Seconds::from_secs(1))
             .unwrap();
+    (dir, series)
+}
+
+#[test]
+fn lstm_nad_learns_the_attack_kinds_it_was_trained_on() {
+    let (_dir, series) = loaded_scenario(500, 1);
     assert_eq!(series.starts.len(), 500);
     let mut epochs_seen = 0;
     let model = train_model(&series, "10.0.0.5", &opts(T0 + 350, 4), |_| epochs_seen += 1).unwrap();
@@ -69,11 +75,7 @@ fn lstm_nad_learns_the_attack_kinds_it_was_trained_on() {
 
 #[test]
 fn a_saved_model_scores_exactly_like_the_trained_one_and_the_same_seed_reproduces_it() {
-    let dir = tempfile::tempdir().unwrap();
-    scenario(dir.path(), 300, 2);
-    let (series, _) =
-        data::load(&dir.path().join("capture.pcap"), &dir.path().join("labels.csv"), VM.into(), Seconds::from_secs(1))
-            .unwrap();
+    let (dir, series) = loaded_scenario(300, 2);
     let model = train_model(&series, "10.0.0.5", &opts(T0 + 200, 2), |_| {}).unwrap();
     let again = train_model(&series, "10.0.0.5", &opts(T0 + 200, 2), |_| {}).unwrap();
     assert_eq!(model.net.params, again.net.params, "same seed, same weights");
@@ -90,11 +92,7 @@ fn a_saved_model_scores_exactly_like_the_trained_one_and_the_same_seed_reproduce
 /// an error, never a panic or an unbounded allocation.
 #[test]
 fn damaged_model_files_are_refused_without_panicking() {
-    let dir = tempfile::tempdir().unwrap();
-    scenario(dir.path(), 300, 2);
-    let (series, _) =
-        data::load(&dir.path().join("capture.pcap"), &dir.path().join("labels.csv"), VM.into(), Seconds::from_secs(1))
-            .unwrap();
+    let (dir, series) = loaded_scenario(300, 2);
     let model = train_model(&series, "10.0.0.5", &opts(T0 + 200, 1), |_| {}).unwrap();
     let m = dir.path().join("m");
     store::save(&model, &m).unwrap();
@@ -219,11 +217,8 @@ fn bad_inputs_are_errors_that_say_what_is_wrong() {
 
 #[test]
 fn detect_alerts_on_exactly_the_windows_eval_flags_naming_the_deviating_features() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, series) = loaded_scenario(300, 5);
     let d = dir.path();
-    scenario(d, 300, 5);
-    let (series, _) =
-        data::load(&d.join("capture.pcap"), &d.join("labels.csv"), VM.into(), Seconds::from_secs(1)).unwrap();
     let model = train_model(&series, "10.0.0.5", &opts(T0 + 200, 3), |_| {}).unwrap();
     store::save(&model, &d.join("m")).unwrap();
     // What eval flags over the whole capture (every window with T steps behind it).
