@@ -28,9 +28,6 @@ pub struct Args {
     /// as many pings as the baseline did).
     #[arg(long, default_value_t = 12)]
     seconds: u64,
-    /// The bridge.
-    #[arg(long, default_value = "palisade0")]
-    bridge: String,
 }
 
 const REDIRECT: &str = "policies:
@@ -98,7 +95,7 @@ fn summary(child: std::process::Child) -> anyhow::Result<(u64, u64)> {
     }
 }
 
-fn restart(home: &LabHome, palisaded: &std::path::Path, url: &str, bridge: &str, signal: &str) -> anyhow::Result<f64> {
+fn restart(home: &LabHome, palisaded: &std::path::Path, url: &str, signal: &str) -> anyhow::Result<f64> {
     let pid_path = home.dir.join("palisaded.pid");
     let pid = std::fs::read_to_string(&pid_path).with_context(|| format!("reading {}", pid_path.display()))?;
     let pid = pid.trim().to_owned();
@@ -108,7 +105,7 @@ fn restart(home: &LabHome, palisaded: &std::path::Path, url: &str, bridge: &str,
         std::thread::sleep(Duration::from_millis(10));
     }
     let listen = url.trim_start_matches("http://").trim_end_matches('/');
-    home.start_controller(palisaded, url, listen, bridge)?;
+    home.start_controller(palisaded, url, listen, &home.names()?)?;
     Ok(t.elapsed().as_secs_f64())
 }
 
@@ -116,10 +113,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let api = args.api.client()?;
     let palisaded = std::env::current_exe()?.with_file_name("palisaded");
     let home = LabHome::new(args.lab_dir.clone());
+    let bridge = home.names()?.bridge;
     let t = Instant::now();
     api.apply("bulk.yaml", &policies(args.flows), false).context("installing the bulk policies")?;
     api.apply("redirect.yaml", REDIRECT, false).context("installing the redirect")?;
-    let before = palisade_flows(&args.bridge)?;
+    let before = palisade_flows(&bridge)?;
     eprintln!("installed {} Palisade flows in {:.2} s", before.len(), t.elapsed().as_secs_f64());
     if before.len() < args.flows {
         bail!("only {} flows installed, wanted at least {}", before.len(), args.flows);
@@ -132,14 +130,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let child = flood(btx)?;
     let third = Duration::from_secs_f64(baseline_s) / 3;
     std::thread::sleep(third);
-    let kill9 = restart(&home, &palisaded, &args.api.url, &args.bridge, "-9")?;
+    let kill9 = restart(&home, &palisaded, &args.api.url, "-9")?;
     std::thread::sleep(third.saturating_sub(Duration::from_secs_f64(kill9)));
-    let term = restart(&home, &palisaded, &args.api.url, &args.bridge, "-TERM")?;
+    let term = restart(&home, &palisaded, &args.api.url, "-TERM")?;
     let (rtx, rrx) = summary(child)?;
     // Let the restarted controller finish a reconcile pass before looking at the flows.
     std::thread::sleep(Duration::from_millis(1500));
     api.reconcile().context("reconciling after the restarts")?;
-    let after = palisade_flows(&args.bridge)?;
+    let after = palisade_flows(&bridge)?;
     let min_age = after.iter().copied().fold(f64::INFINITY, f64::min);
     println!("| flood | flows installed | restarts | sent | lost |");
     println!("|---|---|---|---|---|");

@@ -14,6 +14,8 @@ use palisade_lab::{
 use palisade_model::inventory::Inventory;
 use palisade_model::types::{self as mt, Protocol};
 use palisade_model::{merge_file, FileError};
+use palisade_ovs::PortNaming;
+use serde::{Deserialize, Serialize};
 use std::os::unix::process::CommandExt;
 
 use crate::Client;
@@ -40,6 +42,31 @@ pub enum LabGlueError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// A port-name prefix or an interface name is not usable.
+    #[error(transparent)]
+    Naming(palisade_ovs::NamingError),
+    /// The lab directory holds a different lab.
+    #[error("{dir} holds the lab on bridge `{have_bridge}` with prefix `{have_prefix}`, not `{want_bridge}` with `{want_prefix}`; run `palisade lab down` first, or use another --lab-dir")]
+    OtherLab {
+        /// The lab directory.
+        dir: String,
+        /// Its bridge.
+        have_bridge: String,
+        /// Its prefix.
+        have_prefix: String,
+        /// The bridge asked for.
+        want_bridge: String,
+        /// The prefix asked for.
+        want_prefix: String,
+    },
+    /// The lab description file is not readable.
+    #[error("{path} is not a lab description: {detail}")]
+    BadNames {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        detail: String,
     },
     /// The controller did not start.
     #[error("palisaded did not become healthy within {0:?}; see {1}")]
@@ -84,9 +111,69 @@ fn firewall(fw: Option<&palisade_model::document::FirewallDoc>) -> FirewallSpec 
     }
 }
 
+/// The bridge of the default lab.
+pub const DEFAULT_BRIDGE: &str = "palisade0";
+
+/// Which lab this is on the machine: its bridge and the prefix of everything it names there
+/// (interfaces, namespaces, scan task spaces), so two labs — a user's and the test suite's —
+/// never share a name. Kept in the lab directory by `lab up`; every later command reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabNames {
+    /// The OVS bridge.
+    pub bridge: String,
+    /// The port-name prefix (empty for the default lab); see [`PortNaming`].
+    pub prefix: String,
+}
+
+impl Default for LabNames {
+    fn default() -> Self {
+        LabNames { bridge: DEFAULT_BRIDGE.to_owned(), prefix: String::new() }
+    }
+}
+
+impl LabNames {
+    /// A lab on `bridge` whose names carry `prefix` (0-3 characters of [a-z0-9]).
+    pub fn new(bridge: &str, prefix: &str) -> Result<Self, LabGlueError> {
+        PortNaming::new(prefix).map_err(LabGlueError::Naming)?;
+        Ok(LabNames { bridge: bridge.to_owned(), prefix: prefix.to_owned() })
+    }
+
+    /// How the lab's controller names ports on the host.
+    pub fn naming(&self) -> PortNaming {
+        PortNaming::new(&self.prefix).unwrap_or_default()
+    }
+
+    /// The start of every namespace name of this lab: `pal-`, or `pal-<prefix>-`.
+    pub fn netns_prefix(&self) -> String {
+        if self.prefix.is_empty() {
+            "pal-".to_owned()
+        } else {
+            format!("pal-{}-", self.prefix)
+        }
+    }
+
+    /// The namespace of lab host `host` (`alpha-web1`, `fw1`); a full namespace name of this
+    /// lab is returned as it is.
+    pub fn netns(&self, host: &str) -> String {
+        let start = self.netns_prefix();
+        if host.starts_with(&start) {
+            host.to_owned()
+        } else {
+            format!("{start}{host}")
+        }
+    }
+
+    /// The prefix of the lab controller's scan task spaces: `pt-`, or `p<prefix>t-`.
+    pub fn scan_prefix(&self) -> String {
+        format!("p{}t-", self.prefix)
+    }
+}
+
 /// Maps an inventory to the lab's namespaces: one per VM, per subdomain gateway and per
 /// appliance, each on an access port tagged with its domain's segment.
-pub fn lab_spec(inv: &Inventory, bridge: &str) -> Result<LabSpec, LabGlueError> {
+pub fn lab_spec(inv: &Inventory, names: &LabNames) -> Result<LabSpec, LabGlueError> {
+    let naming = names.naming();
+    let iface = |port: &str| naming.interface(port).map_err(LabGlueError::Naming);
     let mut hosts = Vec::new();
     for (key, sub) in inv.subdomains() {
         let tenant = key.tenant.as_ref().map(|t| t.to_string()).unwrap_or_default();
@@ -94,8 +181,8 @@ pub fn lab_spec(inv: &Inventory, bridge: &str) -> Result<LabSpec, LabGlueError> 
         let net = |ip| Ipv4Net::new(ip, sub.cidr.prefix_len()).unwrap_or(sub.cidr);
         if let (Some(port), Some(mac)) = (&sub.gateway_port, &sub.gateway_mac) {
             hosts.push(HostSpec {
-                netns: format!("pal-{tenant}-gw-{}", key.name),
-                port: port.to_string(),
+                netns: names.netns(&format!("{tenant}-gw-{}", key.name)),
+                port: iface(port.as_str())?,
                 mac: mac.to_string(),
                 addr: net(sub.gateway),
                 gateway: None,
@@ -106,8 +193,8 @@ pub fn lab_spec(inv: &Inventory, bridge: &str) -> Result<LabSpec, LabGlueError> 
         for (vkey, vm) in inv.vms().filter(|(k, v)| k.tenant == key.tenant && v.subdomain == key.name) {
             let port = vm.port.as_ref().ok_or_else(|| LabGlueError::NoPort(vkey.to_string()))?;
             hosts.push(HostSpec {
-                netns: format!("pal-{tenant}-{}", vkey.name),
-                port: port.to_string(),
+                netns: names.netns(&format!("{tenant}-{}", vkey.name)),
+                port: iface(port.as_str())?,
                 mac: vm.mac.to_string(),
                 addr: net(vm.ip),
                 gateway: Some(sub.gateway),
@@ -133,8 +220,8 @@ pub fn lab_spec(inv: &Inventory, bridge: &str) -> Result<LabSpec, LabGlueError> 
             })
             .collect();
         hosts.push(HostSpec {
-            netns: format!("pal-{}", key.name),
-            port: app.port.to_string(),
+            netns: names.netns(key.name.as_str()),
+            port: iface(app.port.as_str())?,
             mac: app.mac.to_string(),
             addr: Ipv4Net::new(app.ip, prefix).unwrap_or_else(|_| Ipv4Net::from(app.ip)),
             gateway: sub.map(|s| s.gateway),
@@ -142,7 +229,7 @@ pub fn lab_spec(inv: &Inventory, bridge: &str) -> Result<LabSpec, LabGlueError> 
             role: HostRole::Appliance(ApplianceSpec { functions, firewall: firewall(app.firewall.as_ref()) }),
         });
     }
-    Ok(LabSpec { bridge: bridge.to_owned(), hosts, port_type: palisade_lab::PortType::System })
+    Ok(LabSpec { bridge: names.bridge.clone(), hosts, port_type: palisade_lab::PortType::System })
 }
 
 /// Where the lab keeps its controller's database, tokens, pid and logs.
@@ -156,6 +243,45 @@ impl LabHome {
     /// The lab home at `dir`.
     pub fn new(dir: PathBuf) -> Self {
         Self { dir }
+    }
+
+    fn names_path(&self) -> PathBuf {
+        self.dir.join("lab.json")
+    }
+
+    /// The lab this directory holds: what `lab up` recorded, or the default lab.
+    pub fn names(&self) -> Result<LabNames, LabGlueError> {
+        let path = self.names_path();
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                let bad = |detail: String| LabGlueError::BadNames { path: path.display().to_string(), detail };
+                let names: LabNames = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+                LabNames::new(&names.bridge, &names.prefix).map_err(|e| bad(e.to_string()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LabNames::default()),
+            Err(e) => Err(io("cannot read", &path)(e)),
+        }
+    }
+
+    /// Records that this directory holds the lab `names`; refuses if it holds another one.
+    pub fn claim(&self, names: &LabNames) -> Result<(), LabGlueError> {
+        let path = self.names_path();
+        if path.exists() {
+            let have = self.names()?;
+            if &have != names {
+                return Err(LabGlueError::OtherLab {
+                    dir: self.dir.display().to_string(),
+                    have_bridge: have.bridge,
+                    have_prefix: have.prefix,
+                    want_bridge: names.bridge.clone(),
+                    want_prefix: names.prefix.clone(),
+                });
+            }
+            return Ok(());
+        }
+        fs::create_dir_all(&self.dir).map_err(io("cannot create", &self.dir))?;
+        let text = serde_json::to_string_pretty(names).unwrap_or_default();
+        fs::write(&path, text).map_err(io("cannot write", &path))
     }
 
     /// The token file.
@@ -218,7 +344,7 @@ impl LabHome {
         palisaded: &Path,
         url: &str,
         listen: &str,
-        bridge: &str,
+        names: &LabNames,
     ) -> Result<bool, LabGlueError> {
         let probe = Client::new(url, "");
         if probe.healthy() {
@@ -230,7 +356,9 @@ impl LabHome {
         let err = log.try_clone().map_err(io("cannot open", &log_path))?;
         let child = Command::new(palisaded)
             .args(["--db", &self.db().display().to_string(), "--tokens", &self.tokens().display().to_string()])
-            .args(["--bridge", bridge, "--listen", listen])
+            .args(["--bridge", &names.bridge, "--listen", listen])
+            .args(["--port-prefix", &names.prefix, "--scan-prefix", &names.scan_prefix()])
+            .args(["--state-dir", &self.dir.display().to_string()])
             .args(["--events", &self.events().display().to_string()])
             .args(["--models", &self.models().display().to_string()])
             .stdin(Stdio::null())

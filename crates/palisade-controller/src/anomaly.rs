@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use palisade_detect::watch::{Watch, WatchSpec, WatchState};
 use palisade_model::validate::resolve_endpoint;
 use palisade_model::Inventory;
+use palisade_ovs::PortNaming;
 use serde::{Deserialize, Serialize};
 
 /// One VM that should be watched.
@@ -155,6 +156,7 @@ impl DetectorRuntime for NoDetectors {
 #[derive(Debug)]
 pub struct LiveDetectors {
     models: PathBuf,
+    naming: PortNaming,
     sinks: Vec<Arc<dyn AlertSink>>,
     running: Mutex<BTreeMap<String, (DesiredDetector, Watch)>>,
 }
@@ -162,16 +164,22 @@ pub struct LiveDetectors {
 impl LiveDetectors {
     /// Detectors whose models are subdirectories of `models`, alerts to `sinks`.
     pub fn new(models: PathBuf, sinks: Vec<Arc<dyn AlertSink>>) -> Self {
-        LiveDetectors { models, sinks, running: Mutex::new(BTreeMap::new()) }
+        LiveDetectors { models, naming: PortNaming::default(), sinks, running: Mutex::new(BTreeMap::new()) }
     }
 
-    fn spec(&self, d: &DesiredDetector) -> WatchSpec {
-        WatchSpec {
-            iface: d.port.clone(),
+    /// The same detectors, capturing on the VMs' ports as `naming` names them on this host.
+    pub fn with_naming(mut self, naming: PortNaming) -> Self {
+        self.naming = naming;
+        self
+    }
+
+    fn spec(&self, d: &DesiredDetector) -> Result<WatchSpec, palisade_ovs::NamingError> {
+        Ok(WatchSpec {
+            iface: self.naming.interface(&d.port)?,
             ip: d.ip.into(),
             model_dir: self.models.join(&d.model),
             threshold: d.threshold,
-        }
+        })
     }
 
     /// Stops every detector (at controller shutdown).
@@ -204,7 +212,14 @@ impl DetectorRuntime for LiveDetectors {
                 let record = record(&det, a);
                 sinks.iter().for_each(|s| s.alert(&record));
             });
-            match Watch::start(self.spec(d), on_alert) {
+            let spec = match self.spec(d) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    tracing::error!(vm = %d.vm, error = %e, "cannot watch the VM's port");
+                    continue;
+                }
+            };
+            match Watch::start(spec, on_alert) {
                 Ok(w) => {
                     tracing::info!(vm = %d.vm, policy = %d.policy, model = %d.model, port = %d.port, "anomaly detector started");
                     running.insert(d.vm.clone(), (d.clone(), w));

@@ -34,7 +34,7 @@ pub use guest::{Guest, GuestExit};
 pub use initramfs::{Initramfs, InitramfsSpec};
 pub use kernel::{KernelImage, ModuleFile, CLOUD_KERNEL_METAPACKAGE, DEFAULT_CACHE_DIR};
 pub use machine::{
-    q35_ram_layout, qemu_args, Accel, AccelChoice, AccelPolicy, GuestConfig, NicConfig, RamRegion, RunPaths,
+    owner_arg, q35_ram_layout, qemu_args, Accel, AccelChoice, AccelPolicy, GuestConfig, NicConfig, RamRegion, RunPaths,
     DEFAULT_KVM_PROBE_CACHE, HIGH_RAM_START, Q35_LOWMEM_LIMIT, Q35_SPLIT_LOWMEM,
 };
 pub use qmp::{Qmp, QmpError, VmStatus};

@@ -116,6 +116,9 @@ pub struct GuestConfig {
     /// Where the KVM probe's verdict is kept for later processes of the same host boot
     /// (`None`: probe in every process).
     pub kvm_probe_cache: Option<PathBuf>,
+    /// The id of the controller instance that owns this guest, written on QEMU's command line
+    /// (see [`owner_arg`]) so that a reaper can tell its own guests from everyone else's.
+    pub owner: Option<String>,
 }
 
 impl GuestConfig {
@@ -135,6 +138,7 @@ impl GuestConfig {
             ram_dir: PathBuf::from("/dev/shm"),
             kvm_probe_timeout: Duration::from_secs(15),
             kvm_probe_cache: Some(PathBuf::from(DEFAULT_KVM_PROBE_CACHE)),
+            owner: None,
         }
     }
 
@@ -294,6 +298,10 @@ pub fn qemu_args(config: &GuestConfig, accel: Accel, paths: &RunPaths) -> Vec<St
         // vSwitch's userspace datapath unfilled, and TCP to the guest's peers would fail.
         args.push(format!("virtio-net-pci,netdev=n0,mac={},csum=off", nic.mac));
     }
+    if let Some(owner) = &config.owner {
+        args.push("-object".into());
+        args.push(owner_arg(owner));
+    }
     for (i, disk) in config.disks.iter().enumerate() {
         args.push("-drive".into());
         args.push(format!("file={},format=raw,if=none,id=disk{i},cache=writeback", opt_path(disk)));
@@ -301,6 +309,12 @@ pub fn qemu_args(config: &GuestConfig, accel: Accel, paths: &RunPaths) -> Vec<St
         args.push(format!("virtio-blk-pci,drive=disk{i}"));
     }
     args
+}
+
+/// The `-object` argument that marks a QEMU process as owned by controller instance `owner`: an
+/// inert secret object the guest never sees, readable in `/proc/<pid>/cmdline`.
+pub fn owner_arg(owner: &str) -> String {
+    format!("secret,id=palisade-owner,data={}", opt(owner))
 }
 
 /// A value inside a QEMU `-opt key=value,...` list: commas are doubled.

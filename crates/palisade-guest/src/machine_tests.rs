@@ -154,3 +154,16 @@ fn disks_become_virtio_blk_devices_in_order() {
     assert_eq!(values(&args, "-drive"), [format!("file={},format=raw,if=none,id=disk0,cache=writeback", a.display())]);
     assert_eq!(values(&args, "-device"), ["virtio-blk-pci,drive=disk0"]);
 }
+
+#[test]
+fn an_owned_guest_carries_its_owner_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    let paths = RunPaths::new(dir.path(), c.ram_path());
+    assert!(!values(&qemu_args(&c, Accel::Tcg, &paths), "-object").iter().any(|v| v.contains("palisade-owner")));
+
+    c.owner = Some("a1b2".into());
+    let args = qemu_args(&c, Accel::Tcg, &paths);
+    assert!(values(&args, "-object").contains(&owner_arg("a1b2").as_str()), "{args:?}");
+    assert_eq!(owner_arg("x,y"), "secret,id=palisade-owner,data=x,,y");
+}

@@ -7,12 +7,14 @@
 #![forbid(unsafe_code)]
 
 mod fake;
+mod naming;
 mod ofctl;
 mod parse;
 
 use std::fmt::Debug;
 
 pub use fake::RecordingSwitch;
+pub use naming::{NamingError, PortNaming, IFNAME_MAX};
 pub use ofctl::OfctlSwitch;
 pub use palisade_flows::{Installed, PortMap};
 pub use parse::{parse_dump_flows, parse_dump_groups, parse_interfaces, parse_ports_desc};

@@ -8,18 +8,25 @@ use palisade_flows::Installed;
 use tracing::debug;
 
 use crate::parse::{parse_dump_flows, parse_dump_groups, parse_ports_desc};
-use crate::{OvsError, PortMap, Switch};
+use crate::{OvsError, PortMap, PortNaming, Switch};
 
 /// Open vSwitch bridge programmed with OpenFlow 1.4 bundles via `ovs-ofctl`.
 #[derive(Debug, Clone)]
 pub struct OfctlSwitch {
     bridge: String,
+    naming: PortNaming,
 }
 
 impl OfctlSwitch {
     /// A handle on `bridge`; nothing is checked until first use.
     pub fn new(bridge: impl Into<String>) -> Self {
-        Self { bridge: bridge.into() }
+        Self { bridge: bridge.into(), naming: PortNaming::default() }
+    }
+
+    /// The same switch, its ports seen under the inventory's names through `naming`.
+    pub fn with_naming(mut self, naming: PortNaming) -> Self {
+        self.naming = naming;
+        self
     }
 
     /// The bridge name.
@@ -63,7 +70,7 @@ impl Switch for OfctlSwitch {
         // The bridge's own ports as its OpenFlow side has them: one process (task spaces ask
         // for every task, so this is on the setup path).
         let text = self.ofctl("dump-ports-desc", &[], None)?;
-        Ok(parse_ports_desc(&text))
+        Ok(self.naming.ports(parse_ports_desc(&text)))
     }
 
     fn installed(&self) -> Result<Installed, OvsError> {

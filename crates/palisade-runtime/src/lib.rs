@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Guests live as long as the controller: it stops them when it stops, and on start it reaps
-//! the QEMU processes a crashed predecessor left behind (see [`reap_orphans`]), then boots the
+//! the QEMU processes a crashed predecessor left behind (see [`Owner`]: only QEMU processes it recorded and marked as its own), then boots the
 //! desired guests afresh.
 
 #![forbid(unsafe_code)]
@@ -24,7 +24,7 @@ mod qemu;
 
 pub use images::{Images, LAB_WORKLOAD};
 pub use monitoring::POLL as MONITOR_POLL;
-pub use orphans::{reap_orphans, Reaped};
+pub use orphans::{Owner, Reaped};
 pub use qemu::{QemuGuests, RuntimeConfig, DEFAULT_RAM_DIR};
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! [`QemuGuests`]: guest VMs as QEMU processes on this host.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -10,12 +10,14 @@ use palisade_controller::monitors::{EventPage, EventRing, EventSink};
 use palisade_controller::{GuestRuntime, GuestState, GuestStatus, SymbolTable};
 use palisade_guest::initramfs::{NET_UP_MARKER, READY_MARKER};
 use palisade_guest::{Accel, AccelPolicy, Guest, GuestConfig, NicConfig};
+use palisade_ovs::PortNaming;
 use palisade_vmi::kallsyms::{self, AddressLayout, KernelSymbols};
 use palisade_vmi::{Gpa, RamFile, RamLayout, RamRegion};
 use tracing::{info, warn};
 
 use crate::images::Images;
 use crate::monitoring::{self, MonitorHandle, Target};
+use crate::orphans::Owner;
 
 /// Where guest RAM files live: a directory on tmpfs that only root can enter, because QEMU
 /// creates RAM files readable by everyone (mode 0644) and guest RAM holds tenants' secrets.
@@ -36,12 +38,18 @@ pub struct RuntimeConfig {
     pub boot_timeout: Duration,
     /// After a failed start, how long before trying again.
     pub retry_after: Duration,
+    /// The controller's state directory: its instance id and the record of the QEMU
+    /// processes it started (see [`Owner`]).
+    pub state_dir: PathBuf,
+    /// How the guests' ports (their taps) are named on this host.
+    pub naming: PortNaming,
 }
 
 impl RuntimeConfig {
-    /// Defaults for `bridge`: cache in /var/cache/palisade/guest, RAM in /dev/shm, KVM if it
-    /// works, two minutes to boot, a retry a minute after a failure.
-    pub fn new(bridge: &str) -> Self {
+    /// Defaults for `bridge` and the controller state directory `state_dir`: cache in
+    /// /var/cache/palisade/guest, RAM in /dev/shm, KVM if it works, two minutes to boot, a retry
+    /// a minute after a failure, taps named as the inventory names the ports.
+    pub fn new(bridge: &str, state_dir: &Path) -> Self {
         RuntimeConfig {
             bridge: bridge.to_owned(),
             cache_dir: PathBuf::from(palisade_guest::DEFAULT_CACHE_DIR),
@@ -49,6 +57,8 @@ impl RuntimeConfig {
             accel: AccelPolicy::Auto,
             boot_timeout: Duration::from_secs(120),
             retry_after: Duration::from_secs(60),
+            state_dir: state_dir.to_path_buf(),
+            naming: PortNaming::default(),
         }
     }
 
@@ -61,6 +71,8 @@ impl RuntimeConfig {
 #[derive(Debug)]
 struct Slot {
     desired: DesiredGuest,
+    /// The guest's tap: its port under this host's naming.
+    tap: String,
     state: GuestState,
     detail: String,
     since: Instant,
@@ -84,6 +96,7 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct QemuGuests {
     config: RuntimeConfig,
+    owner: Owner,
     inner: Arc<Inner>,
     sinks: Vec<Arc<dyn EventSink>>,
 }
@@ -125,17 +138,18 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
 }
 
 impl QemuGuests {
-    /// A runtime with no guests yet. Reaps guests a crashed predecessor on the same bridge
-    /// left behind, since they cannot be adopted.
-    pub fn new(config: RuntimeConfig) -> Self {
+    /// A runtime with no guests yet. Reaps the guests a crashed predecessor with the same state
+    /// directory left behind, since they cannot be adopted; nobody else's.
+    pub fn new(config: RuntimeConfig) -> std::io::Result<Self> {
         if let Err(e) = private_dir(&config.ram_dir) {
             warn!(dir = %config.ram_dir.display(), error = %e, "cannot make the guest RAM directory private");
         }
-        let reaped = crate::reap_orphans(&config.ram_dir, &config.name_prefix());
+        let owner = Owner::open(&config.state_dir)?;
+        let reaped = owner.reap(&config.ram_dir);
         if !reaped.processes.is_empty() || !reaped.files.is_empty() {
             warn!(processes = ?reaped.processes, files = reaped.files.len(), "reaped guests of an earlier controller");
         }
-        QemuGuests { config, inner: Arc::new(Inner::default()), sinks: Vec::new() }
+        Ok(QemuGuests { config, owner, inner: Arc::new(Inner::default()), sinks: Vec::new() })
     }
 
     /// Sends every monitor event to `sink` too (the events file, the store), as it arrives.
@@ -170,10 +184,10 @@ impl QemuGuests {
             if let Err(e) = guest.stop() {
                 warn!(vm = id, error = %chain(&e), "could not stop guest cleanly");
             }
+            self.owner.forget(guest.pid());
             info!(vm = id, "guest stopped");
         }
-        let port = slot.desired.port.to_string();
-        if let Err(e) = run(&["ovs-vsctl", "--if-exists", "del-port", &self.config.bridge, &port]) {
+        if let Err(e) = run(&["ovs-vsctl", "--if-exists", "del-port", &self.config.bridge, &slot.tap]) {
             warn!(vm = id, error = %e, "could not remove the guest's port");
         }
     }
@@ -198,10 +212,14 @@ impl QemuGuests {
         config.vcpus = u32::from(g.spec.vcpus);
         config.accel = self.config.accel;
         config.ram_dir = self.config.ram_dir.clone();
+        config.owner = Some(self.owner.id().to_owned());
         let net = ipnet::Ipv4Net::new(g.ip, g.prefix_len).map_err(|e| format!("address {}: {e}", g.ip))?;
-        config.nic = Some(NicConfig { tap: g.port.to_string(), mac: g.mac.to_string(), ip: Some(net) });
+        let tap = self.config.naming.interface(g.port.as_str()).map_err(|e| e.to_string())?;
+        config.nic = Some(NicConfig { tap: tap.clone(), mac: g.mac.to_string(), ip: Some(net) });
         let mut guest = Guest::start(&config).map_err(|e| chain(&e))?;
-        let tap = g.port.to_string();
+        if let Err(e) = self.owner.record(guest.pid(), guest.name()) {
+            warn!(guest = guest.name(), error = %e, "cannot record the guest's QEMU; a crash would leave it behind");
+        }
         run(&["ip", "link", "set", &tap, "up"])?;
         let tag = format!("tag={}", g.vlan);
         run(&["ovs-vsctl", "--may-exist", "add-port", &self.config.bridge, &tap, "--", "set", "port", &tap, &tag])?;
@@ -249,6 +267,7 @@ impl QemuGuests {
                     drop(slots);
                     if let Ok((mut guest, _)) = result {
                         let _ = guest.stop();
+                        this.owner.forget(guest.pid());
                     }
                 }
             }
@@ -279,6 +298,7 @@ impl QemuGuests {
             warn!(vm = %id, "guest stopped by itself");
             if let Some(mut g) = guest {
                 let _ = g.stop();
+                self.owner.forget(g.pid());
             }
         }
     }
@@ -292,6 +312,7 @@ impl Slot {
             detail: self.detail.clone(),
             since: self.since,
             generation: self.generation,
+            tap: self.tap.clone(),
             guest: None,
             accel: self.accel.clone(),
             symbols: None,
@@ -333,6 +354,8 @@ impl GuestRuntime for QemuGuests {
                     id.clone(),
                     Slot {
                         desired: (*g).clone(),
+                        // A name too long fails the boot, which says so.
+                        tap: self.config.naming.interface(g.port.as_str()).unwrap_or_else(|_| g.port.to_string()),
                         state: GuestState::Starting,
                         detail: "preparing images and booting".to_owned(),
                         since: Instant::now(),

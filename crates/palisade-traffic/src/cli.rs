@@ -28,7 +28,7 @@ use crate::{Host, Kind, Summary, TrafficConfig, TrafficError};
 /// Needs root, the lab up (`palisade lab up`) and hping3, masscan, nmap and tcpdump installed
 /// (apt-get install hping3 masscan nmap tcpdump). Every process and address the run starts
 /// is removed when it ends, fails or is interrupted (Ctrl-C).
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct TrafficArgs {
     /// Directory to write into (created if missing).
     #[arg(long)]
@@ -55,11 +55,12 @@ pub struct TrafficArgs {
     /// Benign requests per second at the daily peak (15% of it at night).
     #[arg(long, default_value_t = 40.0)]
     pub peak_rate: f64,
-    /// Namespace of the service VM (monitored).
-    #[arg(long, default_value = "pal-alpha-web1")]
+    /// The service VM (monitored): a lab host as `lab status` names its namespace, with or
+    /// without the lab's namespace prefix (`alpha-web1` is `pal-alpha-web1` in the default lab).
+    #[arg(long, default_value = "alpha-web1")]
     pub server: String,
-    /// Namespace the clients and attackers run in (same subnet as the server).
-    #[arg(long, default_value = "pal-alpha-web2")]
+    /// The lab host the clients and attackers run in (same subnet as the server).
+    #[arg(long, default_value = "alpha-web2")]
     pub clients: String,
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{nix_is_root, Env, URL};
+use common::{nix_is_root, Env};
 use serde_json::Value;
 
 const VM: &str = "198.18.1.10";
@@ -38,16 +38,16 @@ fn token(env: &Env, who: &str) -> String {
 
 /// `palisade nad alerts -o json` with `who`'s token: one alert per line.
 fn alerts(env: &Env, who: &str, extra: &[&str]) -> Vec<Value> {
-    let t = token(env, who);
-    let mut args = vec!["nad", "alerts", "--url", URL, "--token", &t, "-o", "json"];
+    let (t, url) = (token(env, who), env.url());
+    let mut args = vec!["nad", "alerts", "--url", &url, "--token", &t, "-o", "json"];
     args.extend(extra);
     env.ok(&args).lines().map(|l| serde_json::from_str(l).expect("an alert per line")).collect()
 }
 
 fn detectors(env: &Env) -> Vec<Value> {
-    let t = token(env, "alpha");
+    let (t, url) = (token(env, "alpha"), env.url());
     let v: Value =
-        serde_json::from_str(&env.ok(&["nad", "alerts", "--detectors", "--url", URL, "--token", &t, "-o", "json"]))
+        serde_json::from_str(&env.ok(&["nad", "alerts", "--detectors", "--url", &url, "--token", &t, "-o", "json"]))
             .expect("json");
     v.as_array().expect("array").clone()
 }
@@ -56,9 +56,10 @@ fn detectors(env: &Env) -> Vec<Value> {
 fn an_anomaly_policy_raises_live_alerts_for_attacks_in_the_lab() {
     assert!(nix_is_root(), "this test needs root (CI runs as root)");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let env = Env { dir: tmp.path().join("lab") };
+    let env = Env::new("a", 17707, tmp.path().join("lab"));
+    let url = env.url();
     let _ = env.palisade(&["lab", "down"]);
-    env.ok(&["lab", "up"]);
+    env.up();
 
     // Training data: four minutes of lab traffic (four compressed days), every kind in it.
     let train = tmp.path().join("train");
@@ -224,13 +225,13 @@ fn an_anomaly_policy_raises_live_alerts_for_attacks_in_the_lab() {
     // Tenant scoping: beta sees none of alpha's alerts, and cannot ask for them.
     assert!(alerts(&env, "beta", &[]).is_empty());
     let beta = token(&env, "beta");
-    let out = env.palisade(&["nad", "alerts", "--url", URL, "--token", &beta, "--tenant", "alpha"]);
+    let out = env.palisade(&["nad", "alerts", "--url", &url, "--token", &beta, "--tenant", "alpha"]);
     assert!(!out.status.success(), "beta read alpha's alerts");
     // The admin (the lab's default token) names a VM both tenants have with its tenant.
-    let out = env.palisade(&["nad", "alerts", "--url", URL, "--vm", "web1"]);
+    let out = env.palisade(&["nad", "alerts", "--url", &url, "--vm", "web1"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("alpha/web1, beta/web1"), "{err}");
-    let admin = env.ok(&["nad", "alerts", "--url", URL, "--vm", "alpha/web1", "-o", "json"]);
+    let admin = env.ok(&["nad", "alerts", "--url", &url, "--vm", "alpha/web1", "-o", "json"]);
     // (at least as many: the detector goes on scoring the now idle port)
     println!("alerts: {} during the run, {} when the admin asked", got.len(), admin.lines().count());
     assert!(admin.lines().count() >= got.len(), "the admin reads alpha's alerts by tenant/name");
@@ -238,7 +239,7 @@ fn an_anomaly_policy_raises_live_alerts_for_attacks_in_the_lab() {
     let events = std::fs::read_to_string(env.dir.join("events.jsonl")).expect("events file");
     let streamed = events.lines().filter(|l| l.contains("\"kind\":\"anomaly\"")).count();
     assert!(streamed >= got.len(), "{streamed} alerts in the events file, {} in the store", got.len());
-    let metrics = ureq::get(&format!("{URL}/metrics")).call().expect("metrics").into_string().expect("text");
+    let metrics = ureq::get(&format!("{url}/metrics")).call().expect("metrics").into_string().expect("text");
     let counted: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("palisade_nad_alerts_total{vm=\"alpha/web1\"} "))

@@ -42,14 +42,14 @@ fn find(page: &Value, after: u64, f: impl Fn(&Value) -> bool) -> Option<&Value> 
 }
 
 /// Everything the guest wrote on its console, from its run directory.
-fn console() -> String {
-    let prefix = "palisade-guest-palisade0-alpha-guest1-";
+fn console(env: &Env) -> String {
+    let prefix = format!("palisade-guest-{}-alpha-guest1-", env.bridge());
     let dir = std::fs::read_dir(std::env::temp_dir())
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)));
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)));
     let Some(dir) = dir else { return String::new() };
     std::fs::read_dir(dir)
         .into_iter()
@@ -66,7 +66,7 @@ fn console() -> String {
 fn follow(env: &Env, after: u64, n: usize) -> Vec<Value> {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["--url", common::URL, "--lab-dir"])
+        .args(["--url", &env.url(), "--lab-dir"])
         .arg(&env.dir)
         .args(["vmi", "events", "--vm", "guest1", "--follow", "-o", "json"])
         .stdout(std::process::Stdio::piped())
@@ -98,12 +98,12 @@ fn follow(env: &Env, after: u64, n: usize) -> Vec<Value> {
 fn monitor_policy_blocks_records_switches_live_and_stops_on_delete() {
     assert!(nix_is_root(), "this test needs root (CI runs as root)");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let env = Env { dir: tmp.path().join("lab") };
+    let env = Env::new("m", 17704, tmp.path().join("lab"));
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let guest_yaml = examples.join("guest.yaml").display().to_string();
     let monitor_text = std::fs::read_to_string(examples.join("monitor.yaml")).expect("monitor.yaml");
     let _ = env.palisade(&["lab", "down"]);
-    env.ok(&["lab", "up"]);
+    env.up();
     env.ok(&["apply", "-f", &guest_yaml]);
     let (_, booted) = wait_for("guest1 running", Duration::from_secs(300), || {
         let g = guest(&env);
@@ -138,7 +138,7 @@ fn monitor_policy_blocks_records_switches_live_and_stops_on_delete() {
     let text = env.ok(&["vmi", "events", "--vm", "guest1"]);
     assert!(text.contains("pathname: [/etc/hosts], operation: [OPENAT], process name: [cat]"), "{text}");
     let (_, _) = wait_for("the refusal on the console", Duration::from_secs(10), || {
-        console().contains("can't open '/etc/hosts': Operation not permitted").then_some(Value::Null)
+        console(&env).contains("can't open '/etc/hosts': Operation not permitted").then_some(Value::Null)
     });
     assert_eq!(page["lost"], 0);
     let followed = follow(&env, page["last_seq"].as_u64().expect("last_seq"), 3);

@@ -24,12 +24,6 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
-fn ofctl_dump() -> String {
-    let out =
-        Command::new("ovs-ofctl").args(["-O", "OpenFlow13", "dump-flows", "palisade0"]).output().expect("ovs-ofctl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// How long the oldest redirect flow has been installed, in seconds.
 fn redirect_age(dump: &str) -> f64 {
     dump.lines()
@@ -42,37 +36,37 @@ fn redirect_age(dump: &str) -> f64 {
 fn redirect_through_appliance_in_the_lab() {
     assert!(nix_is_root(), "this test needs root (CI runs as root)");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let env = Env { dir: tmp.path().join("lab") };
+    let env = Env::new("r", 17701, tmp.path().join("lab"));
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let redirect = examples.join("redirect.yaml").display().to_string();
     let _ = env.palisade(&["lab", "down"]);
 
     // Up, twice: idempotent.
-    env.ok(&["lab", "up"]);
-    env.ok(&["lab", "up"]);
+    env.up();
+    env.up();
 
     // Before any policy: direct path (TTL 64), both tenants, same addresses.
-    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(64));
-    assert_eq!(env.ping("pal-beta-web1", "198.18.1.20"), Some(64));
+    assert_eq!(env.ping("alpha-web1", "198.18.1.20"), Some(64));
+    assert_eq!(env.ping("beta-web1", "198.18.1.20"), Some(64));
 
     // A diff changes nothing.
     let diff = env.ok(&["diff", "-f", &redirect]);
     assert!(diff.contains("create    policy alpha/web1-to-web2-via-fw"), "{diff}");
     assert!(diff.contains("(dry run: nothing changed)"));
-    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(64));
+    assert_eq!(env.ping("alpha-web1", "198.18.1.20"), Some(64));
 
     // Apply: matched traffic crosses the appliance (TTL 63, counters grow).
     let before = env.counter("icmp");
     env.ok(&["apply", "-f", &redirect]);
-    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(63));
+    assert_eq!(env.ping("alpha-web1", "198.18.1.20"), Some(63));
     assert!(env.counter("icmp") >= before + 2, "request and reply cross the firewall");
     // Applying again changes nothing.
     assert!(env.ok(&["apply", "-f", &redirect]).contains("unchanged policy alpha/web1-to-web2-via-fw"));
 
     // Unmatched traffic does not cross it: web1 -> gateway, and the other tenant with the same IPs.
     let counted = env.counter("forwarded");
-    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.1"), Some(64));
-    assert_eq!(env.ping("pal-beta-web1", "198.18.1.20"), Some(64));
+    assert_eq!(env.ping("alpha-web1", "198.18.1.1"), Some(64));
+    assert_eq!(env.ping("beta-web1", "198.18.1.20"), Some(64));
     assert_eq!(env.counter("forwarded"), counted);
 
     // A bad file is rejected with file:line and changes nothing.
@@ -81,43 +75,43 @@ fn redirect_through_appliance_in_the_lab() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.yaml:7:"), "{err}");
-    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(63));
+    assert_eq!(env.ping("alpha-web1", "198.18.1.20"), Some(63));
 
     // Controller killed with -9 and restarted: flows stay (counters not reset), traffic flows.
     let pid = std::fs::read_to_string(env.dir.join("palisaded.pid")).expect("pid file");
-    let age = redirect_age(&ofctl_dump());
+    let age = redirect_age(&env.dump_flows());
     assert!(age > 0.0);
     assert!(Command::new("kill").args(["-9", pid.trim()]).status().expect("kill").success());
-    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(63), "datapath keeps working without the controller");
-    env.ok(&["lab", "up"]);
-    assert!(redirect_age(&ofctl_dump()) >= age, "redirect flows were re-added on restart");
+    assert_eq!(env.ping("alpha-web1", "198.18.1.20"), Some(63), "datapath keeps working without the controller");
+    env.ok(&["lab", "up"]); // the lab directory knows its bridge and prefix
+    assert!(redirect_age(&env.dump_flows()) >= age, "redirect flows were re-added on restart");
 
     // Appliance down: `closed` drops, `open` bypasses; back up: redirected again.
-    set_link("pal-fw1", false);
-    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), None);
+    set_link(&env.ns("fw1"), false);
+    assert_eq!(env.ping("alpha-web1", "198.18.1.20"), None);
     let open = write(
         tmp.path(),
         "open.yaml",
         &std::fs::read_to_string(&redirect).expect("read").replace("fail_mode: closed", "fail_mode: open"),
     );
     env.ok(&["apply", "-f", &open]);
-    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(64));
-    set_link("pal-fw1", true);
-    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(63));
+    assert_eq!(env.ping("alpha-web1", "198.18.1.20"), Some(64));
+    set_link(&env.ns("fw1"), true);
+    assert_eq!(env.ping("alpha-web1", "198.18.1.20"), Some(63));
 
     // Deleting the policy restores the direct path.
     env.ok(&["delete", "policy", "alpha/web1-to-web2-via-fw"]);
-    assert_eq!(env.ping("pal-alpha-web1", "198.18.1.20"), Some(64));
+    assert_eq!(env.ping("alpha-web1", "198.18.1.20"), Some(64));
 
     // Down leaves nothing behind.
     env.ok(&["lab", "down"]);
     let netns =
         String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().expect("ip").stdout).into_owned();
-    assert!(!netns.contains("pal-"), "namespaces left: {netns}");
+    assert!(!netns.contains(&env.ns("")), "namespaces left: {netns}");
     let links =
         String::from_utf8_lossy(&Command::new("ip").args(["-o", "link"]).output().expect("ip").stdout).into_owned();
-    assert!(!links.contains("pa-") && !links.contains("pb-") && !links.contains("pg-"), "veths left: {links}");
-    let br = Command::new("ovs-vsctl").args(["br-exists", "palisade0"]).status().expect("ovs-vsctl");
+    assert!(!links.contains(&format!(": {}", env.prefix())), "veths left: {links}");
+    let br = Command::new("ovs-vsctl").args(["br-exists", &env.bridge()]).status().expect("ovs-vsctl");
     assert_eq!(br.code(), Some(2), "bridge left behind");
     // This lab's controller, not any other on the machine.
     let ours = format!("palisaded --db {}", env.dir.join("palisade.db").display());

@@ -65,17 +65,19 @@ fn token(env: &Env, who: &str) -> String {
 fn scans_reach_each_tenants_own_vm_through_task_spaces() {
     assert!(nix_is_root(), "this test needs root (CI runs as root)");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let env = Env { dir: tmp.path().join("lab") };
+    let env = Env::new("s", 17702, tmp.path().join("lab"));
     let _ = env.palisade(&["lab", "down"]);
-    env.ok(&["lab", "up"]);
+    env.up();
 
     // alpha/web1 and beta/web1 are both 198.18.1.10; each listens on its own port.
-    listen("pal-alpha-web1", 8081);
-    listen("pal-beta-web1", 8082);
-    let bystanders: Vec<Capture> =
-        ["pa-web2", "pg-alpha-web", "pg-beta-web", "pa-fw1"].iter().map(|p| Capture::start(tmp.path(), p)).collect();
+    listen(&env.ns("alpha-web1"), 8081);
+    listen(&env.ns("beta-web1"), 8082);
+    let bystanders: Vec<Capture> = ["pa-web2", "pg-alpha-web", "pg-beta-web", "pa-fw1"]
+        .iter()
+        .map(|p| Capture::start(tmp.path(), &env.iface(p)))
+        .collect();
     // beta/web2 is a bystander until beta's subdomain policy is run below (it targets web2 too).
-    let beta_web2 = Capture::start(tmp.path(), "pb-web2");
+    let beta_web2 = Capture::start(tmp.path(), &env.iface("pb-web2"));
 
     // Both tenants scanned at once, each with its own token.
     let (alpha_token, beta_token) = (token(&env, "alpha"), token(&env, "beta"));
@@ -158,7 +160,7 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
     // The controller killed mid-scan: its task space and flows are orphans until the restart
     // removes them and marks the task failed.
     let mut long = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["--url", common::URL, "--lab-dir"])
+        .args(["--url", &env.url(), "--lab-dir"])
         .arg(&env.dir)
         .args([
             "--token",
@@ -176,9 +178,14 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
         .stderr(Stdio::null())
         .spawn()
         .expect("palisade runs");
+    let task_prefix = env.task_prefix();
     let task_spaces = || -> Vec<String> {
         let out = Command::new("ip").args(["netns", "list"]).output().expect("ip");
-        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("pt-")).map(str::to_owned).collect()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with(&task_prefix))
+            .map(str::to_owned)
+            .collect()
     };
     for _ in 0..50 {
         if !task_spaces().is_empty() {
@@ -206,13 +213,9 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
         assert!(packets.is_empty(), "{port} saw task traffic: {packets:?}");
     }
     // Nothing of the tasks remains: namespaces, ports, flows.
-    let netns = Command::new("ip").args(["netns", "list"]).output().expect("ip");
-    assert!(!String::from_utf8_lossy(&netns.stdout).lines().any(|l| l.starts_with("pt-")));
-    let ports = Command::new("ovs-vsctl").args(["list-ports", "palisade0"]).output().expect("ovs-vsctl");
-    assert!(!String::from_utf8_lossy(&ports.stdout).lines().any(|l| l.starts_with("pt-")));
-    let flows =
-        Command::new("ovs-ofctl").args(["-O", "OpenFlow14", "dump-flows", "palisade0"]).output().expect("ofctl");
-    let flows = String::from_utf8_lossy(&flows.stdout);
+    assert!(task_spaces().is_empty());
+    assert!(!env.ports().iter().any(|l| l.starts_with(&task_prefix)));
+    let flows = env.dump_flows();
     assert!(!flows.contains("cookie=0x5a1510") && !flows.contains("cookie=0x5a1511"), "task flows remain:\n{flows}");
 
     env.ok(&["lab", "down"]);

@@ -59,9 +59,9 @@ fn features(env: &Env, pcap: &Path) -> BTreeMap<u64, BTreeMap<String, f64>> {
 fn lab_traffic_makes_a_labelled_capture_the_detector_reads() {
     assert!(nix_is_root(), "this test needs root (CI runs as root)");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let env = Env { dir: tmp.path().join("lab") };
+    let env = Env::new("f", 17706, tmp.path().join("lab"));
     let _ = env.palisade(&["lab", "down"]);
-    env.ok(&["lab", "up"]);
+    env.up();
     let out = tmp.path().join("data");
     let o = out.display().to_string();
 
@@ -147,7 +147,7 @@ fn lab_traffic_makes_a_labelled_capture_the_detector_reads() {
     println!("quick eval (3 epochs): ROC AUC {}", r["roc_auc"]);
 
     // Nothing the run added is left: not its addresses on the client host, not a tool.
-    let addrs = env.ok(&["lab", "exec", "pal-alpha-web2", "--", "ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
+    let addrs = env.ok(&["lab", "exec", &env.ns("alpha-web2"), "--", "ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
     assert_eq!(addrs.lines().count(), 1, "addresses left on web2: {addrs}");
     env.ok(&["lab", "down"]);
     let left = std::process::Command::new("pgrep").args(["-x", "hping3|masscan|nmap"]).output().expect("pgrep");

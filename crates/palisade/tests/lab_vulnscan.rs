@@ -76,13 +76,13 @@ fn vuln_scans_find_each_tenants_own_services_and_versions() {
     assert!(nix_is_root(), "this test needs root (CI runs as root)");
     assert!(Command::new("nmap").arg("--version").output().is_ok_and(|o| o.status.success()), "nmap is installed");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let env = Env { dir: tmp.path().join("lab") };
+    let env = Env::new("v", 17705, tmp.path().join("lab"));
     let _ = env.palisade(&["lab", "down"]);
-    env.ok(&["lab", "up"]);
+    env.up();
 
     let alpha_banner = Arc::new(Mutex::new("Apache/2.4.57 (Debian)".to_owned()));
-    serve("pal-alpha-web1", 8081, alpha_banner.clone(), true);
-    serve("pal-beta-web1", 8082, Arc::new(Mutex::new("nginx/1.22.1".to_owned())), false);
+    serve(&env.ns("alpha-web1"), 8081, alpha_banner.clone(), true);
+    serve(&env.ns("beta-web1"), 8082, Arc::new(Mutex::new("nginx/1.22.1".to_owned())), false);
 
     let (alpha_token, beta_token) = (token(&env, "alpha"), token(&env, "beta"));
     let scan = |who: &str, tok: &str| -> Value {
@@ -127,6 +127,9 @@ fn vuln_scans_find_each_tenants_own_services_and_versions() {
     assert!(narrow["services"].as_array().into_iter().flatten().all(|s| s["version"].is_null()), "no -sV: {narrow}");
 
     let netns = Command::new("ip").args(["netns", "list"]).output().expect("ip");
-    assert!(!String::from_utf8_lossy(&netns.stdout).lines().any(|l| l.starts_with("pt-")), "no task space remains");
+    assert!(
+        !String::from_utf8_lossy(&netns.stdout).lines().any(|l| l.starts_with(&env.task_prefix())),
+        "no task space remains"
+    );
     env.ok(&["lab", "down"]);
 }

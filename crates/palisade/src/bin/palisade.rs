@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use palisade_client::lab::{lab_inventory, lab_spec, LabHome};
+use palisade_client::lab::{lab_inventory, lab_spec, LabHome, LabNames};
 use palisade_client::Client;
 use palisade_lab::Lab;
 use serde_json::Value;
@@ -148,26 +148,26 @@ enum PortTypeArg {
 enum LabCmd {
     /// Build the lab (idempotent): OVS bridge, namespaces, appliance, controller, inventory.
     Up {
-        /// Bridge name.
-        #[arg(long, default_value = "palisade0")]
-        bridge: String,
+        /// Bridge name (default: the lab directory's, else `palisade0`).
+        #[arg(long)]
+        bridge: Option<String>,
+        /// Prefix of the lab's interface, namespace and task-space names (0-3 characters of
+        /// [a-z0-9]), so a second lab on another bridge never shares a name with the first:
+        /// `--bridge pal-t4 --prefix t4` makes port `pa-web1` the interface `t4pa-web1` and
+        /// host `alpha-web1` the namespace `pal-t4-alpha-web1`. Default: the lab directory's,
+        /// else none.
+        #[arg(long)]
+        prefix: Option<String>,
         /// How OVS attaches the hosts: `system` (AF_PACKET, main thread) or `afxdp` (AF_XDP
         /// sockets polled by a PMD thread: lower latency, keeps one core busy).
         #[arg(long, value_enum, default_value_t = PortTypeArg::System)]
         port_type: PortTypeArg,
     },
-    /// Show what exists of the lab.
-    Status {
-        /// Bridge name.
-        #[arg(long, default_value = "palisade0")]
-        bridge: String,
-    },
-    /// Remove every namespace, veth, the bridge, the controller and its state.
-    Down {
-        /// Bridge name.
-        #[arg(long, default_value = "palisade0")]
-        bridge: String,
-    },
+    /// Show what exists of the lab (the one in --lab-dir).
+    Status,
+    /// Remove everything `lab up` and the lab's controller made: namespaces, veths, the bridge,
+    /// guests, scan task spaces, the controller and its state (the lab in --lab-dir only).
+    Down,
     /// Run a command inside a lab host's namespace, e.g. `lab exec pal-alpha-web1 -- busybox ping -c1 198.18.1.20`.
     Exec {
         /// Namespace name (see `lab status`).
@@ -440,10 +440,15 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
     let home = LabHome::new(cli.lab_dir.clone());
     let labx = Lab::new(cli.lab_dir.join("hosts"));
     let inv = lab_inventory()?;
+    let names = home.names()?;
     let mut progress = |msg: &str| eprintln!("  {msg}");
     match cmd {
-        LabCmd::Up { bridge, port_type } => {
-            let mut spec = lab_spec(&inv, bridge)?;
+        LabCmd::Up { bridge, prefix, port_type } => {
+            let names =
+                LabNames::new(bridge.as_deref().unwrap_or(&names.bridge), prefix.as_deref().unwrap_or(&names.prefix))?;
+            home.claim(&names)?;
+            let bridge = &names.bridge;
+            let mut spec = lab_spec(&inv, &names)?;
             spec.port_type = match port_type {
                 PortTypeArg::System => palisade_lab::PortType::System,
                 PortTypeArg::Afxdp => palisade_lab::PortType::Afxdp,
@@ -452,7 +457,7 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
             labx.up(&spec, &mut progress)?;
             home.ensure_tokens(&inv)?;
             let palisaded = std::env::current_exe()?.with_file_name("palisaded");
-            if home.start_controller(&palisaded, &cli.url, &listen_addr(&cli.url)?, bridge)? {
+            if home.start_controller(&palisaded, &cli.url, &listen_addr(&cli.url)?, &names)? {
                 eprintln!("  started palisaded (log: {})", home.log().display());
             }
             let token = home.token("admin").context("lab token file has no admin token")?;
@@ -462,8 +467,8 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
                 println!("inventory at revision {}; tokens in {}", v["revision"], home.tokens().display());
             });
         }
-        LabCmd::Status { bridge } => {
-            let spec = lab_spec(&inv, bridge)?;
+        LabCmd::Status => {
+            let spec = lab_spec(&inv, &names)?;
             let status = labx.status(&spec)?;
             let v = serde_json::to_value(&status)?;
             let healthy = Client::new(&cli.url, "").healthy();
@@ -472,22 +477,24 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
                 println!("controller: {}", if healthy { "healthy" } else { "not running" });
             });
         }
-        LabCmd::Down { bridge } => {
-            let spec = lab_spec(&inv, bridge)?;
+        LabCmd::Down => {
+            let spec = lab_spec(&inv, &names)?;
             if home.stop_controller() {
                 eprintln!("  stopped palisaded (and its guests)");
             }
-            // Guests of a controller that died without stopping them.
-            let reaped = palisade_runtime::reap_orphans(
-                std::path::Path::new(palisade_runtime::DEFAULT_RAM_DIR),
-                &format!("{bridge}-"),
-            );
-            if !reaped.processes.is_empty() {
-                eprintln!("  killed {} guest QEMU process(es) left behind", reaped.processes.len());
+            // Guests of this lab's controller that died without stopping them (only those it
+            // recorded and marked as its own).
+            if cli.lab_dir.join("instance-id").exists() {
+                let owner = palisade_runtime::Owner::open(&cli.lab_dir)
+                    .with_context(|| format!("reading the lab controller's state in {}", cli.lab_dir.display()))?;
+                let reaped = owner.reap(std::path::Path::new(palisade_runtime::DEFAULT_RAM_DIR));
+                if !reaped.processes.is_empty() {
+                    eprintln!("  killed {} guest QEMU process(es) left behind", reaped.processes.len());
+                }
             }
-            // Scan task spaces of a controller that died mid-scan (default prefix `pt-`).
-            let naming = palisade_scan::task::Naming::new("pt-").context("task space naming")?;
-            match palisade_scan::space::purge_orphans(&naming, bridge) {
+            // Scan task spaces of a controller that died mid-scan.
+            let naming = palisade_scan::task::Naming::new(&names.scan_prefix()).context("task space naming")?;
+            match palisade_scan::space::purge_orphans(&naming, &names.bridge) {
                 Ok(left) if !left.is_empty() => eprintln!("  removed {} scan task space(s) left behind", left.len()),
                 Ok(_) => {}
                 Err(e) => eprintln!("  could not remove scan task spaces: {e}"),
@@ -506,7 +513,10 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
             }
         }
         LabCmd::Traffic(args) => {
-            let hosts: Vec<palisade_traffic::Host> = lab_spec(&inv, "palisade0")?
+            let mut args = args.clone();
+            args.server = names.netns(&args.server);
+            args.clients = names.netns(&args.clients);
+            let hosts: Vec<palisade_traffic::Host> = lab_spec(&inv, &names)?
                 .hosts
                 .iter()
                 .map(|h| palisade_traffic::Host {
@@ -516,14 +526,14 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
                     mac: h.mac.clone(),
                 })
                 .collect();
-            palisade_traffic::cli::run(args, &hosts)?;
+            palisade_traffic::cli::run(&args, &hosts)?;
         }
         LabCmd::Counters { appliance } => {
-            let spec = lab_spec(&inv, "palisade0")?;
+            let spec = lab_spec(&inv, &names)?;
             let host = spec
                 .hosts
                 .iter()
-                .find(|h| h.netns == format!("pal-{appliance}"))
+                .find(|h| h.netns == names.netns(appliance))
                 .with_context(|| format!("no appliance `{appliance}` in the lab"))?;
             let counters = labx.appliance_counters(host)?;
             print(cli, &serde_json::to_value(&counters)?, |_| {

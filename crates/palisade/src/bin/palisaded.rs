@@ -11,7 +11,7 @@ use palisade_controller::anomaly::LiveDetectors;
 use palisade_controller::{api, Controller, Scope, Tokens};
 use palisade_guest::AccelPolicy;
 use palisade_model::{Inventory, Object, ObjectKey};
-use palisade_ovs::OfctlSwitch;
+use palisade_ovs::{OfctlSwitch, PortNaming};
 use palisade_runtime::{QemuGuests, RuntimeConfig};
 use palisade_scan::{AddressPool, Naming, ScanService, Scheduler, TaskStore};
 use palisade_store::SqliteStore;
@@ -32,6 +32,15 @@ struct Args {
     /// The Open vSwitch bridge to program.
     #[arg(long, env = "PALISADE_BRIDGE", default_value = "palisade0")]
     bridge: String,
+    /// Prefix this host puts before the inventory's port names (0-3 characters of [a-z0-9]):
+    /// with `t4`, the VM port `pa-web1` is the interface `t4pa-web1`. Lets two controllers
+    /// (two bridges) share a host; flows, guest taps and captures all use it.
+    #[arg(long, env = "PALISADE_PORT_PREFIX", default_value = "")]
+    port_prefix: String,
+    /// Directory of the controller's own state: its instance id and the QEMU processes it
+    /// started (only those are ever reaped). Default: the directory of `--db`.
+    #[arg(long, env = "PALISADE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
     /// Address to serve the API on.
     #[arg(long, env = "PALISADE_LISTEN", default_value = "127.0.0.1:7683")]
     listen: SocketAddr,
@@ -83,8 +92,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let store: Arc<dyn palisade_store::Store> =
         Arc::new(SqliteStore::open(&args.db).with_context(|| format!("opening store {}", args.db.display()))?);
-    let switch = OfctlSwitch::new(args.bridge.clone());
-    let mut runtime_config = RuntimeConfig::new(&args.bridge);
+    let naming = PortNaming::new(&args.port_prefix).context("--port-prefix")?;
+    let switch = OfctlSwitch::new(args.bridge.clone()).with_naming(naming.clone());
+    let state_dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => args.db.parent().map(std::path::Path::to_path_buf).unwrap_or_default(),
+    };
+    let mut runtime_config = RuntimeConfig::new(&args.bridge, &state_dir);
+    runtime_config.naming = naming.clone();
     runtime_config.cache_dir = args.guest_cache.clone();
     runtime_config.accel = match args.guest_accel {
         AccelArg::Auto => AccelPolicy::Auto,
@@ -95,11 +110,15 @@ async fn main() -> anyhow::Result<()> {
         palisade_controller::monitors::EventsFile::open(&args.events)
             .with_context(|| format!("opening the events file {}", args.events.display()))?,
     );
-    let detectors = Arc::new(LiveDetectors::new(
-        args.models.clone(),
-        vec![events.clone(), Arc::new(palisade_controller::anomaly::StoreAlerts(store.clone()))],
-    ));
+    let detectors = Arc::new(
+        LiveDetectors::new(
+            args.models.clone(),
+            vec![events.clone(), Arc::new(palisade_controller::anomaly::StoreAlerts(store.clone()))],
+        )
+        .with_naming(naming),
+    );
     let guests = QemuGuests::new(runtime_config)
+        .with_context(|| format!("opening the controller state in {}", state_dir.display()))?
         .with_event_sink(events)
         .with_event_sink(Arc::new(palisade_controller::monitors::StoreEvents(store.clone())));
     let controller = Arc::new(
@@ -161,7 +180,8 @@ async fn main() -> anyhow::Result<()> {
 fn start_scans(args: &Args) -> anyhow::Result<Arc<ScanService>> {
     let naming = Naming::new(&args.scan_prefix)?;
     let pool = AddressPool::new(args.scan_pool)?;
-    let switch = Arc::new(OfctlSwitch::new(args.bridge.clone()));
+    let ports = PortNaming::new(&args.port_prefix)?;
+    let switch = Arc::new(OfctlSwitch::new(args.bridge.clone()).with_naming(ports));
     let db = args.scan_db.clone().unwrap_or_else(|| args.db.with_file_name("scans.db"));
     let store = TaskStore::open(&db).with_context(|| format!("opening scan task store {}", db.display()))?;
     Ok(Arc::new(ScanService::start(&args.bridge, switch, naming, pool, store)?))
