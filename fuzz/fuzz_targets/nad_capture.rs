@@ -1,8 +1,9 @@
 //! Capture files are untrusted: the pcap and pcapng readers and the whole extractor never panic,
 //! whatever the bytes (damage ends reading with a reported stop, it is never fatal).
 //! Seeds: seeds/nad_capture (small pcap in both magics and byte orders, pcapng with several
-//! interfaces, sections of both byte orders, simple and obsolete packet blocks), and any real
-//! capture, e.g. `cargo fuzz run nad_capture corpus/nad_capture seeds/nad_capture ../../shared/data/pcaps`.
+//! interfaces, sections of both byte orders, simple and obsolete packet blocks), and the real
+//! captures, e.g. from fuzz/:
+//! `cargo fuzz run nad_capture corpus/nad_capture seeds/nad_capture ../crates/palisade-nad/testdata/pcaps`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

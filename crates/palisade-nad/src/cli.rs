@@ -86,11 +86,12 @@ pub enum DatasetCmd {
     /// The background is a web/UDP service VM: many clients (Zipf popularity) making HTTP(S)
     /// connections, UDP requests and pings at a rate with a daily and weekly cycle, plus the
     /// VM's own NTP/HTTPS fetches, a health check every 30 s and now and then a benign surge
-    /// (flash crowd, labelled 0). Attacks are the real captures
-    /// in shared/data/pcaps (CIC-DDoS2019 SYN and HTTP floods, ESnet masscan TCP/UDP and nmap)
-    /// with the victim rewritten to the VM, the attackers to generated addresses, times mapped
-    /// into the episode and checksums updated. Held-back kinds (default http_flood and
-    /// masscan_udp) appear only after train_until: unseen attacks, as in the paper.
+    /// (flash crowd, labelled 0). Attacks are real captures built into the program
+    /// (CIC-DDoS2019 SYN and HTTP floods, ESnet masscan TCP/UDP and nmap; their origins are in
+    /// crates/palisade-nad/testdata/pcaps/README.md) with the victim rewritten to the VM, the
+    /// attackers to generated addresses, times mapped into the episode and checksums updated.
+    /// Held-back kinds (default http_flood and masscan_udp) appear only after train_until:
+    /// unseen attacks, as in the paper.
     ///
     /// Examples:
     ///   palisade nad dataset synth --out data/synth
@@ -120,10 +121,10 @@ pub struct SynthArgs {
     /// The monitored VM's IPv4 address.
     #[arg(long, value_name = "IP", default_value = "10.0.0.5")]
     pub vm: Ipv4Addr,
-    /// Directory of the shared attack captures [default: $PALISADE_SHARED_DATA/pcaps,
-    /// ../shared/data/pcaps beside the repository, /work/shared/data/pcaps].
+    /// Read the attack captures from DIR (same file names) instead of the copies built into
+    /// the program [default: the built-in copies].
     #[arg(long, value_name = "DIR")]
-    pub shared_pcaps: Option<PathBuf>,
+    pub attack_pcaps: Option<PathBuf>,
     /// Wanted share of abnormal windows.
     #[arg(long, value_name = "FRACTION", default_value_t = 0.03)]
     pub attack_share: f64,
@@ -292,7 +293,7 @@ pub fn synth_config(a: &SynthArgs) -> Result<SynthConfig, RunError> {
     cfg.share = a.attack_share;
     cfg.surges_per_day = a.surges_per_day;
     cfg.held_back = a.held_back.iter().map(|k| AttackKind::parse(k)).collect::<Result<_, _>>()?;
-    cfg.shared_pcaps = a.shared_pcaps.clone();
+    cfg.attack_pcaps = a.attack_pcaps.clone();
     Ok(cfg)
 }
 

@@ -217,14 +217,14 @@ fn tcpdump_finds_no_wrong_checksum() {
     assert!(verified as u64 > s.counts.attack_packets / 2, "tcpdump verified {verified} checksums");
 }
 
-/// Writes fuzz/seeds/nad_rewrite: IPv4 packets (Ethernet header removed) from the shared
-/// captures, one of each shape the rewriter handles — a flood SYN with a wrong checksum, an
+/// Writes fuzz/seeds/nad_rewrite: IPv4 packets (Ethernet header removed) from the real
+/// captures in testdata/pcaps, one of each shape the rewriter handles — a flood SYN with a wrong checksum, an
 /// HTTP request, a UDP probe, a TCP SYN with options and nmap's ICMP error quoting a header.
 /// `cargo test -p palisade-nad --test dataset write_fuzz_seeds -- --ignored`
 #[test]
 #[ignore = "writes fuzz seeds into the source tree"]
 fn write_fuzz_seeds() {
-    let shared = palisade_nad::dataset::find_shared_pcaps(None).expect("shared captures");
+    let captures = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pcaps");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/nad_rewrite");
     std::fs::create_dir_all(&out).expect("seed dir");
     // (seed name, capture, predicate on the IPv4 bytes)
@@ -237,7 +237,7 @@ fn write_fuzz_seeds() {
         ("nmap_icmp_error", "esnet-nmap-nmap_80_all.pcap", |ip| ip[9] == 1 && ip[20] == 3),
     ];
     for (name, file, pick) in picks {
-        let (mut reader, _) = open_file(&shared.join(file)).expect("open");
+        let (mut reader, _) = open_file(&captures.join(file)).expect("open");
         let mut found = None;
         while let Some(f) = reader.next_frame().expect("read") {
             // Ethernet, possibly with one 802.1Q tag (the masscan captures have one).

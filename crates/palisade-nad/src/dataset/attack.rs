@@ -1,8 +1,10 @@
-//! Attacks from the real captures in `shared/data/pcaps`: the kinds, the captures they come
-//! from, reading a capture into a template (with palisade-nad's own reader), and replaying a
-//! template as an episode: victim -> the VM, each attacker -> a generated address, times mapped
-//! into the episode (stretched, compressed, subsampled or repeated), checksums updated.
+//! Attacks from real captures (`testdata/pcaps` of this crate, built into the program): the
+//! kinds, the captures they come from, reading a capture into a template (with palisade-nad's
+//! own reader), and replaying a template as an episode: victim -> the VM, each attacker -> a
+//! generated address, times mapped into the episode (stretched, compressed, subsampled or
+//! repeated), checksums updated.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -11,7 +13,7 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::error::{CaptureSource, DatasetError};
+use super::error::{CaptureOrigin, CaptureSource, DatasetError};
 use super::packet::{adjust, be16, ones_sum, pseudo_sum, Packet, SNAPLEN};
 use super::rng::Rng;
 use crate::build::ethernet;
@@ -34,13 +36,33 @@ pub enum AttackKind {
     Nmap,
 }
 
-/// One capture an attack kind replays: its file name and the victim address inside it.
-#[derive(Debug, Clone, Copy)]
+/// One capture an attack kind replays: its file name, the victim address inside it, and its
+/// bytes as built into the program.
+#[derive(Clone, Copy)]
 pub struct Source {
-    /// File name in the shared pcaps directory.
+    /// File name in `testdata/pcaps` (and in a directory given instead of the built-in copies).
     pub file: &'static str,
-    /// The attacked host in that capture (see the directory's README).
+    /// The attacked host in that capture (see `testdata/pcaps/README.md`).
     pub victim: Ipv4Addr,
+    /// The capture, from `testdata/pcaps` at build time.
+    pub(crate) built_in: &'static [u8],
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Source")
+            .field("file", &self.file)
+            .field("victim", &self.victim)
+            .field("built_in_bytes", &self.built_in.len())
+            .finish()
+    }
+}
+
+/// A [`Source`] whose built-in bytes are `testdata/pcaps/$file`.
+macro_rules! source {
+    ($file:literal, $victim:expr) => {
+        Source { file: $file, victim: $victim, built_in: include_bytes!(concat!("../../testdata/pcaps/", $file)) }
+    };
 }
 
 /// How an episode's times are made from the capture's.
@@ -80,15 +102,13 @@ impl AttackKind {
 
     /// The captures this kind replays (one is chosen per episode).
     pub fn sources(self) -> &'static [Source] {
-        const SYN: [Source; 1] = [Source { file: "cicddos2019-synflood.pcap", victim: Ipv4Addr::new(192, 168, 50, 4) }];
-        const HTTP: [Source; 1] = [Source { file: "cicddos2019-webddos.pcap", victim: Ipv4Addr::new(192, 168, 50, 1) }];
-        const MTCP: [Source; 1] =
-            [Source { file: "esnet-masscan-tcp_0_1000_20190821.pcap", victim: Ipv4Addr::new(198, 124, 152, 15) }];
-        const MUDP: [Source; 1] =
-            [Source { file: "esnet-masscan-udp_0_1000_20190821.pcap", victim: Ipv4Addr::new(198, 124, 152, 15) }];
+        const SYN: [Source; 1] = [source!("cicddos2019-synflood.pcap", Ipv4Addr::new(192, 168, 50, 4))];
+        const HTTP: [Source; 1] = [source!("cicddos2019-webddos.pcap", Ipv4Addr::new(192, 168, 50, 1))];
+        const MTCP: [Source; 1] = [source!("esnet-masscan-tcp_0_1000_20190821.pcap", Ipv4Addr::new(198, 124, 152, 15))];
+        const MUDP: [Source; 1] = [source!("esnet-masscan-udp_0_1000_20190821.pcap", Ipv4Addr::new(198, 124, 152, 15))];
         const NMAP: [Source; 2] = [
-            Source { file: "esnet-nmap-nmap_80_all.pcap", victim: Ipv4Addr::new(130, 211, 223, 103) },
-            Source { file: "esnet-nmap-nmap_80_w_service_detection.pcap", victim: Ipv4Addr::new(130, 211, 223, 103) },
+            source!("esnet-nmap-nmap_80_all.pcap", Ipv4Addr::new(130, 211, 223, 103)),
+            source!("esnet-nmap-nmap_80_w_service_detection.pcap", Ipv4Addr::new(130, 211, 223, 103)),
         ];
         match self {
             AttackKind::SynFlood => &SYN,
@@ -134,13 +154,23 @@ pub(crate) struct Template {
 }
 
 impl Template {
-    /// Reads `dir/source.file` with palisade-nad's reader.
-    pub(crate) fn load(dir: &Path, source: Source) -> Result<Self, DatasetError> {
-        let path = dir.join(source.file);
-        let failed = |s| DatasetError::Capture { path: path.clone(), source: s };
-        let bytes = std::fs::read(&path).map_err(|e| failed(CaptureSource::Open(e)))?;
+    /// Reads the capture built into the program, or `dir/source.file` when `dir` is given,
+    /// with palisade-nad's reader.
+    pub(crate) fn load(dir: Option<&Path>, source: Source) -> Result<Self, DatasetError> {
+        let (capture, bytes) = match dir {
+            None => (CaptureOrigin::BuiltIn(source.file), Cow::Borrowed(source.built_in)),
+            Some(dir) => {
+                let path = dir.join(source.file);
+                let bytes = std::fs::read(&path).map_err(|e| DatasetError::Capture {
+                    capture: CaptureOrigin::File(path.clone()),
+                    source: CaptureSource::Open(e),
+                })?;
+                (CaptureOrigin::File(path), Cow::Owned(bytes))
+            }
+        };
+        let failed = |s| DatasetError::Capture { capture: capture.clone(), source: s };
         let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        let mut reader = CaptureReader::new(bytes.as_slice()).map_err(|e| failed(CaptureSource::Read(e)))?;
+        let mut reader = CaptureReader::new(&bytes[..]).map_err(|e| failed(CaptureSource::Read(e)))?;
         let (mut packets, mut peers, mut records, mut skipped) = (Vec::new(), Vec::new(), 0, 0);
         let victim = u32::from(source.victim);
         while let Some(f) = reader.next_frame().map_err(|e| failed(CaptureSource::Read(e)))? {
@@ -170,7 +200,7 @@ impl Template {
             packets.push((f.ts_ns, wire, ip[..keep].to_vec()));
         }
         if packets.is_empty() {
-            return Err(DatasetError::NoVictimPackets { path, victim: source.victim });
+            return Err(DatasetError::NoVictimPackets { capture, victim: source.victim });
         }
         packets.sort_by_key(|p| p.0);
         let t0 = packets[0].0;

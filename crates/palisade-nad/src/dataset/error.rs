@@ -1,5 +1,6 @@
 //! Why a dataset could not be made.
 
+use std::fmt;
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -9,28 +10,20 @@ use crate::error::ReadError;
 /// A dataset could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
-    /// No directory holding the shared attack captures.
-    #[error("the shared attack captures were not found: looked for {file} in {}", fmt_places(places))]
-    SharedPcapsMissing {
-        /// The capture looked for.
-        file: &'static str,
-        /// Every directory looked in, in order.
-        places: Vec<PathBuf>,
-    },
     /// An attack capture could not be opened or read.
-    #[error("cannot read attack capture {path}")]
+    #[error("cannot read attack capture {capture}")]
     Capture {
-        /// The capture.
-        path: PathBuf,
+        /// Which capture.
+        capture: CaptureOrigin,
         /// Why.
         #[source]
         source: CaptureSource,
     },
     /// An attack capture holds no IPv4 packet to or from the victim the dataset expects there.
-    #[error("attack capture {path} has no IPv4 packet to or from its victim {victim}")]
+    #[error("attack capture {capture} has no IPv4 packet to or from its victim {victim}")]
     NoVictimPackets {
-        /// The capture.
-        path: PathBuf,
+        /// Which capture.
+        capture: CaptureOrigin,
         /// The victim address expected in it.
         victim: Ipv4Addr,
     },
@@ -123,6 +116,20 @@ pub enum CaptureSource {
     Read(#[source] ReadError),
 }
 
-fn fmt_places(places: &[PathBuf]) -> String {
-    places.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+/// Where an attack capture was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureOrigin {
+    /// The copy built into the program (from palisade-nad's `testdata/pcaps`).
+    BuiltIn(&'static str),
+    /// A file in a directory given instead of the built-in copies.
+    File(PathBuf),
+}
+
+impl fmt::Display for CaptureOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaptureOrigin::BuiltIn(file) => write!(f, "{file} (built in)"),
+            CaptureOrigin::File(path) => write!(f, "{}", path.display()),
+        }
+    }
 }

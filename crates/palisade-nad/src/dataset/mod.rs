@@ -1,10 +1,11 @@
 //! A seeded synthetic dataset for the detector at paper scale (a month of one-minute windows):
-//! a generated periodic benign background for one VM, with attacks spliced in from the real
-//! captures in `shared/data/pcaps`, and the label of every window.
+//! a generated periodic benign background for one VM, with attacks spliced in from real
+//! captures (this crate's `testdata/pcaps`, built into the program), and the label of every
+//! window.
 //!
 //! ```text
 //!  seed ─► Background (sessions per window, daily/weekly cycle) ──────────┐ time order,
-//!  shared pcaps ─► Template (own reader) ─► schedule ─► Episode::replay ──┴► merge ─► capture.pcap
+//!  attack pcaps ─► Template (own reader) ─► schedule ─► Episode::replay ──┴► merge ─► capture.pcap
 //!                  victim -> VM, attackers -> generated, times mapped            └─► labels.csv
 //!                  (stretch / compress / subsample), checksums updated               dataset.json
 //! ```
@@ -27,12 +28,12 @@ mod tests;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use attack::{rewrite as rewrite_ipv4, AttackKind, Episode, Source};
 pub use background::Surge;
-pub use error::{CaptureSource, DatasetError};
+pub use error::{CaptureOrigin, CaptureSource, DatasetError};
 pub use output::{write_labels_csv, Counts, DatasetHeader, KindCount, Part, SourceInfo, Summary};
 pub use packet::SNAPLEN;
 
@@ -66,8 +67,9 @@ pub struct SynthConfig {
     pub held_back: Vec<AttackKind>,
     /// Benign surges (flash crowds) per day on average; 0 for none.
     pub surges_per_day: f64,
-    /// Where the attack captures are; `None` looks in the usual places ([`find_shared_pcaps`]).
-    pub shared_pcaps: Option<PathBuf>,
+    /// A directory to read the attack captures from (same file names, see [`Source::file`])
+    /// instead of the copies built into the program; `None` uses the built-in ones.
+    pub attack_pcaps: Option<PathBuf>,
 }
 
 impl SynthConfig {
@@ -84,37 +86,9 @@ impl SynthConfig {
             share: 0.03,
             held_back: vec![AttackKind::HttpFlood, AttackKind::MasscanUdp],
             surges_per_day: 0.4,
-            shared_pcaps: None,
+            attack_pcaps: None,
         }
     }
-}
-
-/// The directory of the shared attack captures: `given` if set; else `$PALISADE_SHARED_DATA/pcaps`,
-/// `shared/data/pcaps` beside the repository this was built from, `../shared/data/pcaps` from
-/// the current directory, `/work/shared/data/pcaps` — the first that holds the SYN flood capture.
-/// None of them: an error naming every place looked at.
-pub fn find_shared_pcaps(given: Option<&Path>) -> Result<PathBuf, DatasetError> {
-    let probe = AttackKind::SynFlood.sources()[0].file;
-    let places: Vec<PathBuf> = match given {
-        Some(dir) => vec![dir.to_owned()],
-        None => {
-            let mut p = Vec::new();
-            if let Some(dir) = std::env::var_os("PALISADE_SHARED_DATA") {
-                p.push(PathBuf::from(dir).join("pcaps"));
-            }
-            p.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/pcaps"));
-            if let Ok(cwd) = std::env::current_dir() {
-                p.push(cwd.join("../shared/data/pcaps"));
-            }
-            p.push(PathBuf::from("/work/shared/data/pcaps"));
-            p
-        }
-    };
-    places
-        .iter()
-        .find(|d| d.join(probe).is_file())
-        .cloned()
-        .ok_or(DatasetError::SharedPcapsMissing { file: probe, places })
 }
 
 /// Makes the dataset; returns what `dataset.json` says.
@@ -143,13 +117,12 @@ pub fn synthesize(cfg: &SynthConfig) -> Result<Summary, DatasetError> {
     if train.is_empty() {
         return Err(DatasetError::NothingToTrain);
     }
-    let dir = find_shared_pcaps(cfg.shared_pcaps.as_deref())?;
     let mut templates = Vec::new();
     let mut index = Vec::new();
     for kind in AttackKind::ALL {
         for &source in kind.sources() {
             index.push((kind, templates.len()));
-            templates.push(Template::load(&dir, source)?);
+            templates.push(Template::load(cfg.attack_pcaps.as_deref(), source)?);
         }
     }
     let start_s = cfg.start_s - cfg.start_s % cfg.window_s;

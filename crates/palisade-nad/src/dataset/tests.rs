@@ -1,9 +1,9 @@
-//! Unit tests of the pieces: address rewriting keeps every checksum right on the real
-//! captures, replay maps times and addresses, the schedule respects the split, and bad
-//! settings are refused with errors that say what was wrong.
+//! Unit tests of the pieces: the built-in captures are the checked-in ones, address rewriting
+//! keeps every checksum right on them, replay maps times and addresses, the schedule respects
+//! the split, and bad settings are refused with errors that say what was wrong.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::attack::{rewrite, AttackKind, Template};
 use super::packet::{be16, ones_sum, pseudo_sum};
@@ -11,8 +11,14 @@ use super::schedule::{schedule, Plan};
 use super::*;
 use crate::decode::Ipv4Header;
 
-fn shared() -> PathBuf {
-    find_shared_pcaps(None).expect("the shared captures (set PALISADE_SHARED_DATA if they are elsewhere)")
+/// The checked-in captures the built-in ones are made from.
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pcaps")
+}
+
+/// The template of a built-in capture, as `synthesize` reads it by default.
+fn built_in(source: Source) -> Template {
+    Template::load(None, source).expect("built-in capture")
 }
 
 /// Whether every checksum of a whole IPv4 packet is right; `None` when part of it was not captured.
@@ -34,14 +40,30 @@ fn checksums_ok(ip: &[u8]) -> Option<bool> {
     Some(ones_sum(&ip[..hl], 0) == 0xffff && l4_ok)
 }
 
+/// Issue #14: `dataset synth` needs no directory beside the repository. The captures built
+/// into the program are byte for byte the checked-in files, and reading that directory instead
+/// (`--attack-pcaps`) gives the same templates.
+#[test]
+fn the_built_in_captures_are_the_checked_in_files() {
+    let dir = testdata();
+    for kind in AttackKind::ALL {
+        for &src in kind.sources() {
+            let on_disk = std::fs::read(dir.join(src.file)).expect("checked-in capture");
+            assert_eq!(src.built_in, &on_disk[..], "{}", src.file);
+            let (a, b) = (built_in(src), Template::load(Some(&dir), src).expect("load from testdata"));
+            assert_eq!((&a.sha256, a.records, a.skipped, &a.peers), (&b.sha256, b.records, b.skipped, &b.peers));
+            assert_eq!(a.packets, b.packets, "{}", src.file);
+        }
+    }
+}
+
 #[test]
 fn rewriting_addresses_keeps_checksums_right_on_the_real_captures() {
-    let dir = shared();
     let vm = u32::from(Ipv4Addr::new(10, 0, 0, 5));
     let mut incremental = 0;
     for kind in AttackKind::ALL {
         for &src in kind.sources() {
-            let t = Template::load(&dir, src).expect("load");
+            let t = built_in(src);
             let victim = u32::from(src.victim);
             let map = |a: u32| if a == victim { vm } else { a ^ 0x5a5a_0f0f };
             let (mut whole, mut right_before, mut right_after, mut icmp_errors) = (0, 0, 0, 0);
@@ -84,22 +106,20 @@ fn rewriting_addresses_keeps_checksums_right_on_the_real_captures() {
 
 #[test]
 fn templates_keep_only_the_victims_packets_and_say_what_they_skipped() {
-    let dir = shared();
-    let syn = Template::load(&dir, AttackKind::SynFlood.sources()[0]).expect("load");
+    let syn = built_in(AttackKind::SynFlood.sources()[0]);
     // README: 26,316 packets between 172.16.0.5 and 192.168.50.4.
     assert_eq!(syn.records, 26_316);
     assert_eq!(syn.len(), 26_316);
     assert_eq!(syn.peers, vec![u32::from(Ipv4Addr::new(172, 16, 0, 5))]);
     assert!(syn.duration_ns() < 1_000_000_000);
-    let nmap = Template::load(&dir, AttackKind::Nmap.sources()[0]).expect("load");
+    let nmap = built_in(AttackKind::Nmap.sources()[0]);
     assert_eq!(nmap.len() as u64 + nmap.skipped, nmap.records);
     assert_eq!(nmap.peers, vec![u32::from(Ipv4Addr::new(10, 87, 1, 10))]);
 }
 
 #[test]
 fn a_replay_maps_times_into_the_episode_and_addresses_to_the_vm() {
-    let dir = shared();
-    let t = Template::load(&dir, AttackKind::MasscanTcp.sources()[0]).expect("load");
+    let t = built_in(AttackKind::MasscanTcp.sources()[0]);
     let vm = Ipv4Addr::new(10, 0, 0, 5);
     let e = Episode {
         kind: AttackKind::MasscanTcp,
@@ -129,12 +149,11 @@ fn a_replay_maps_times_into_the_episode_and_addresses_to_the_vm() {
 }
 
 fn templates() -> (Vec<Template>, Vec<(AttackKind, usize)>) {
-    let dir = shared();
     let (mut t, mut idx) = (Vec::new(), Vec::new());
     for k in AttackKind::ALL {
         for &s in k.sources() {
             idx.push((k, t.len()));
-            t.push(Template::load(&dir, s).expect("load"));
+            t.push(built_in(s));
         }
     }
     (t, idx)
@@ -192,8 +211,8 @@ fn bad_settings_are_refused_naming_what_was_wrong() {
     assert!(err(SynthConfig { start_s: u64::MAX / 1_000_000_000, ..base.clone() }).contains("64-bit"));
     assert!(err(SynthConfig { vm: Ipv4Addr::new(23, 1, 1, 1), ..base.clone() }).contains("23.1.1.1"));
     let missing = dir.path().join("nowhere");
-    let e = err(SynthConfig { shared_pcaps: Some(missing.clone()), ..base.clone() });
-    assert!(e.contains("cicddos2019-synflood.pcap") && e.contains(&missing.display().to_string()), "{e}");
+    let e = err(SynthConfig { attack_pcaps: Some(missing.clone()), ..base.clone() });
+    assert_eq!(e, format!("cannot read attack capture {}", missing.join("cicddos2019-synflood.pcap").display()));
     assert!(AttackKind::parse("slowloris").expect_err("unknown").to_string().contains("masscan_udp"));
     assert_eq!(AttackKind::parse("masscan-udp").expect("alias"), AttackKind::MasscanUdp);
     assert!(!dir.path().join("out").exists(), "nothing is written for refused settings");
@@ -201,8 +220,7 @@ fn bad_settings_are_refused_naming_what_was_wrong() {
 
 #[test]
 fn rewriting_mutated_and_cut_packets_never_panics() {
-    let dir = shared();
-    let t = Template::load(&dir, AttackKind::Nmap.sources()[0]).expect("load");
+    let t = built_in(AttackKind::Nmap.sources()[0]);
     let mut rng = super::rng::Rng::stream(99, 0);
     let map = |a: u32| a.rotate_left(8);
     for i in 0..4000 {

@@ -1,31 +1,21 @@
-//! The real captures in `../shared/data/pcaps` (see its README). Expected values are derived in
-//! the test from first principles: tcpdump (an independent decoder) prints every packet, and a
-//! plain re-count over its lines (whole capture in memory, maps, no streaming) applies the spec.
-//! A few facts are checked against the README's hand counts as well. Needs `tcpdump` (installed
-//! by scripts/setup.sh); a missing one fails the test.
+//! The real captures in `testdata/pcaps` (see its README for their origins). Expected values
+//! are derived in the test from first principles: tcpdump (an independent decoder) prints every
+//! packet, and a plain re-count over its lines (whole capture in memory, maps, no streaming)
+//! applies the spec. A few facts are checked against the README's hand counts as well. Needs
+//! `tcpdump` (installed by scripts/setup.sh); a missing one fails the test.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use palisade_nad::{extract, open_file, Config, Progress, Row, Seconds, Series};
 
-/// The shared captures: `$PALISADE_SHARED_DATA/pcaps` if set, else `../shared/data/pcaps`
-/// beside the repository (where the project keeps them), else `/work/shared/data/pcaps`.
-/// A capture found nowhere fails the test with the places looked at.
+/// A checked-in capture; a missing one fails the test naming the path.
 fn capture(name: &str) -> PathBuf {
-    let mut places = Vec::new();
-    if let Some(dir) = std::env::var_os("PALISADE_SHARED_DATA") {
-        places.push(PathBuf::from(dir).join("pcaps"));
-    }
-    places.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/pcaps"));
-    places.push(PathBuf::from("/work/shared/data/pcaps"));
-    places
-        .iter()
-        .map(|d| d.join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("shared capture {name} not found in any of {places:?}"))
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pcaps").join(name);
+    assert!(path.is_file(), "capture {} is missing", path.display());
+    path
 }
 
 /// One IP packet as tcpdump prints it.
