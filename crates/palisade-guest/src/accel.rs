@@ -31,10 +31,7 @@ pub fn choose(config: &GuestConfig) -> AccelChoice {
     let choice = match from_file {
         Some(choice) => choice,
         None => {
-            let choice = match probe_kvm(config) {
-                Ok(reason) => AccelChoice { accel: Accel::Kvm, reason },
-                Err(why) => AccelChoice { accel: Accel::Tcg, reason: format!("KVM rejected: {why}") },
-            };
+            let choice = verdict(probe_kvm(config));
             if let (Some(path), Some(key)) = (config.kvm_probe_cache.as_deref(), key) {
                 write_cache(path, key, &choice);
             }
@@ -96,18 +93,35 @@ fn write_cache(path: &Path, key: ProbeKey, choice: &AccelChoice) {
     }
 }
 
+/// The choice a probe's outcome makes: KVM if it booted, else TCG saying why KVM was rejected.
+fn verdict(probe: Result<String, String>) -> AccelChoice {
+    match probe {
+        Ok(reason) => AccelChoice { accel: Accel::Kvm, reason },
+        Err(why) => AccelChoice { accel: Accel::Tcg, reason: format!("KVM rejected: {why}") },
+    }
+}
+
 fn probe_kvm(config: &GuestConfig) -> Result<String, String> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
         .map_err(|e| format!("/dev/kvm cannot be opened ({e})"))?;
+    boot_under_kvm(config)
+}
+
+/// Boots `config`'s kernel and initramfs under KVM to the ready marker. Every way this can fail
+/// is a reason to use TCG, never an error of its own: QEMU refusing KVM, exiting with a status
+/// or killed by a signal (e.g. SIGABRT after "failed to set MSR 0x10a" on a nested host), the
+/// guest panicking or hanging past `config.kvm_probe_timeout`.
+fn boot_under_kvm(config: &GuestConfig) -> Result<String, String> {
     let mut probe_config = config.clone();
     probe_config.name = format!("{}-kvmprobe", config.name.chars().take(30).collect::<String>());
     probe_config.nic = None;
     let started = Instant::now();
     let choice = AccelChoice { accel: Accel::Kvm, reason: "probe".into() };
-    let mut guest = Guest::launch(&probe_config, choice).map_err(|e| chain(&e))?;
+    let mut guest = Guest::launch(&probe_config, choice)
+        .map_err(|e| format!("QEMU could not start a test guest under KVM: {}", chain(&e)))?;
     let booted = guest.wait_for_console(READY_MARKER, config.kvm_probe_timeout);
     let console = guest.console_text().unwrap_or_default();
     let stopped = guest.stop();
@@ -150,6 +164,47 @@ mod tests {
 
         assert_eq!(chain(&err), "could not read `/x`: no such file");
         let _ = err.source();
+    }
+
+    /// A stand-in for QEMU: a script that writes `stderr` and then runs `then`.
+    fn fake_qemu(dir: &Path, stderr: &str, then: &str) -> GuestConfig {
+        use std::os::unix::fs::PermissionsExt;
+        let qemu = dir.join("fake-qemu");
+        let script = format!("#!/bin/sh\nulimit -c 0\necho '{stderr}' >&2\n{then}\n");
+        std::fs::write(&qemu, script).unwrap();
+        std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut config = GuestConfig::new("fake", dir.join("vmlinuz"), dir.join("initrd"));
+        config.qemu = qemu;
+        config.ram_dir = dir.to_path_buf();
+        config.kvm_probe_cache = None;
+        config
+    }
+
+    /// Issue #14: on some nested hosts QEMU aborts under KVM instead of hanging. That is KVM
+    /// being unusable, so TCG is chosen and the reason keeps QEMU's own words.
+    #[test]
+    fn qemu_aborting_under_kvm_makes_tcg_the_choice() {
+        let dir = tempfile::tempdir().unwrap();
+        let msr = "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69";
+        let config = fake_qemu(dir.path(), msr, "kill -ABRT $$");
+
+        let choice = verdict(boot_under_kvm(&config));
+
+        assert_eq!(choice.accel, Accel::Tcg);
+        assert!(choice.reason.starts_with("KVM rejected: QEMU could not start"), "{}", choice.reason);
+        assert!(choice.reason.contains("SIGABRT") && choice.reason.contains(msr), "{}", choice.reason);
+    }
+
+    #[test]
+    fn qemu_exiting_with_an_error_under_kvm_makes_tcg_the_choice() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = fake_qemu(dir.path(), "qemu-system-x86_64: failed to initialize kvm: Permission denied", "exit 1");
+
+        let choice = verdict(boot_under_kvm(&config));
+
+        assert_eq!(choice.accel, Accel::Tcg);
+        assert!(choice.reason.contains("exit status: 1"), "{}", choice.reason);
+        assert!(choice.reason.contains("failed to initialize kvm"), "{}", choice.reason);
     }
 
     #[test]

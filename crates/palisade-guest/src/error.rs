@@ -101,7 +101,7 @@ pub enum GuestError {
     RamFileExists(PathBuf),
 
     /// QEMU exited while the caller was waiting for something else.
-    #[error("QEMU exited ({status}) while {waiting_for}; its stderr ends with: {stderr_tail}")]
+    #[error("QEMU exited ({status}) while waiting for {waiting_for}; its stderr ends with: {stderr_tail}")]
     QemuExited {
         /// Its exit status, as the OS describes it.
         status: String,
