@@ -203,6 +203,15 @@ impl Controller {
         self
     }
 
+    /// The rules for `inv`: the compiled policies, and the drops that keep the reserved ranges
+    /// (the scan task pool) to the scan engine's own flows.
+    fn compile(&self, inv: &Inventory, ports: &PortMap) -> Result<Program, ServiceError> {
+        let mut program = compile(inv, ports).map_err(ServiceError::Compile)?;
+        let reserved: Vec<ipnet::Ipv4Net> = self.reserved.iter().map(|(_, net)| *net).collect();
+        program.guard_reserved(&reserved).map_err(ServiceError::Compile)?;
+        Ok(program)
+    }
+
     /// Runs the desired state's guest VMs with `runtime` (by default none run).
     pub fn with_guests(mut self, runtime: Arc<dyn GuestRuntime>) -> Self {
         self.guests = runtime;
@@ -413,12 +422,12 @@ impl Controller {
             Some(v) => (v.ports.clone(), true),
             None => self.ports(),
         };
-        let mut after_prog = compile(&after, &ports).map_err(ServiceError::Compile)?;
+        let mut after_prog = self.compile(&after, &ports)?;
         if state.view.is_some() && !after_prog.pending.is_empty() {
             (ports, reachable) = self.ports();
-            after_prog = compile(&after, &ports).map_err(ServiceError::Compile)?;
+            after_prog = self.compile(&after, &ports)?;
         }
-        let before_prog = compile(&state.inventory, &ports).map_err(ServiceError::Compile)?;
+        let before_prog = self.compile(&state.inventory, &ports)?;
         let mut rules = diff(&before_prog, &after_prog);
         rules.retain(|r| sees_owner(scope, &r.owner));
         let mut pending = after_prog.pending.clone();
@@ -582,7 +591,7 @@ impl Controller {
         ports: PortMap,
         installed: Installed,
     ) -> Result<Reconciled, ServiceError> {
-        let program = compile(&state.inventory, &ports).map_err(ServiceError::Compile)?;
+        let program = self.compile(&state.inventory, &ports)?;
         let applied = self.applied_records()?;
         let p = plan(&program, &applied, &installed);
         let started = Instant::now();
@@ -640,7 +649,7 @@ impl Controller {
             Some(v) => (v.ports.clone(), true),
             None => self.ports(),
         };
-        let mut program = compile(&cell.0.inventory, &ports).map_err(ServiceError::Compile)?;
+        let mut program = self.compile(&cell.0.inventory, &ports)?;
         program.owners.retain(|_, o| sees_owner(scope, &o.name));
         program.pending.retain(|p| sees_owner(scope, p));
         Ok(program)

@@ -31,6 +31,12 @@ pub type PortMap = BTreeMap<String, u32>;
 pub const APPLIANCE_RETURN_PRIORITY: u16 = 3000;
 /// Redirect flows sit at this base plus the policy's priority.
 pub const REDIRECT_BASE_PRIORITY: u16 = 1000;
+/// Priority of the drops that keep reserved ranges (the scan task pool) off the switch: above
+/// every redirect and appliance flow, below the scan tasks' own flows (4000 and up), so only a
+/// live task space ever sends or receives such an address.
+pub const RESERVED_DROP_PRIORITY: u16 = 3900;
+/// Name of the owner of those drops.
+pub const RESERVED_OWNER: &str = "reserved ranges";
 
 /// One flow, without its cookie.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -110,6 +116,27 @@ pub struct Program {
 }
 
 impl Program {
+    /// Adds an owner that drops every IPv4 packet from or to `nets` at
+    /// [`RESERVED_DROP_PRIORITY`]: a VM's late packets to a scan task's address, after the
+    /// task's flows are gone, go nowhere instead of following its default route. No owner is
+    /// added when `nets` is empty.
+    pub fn guard_reserved(&mut self, nets: &[ipnet::Ipv4Net]) -> Result<(), CompileError> {
+        if nets.is_empty() {
+            return Ok(());
+        }
+        let mut owner = Owner::new(OwnerKind::Base, RESERVED_OWNER.to_owned());
+        for net in nets {
+            for field in ["nw_src", "nw_dst"] {
+                owner.flows.push(Flow {
+                    priority: RESERVED_DROP_PRIORITY,
+                    matches: format!("ip,{field}={}", Net(*net)),
+                    actions: "drop".to_owned(),
+                });
+            }
+        }
+        insert(self, owner)
+    }
+
     /// Total number of flows.
     pub fn flow_count(&self) -> usize {
         self.owners.values().map(|o| o.flows.len()).sum()

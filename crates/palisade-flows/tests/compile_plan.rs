@@ -97,3 +97,21 @@ fn drift_on_the_switch_is_repaired() {
     assert_eq!(repaired.changed.len(), with.owners.len());
     assert!(!repaired.lines.iter().any(|l| l.starts_with("group modify")));
 }
+
+#[test]
+fn reserved_ranges_are_dropped_both_ways_between_redirects_and_task_flows() {
+    let mut program = compile(&inventory(true), &ports()).unwrap();
+    let before = program.flow_count();
+    program.guard_reserved(&[]).unwrap();
+    assert_eq!(program.flow_count(), before, "no range, no owner");
+
+    program.guard_reserved(&["100.64.0.0/10".parse().unwrap()]).unwrap();
+    let guard = program.owners.values().find(|o| o.name == palisade_flows::compile::RESERVED_OWNER).unwrap();
+    let rules: Vec<String> =
+        guard.flows.iter().map(|f| format!("{} {} {}", f.priority, f.matches, f.actions)).collect();
+    assert_eq!(rules, ["3900 ip,nw_src=100.64.0.0/10 drop", "3900 ip,nw_dst=100.64.0.0/10 drop"]);
+    let highest_policy =
+        program.owners.values().flat_map(|o| &o.flows).filter(|f| f.actions != "drop").map(|f| f.priority).max();
+    assert!(highest_policy < Some(palisade_flows::compile::RESERVED_DROP_PRIORITY));
+    assert!(program.guard_reserved(&["100.64.0.0/10".parse().unwrap()]).is_err(), "one guard owner");
+}

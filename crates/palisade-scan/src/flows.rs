@@ -34,6 +34,8 @@ pub const TAGGED_TABLE: u8 = 20;
 pub const TASK_PRIORITY: u16 = 4100;
 /// Priority of the drop that closes a task space.
 pub const TASK_DROP_PRIORITY: u16 = 4000;
+// Every task flow in table 0 outranks the standing drops of the pool's addresses.
+const _: () = assert!(palisade_flows::compile::RESERVED_DROP_PRIORITY < TASK_DROP_PRIORITY);
 /// Priority of task flows in the tagged table.
 pub const TAGGED_PRIORITY: u16 = 100;
 

@@ -95,6 +95,16 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
     assert_eq!(open_ports(&b), vec![8082], "beta's scan finds beta's port only: {b}");
     println!("scan tasks took {} ms and {} ms", a["duration_ms"], b["duration_ms"]);
 
+    // Late packets: with the tasks' flows gone, the VMs still send to task addresses (as a late
+    // FIN retransmission would). They follow the VMs' default route unless the switch drops
+    // them; the gateways' captures below fail the test if one arrives.
+    for vm in ["alpha-web1", "beta-web1"] {
+        for ip in ["100.64.0.1", "100.64.0.2", "100.64.0.3", "100.64.0.4"] {
+            let out = env.palisade(&["lab", "exec", &env.ns(vm), "--", "busybox", "ping", "-c", "1", "-W", "1", ip]);
+            assert!(!out.status.success(), "{vm} got an answer from task address {ip} after its task ended");
+        }
+    }
+
     // A tenant cannot scan another tenant's VM, and sees only its own tasks.
     let out = env.palisade(&["--token", &alpha_token, "scan", "run", "--target", "beta/web1"]);
     assert!(!out.status.success());
