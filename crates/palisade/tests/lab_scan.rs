@@ -44,6 +44,13 @@ impl Capture {
         Capture { child, file, port: port.to_owned() }
     }
 
+    /// The packets captured so far (tcpdump writes each at once, `-U`).
+    fn seen(&self) -> Vec<String> {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let out = Command::new("tcpdump").args(["-nn", "-r"]).arg(&self.file).output().expect("tcpdump reads");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    }
+
     fn packets(mut self) -> Vec<String> {
         std::thread::sleep(std::time::Duration::from_millis(200));
         let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
@@ -103,6 +110,10 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
             let out = env.palisade(&["lab", "exec", &env.ns(vm), "--", "busybox", "ping", "-c", "1", "-W", "1", ip]);
             assert!(!out.status.success(), "{vm} got an answer from task address {ip} after its task ended");
         }
+    }
+    for cap in &bystanders {
+        let seen = cap.seen();
+        assert!(seen.is_empty(), "{} saw a VM's late packets to the scan pool: {seen:?}", cap.port);
     }
 
     // A tenant cannot scan another tenant's VM, and sees only its own tasks.
