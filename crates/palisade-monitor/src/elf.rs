@@ -366,7 +366,7 @@ fn parse_symbols<'a>(sections: &[Section<'a>]) -> Result<Vec<Symbol<'a>>, ElfErr
 }
 
 fn parse_rela<'a>(s: &Section<'a>, nsections: usize, nsymbols: usize) -> Result<RelaSection<'a>, ElfError> {
-    if s.data.len() % RELA_SIZE != 0 {
+    if !s.data.len().is_multiple_of(RELA_SIZE) {
         return Err(ElfError::EntrySize { what: "relocation", found: s.data.len() as u64, expected: RELA_SIZE });
     }
     let target = s.info as usize;

@@ -16,8 +16,8 @@ const _: () = {
     assert!(POL_SUBJECT + COMM_LEN as u64 == POL_OBJECT);
     assert!(EV_COMM + COMM_LEN as u64 == EV_PATH);
     assert!(EV_PATH + PATH_LEN as u64 == EVENT_SIZE);
-    assert!(EVENT_SIZE % 8 == 0);
-    assert!(REGION_SIZE % PAGE == 0);
+    assert!(EVENT_SIZE.is_multiple_of(8));
+    assert!(REGION_SIZE.is_multiple_of(PAGE));
     // A subject must fit a task name with its NUL; lengths are stored in one byte.
     assert!(COMM_LEN <= 256 && NAME_LEN <= 255);
 };

@@ -188,7 +188,7 @@ impl Image {
 
 /// Lays out `obj` at `base` and relocates it; `resolve` answers imported symbols.
 pub fn load(obj: &Object<'_>, base: u64, resolve: &dyn Fn(&str) -> Option<u64>) -> Result<Image, LoadError> {
-    if base % PAGE != 0 {
+    if !base.is_multiple_of(PAGE) {
         return Err(LoadError::Unaligned(base));
     }
     let layout = Layout::new(obj)?;

@@ -86,7 +86,7 @@ impl Owner {
         let is_qemu =
             args.first().and_then(|a| a.rsplit(|b| *b == b'/').next()).is_some_and(|n| n.starts_with(b"qemu-system"));
         let mark = palisade_guest::owner_arg(&self.id);
-        is_qemu && args.iter().any(|a| *a == mark.as_bytes())
+        is_qemu && args.contains(&mark.as_bytes())
     }
 
     /// Kills every recorded QEMU that is still this instance's (see the module documentation)

@@ -69,7 +69,8 @@ fn seeded_mutations_and_truncations_never_panic() {
         let flips = 1 + rng.next() % 8;
         for _ in 0..flips {
             // Bias towards the headers and tables, where the structure is.
-            let at = if rng.next() % 2 == 0 { (rng.next() % 64) as usize } else { (rng.next() as usize) % b.len() };
+            let at =
+                if rng.next().is_multiple_of(2) { (rng.next() % 64) as usize } else { (rng.next() as usize) % b.len() };
             b[at] = rng.next() as u8;
         }
         if round % 5 == 0 {
