@@ -2,11 +2,11 @@
 //!
 //! A controller instance has an id, made once and kept in its state directory
 //! (`<state>/instance-id`). Every QEMU it starts carries that id on its command line
-//! ([`palisade_guest::owner_arg`]), and its pid and guest name are recorded in
-//! `<state>/qemu/<pid>`. A process is reaped only when both hold: it is recorded, and
-//! `/proc/<pid>/cmdline` is a QEMU that carries this instance's id. So a recycled pid, another
-//! controller's guest (another state directory, another bridge) or a guest the user started by
-//! hand is never touched.
+//! ([`palisade_guest::owner_arg`]), and each guest is recorded in `<state>/qemu/<name>` before
+//! its QEMU starts, with the pid once it runs. A process is reaped only when both hold: it is a
+//! recorded guest's QEMU (its pid, or its RAM file), and `/proc/<pid>/cmdline` is a QEMU that
+//! carries this instance's id. So a recycled pid, another controller's guest (another state
+//! directory, another bridge) or a guest the user started by hand is never touched.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -53,27 +53,31 @@ impl Owner {
         &self.id
     }
 
-    fn record_path(&self, pid: u32) -> PathBuf {
-        self.dir.join("qemu").join(pid.to_string())
+    fn record_path(&self, name: &str) -> PathBuf {
+        self.dir.join("qemu").join(name)
     }
 
-    /// Records that this instance started guest `name` as QEMU process `pid`.
-    pub fn record(&self, pid: u32, name: &str) -> std::io::Result<()> {
-        std::fs::write(self.record_path(pid), name)
+    /// Records that this instance starts guest `name` (before its QEMU exists, so a crash in
+    /// between still leaves a record), and then its QEMU's `pid`.
+    pub fn record(&self, name: &str, pid: Option<u32>) -> std::io::Result<()> {
+        if !is_guest_name(name) {
+            return Err(std::io::Error::other(format!("`{name}` is not a guest name")));
+        }
+        std::fs::write(self.record_path(name), pid.map(|p| p.to_string()).unwrap_or_default())
     }
 
-    /// Forgets process `pid` (it was stopped).
-    pub fn forget(&self, pid: u32) {
-        let _ = std::fs::remove_file(self.record_path(pid));
+    /// Forgets guest `name` (it was stopped).
+    pub fn forget(&self, name: &str) {
+        let _ = std::fs::remove_file(self.record_path(name));
     }
 
-    /// The recorded processes: pid and guest name.
-    pub fn recorded(&self) -> Vec<(u32, String)> {
+    /// The recorded guests: name and, once known, QEMU's pid.
+    pub fn recorded(&self) -> Vec<(String, Option<u32>)> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(self.dir.join("qemu")).into_iter().flatten().flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
-            let name = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            out.push((pid, name.trim().to_owned()));
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let pid = std::fs::read_to_string(entry.path()).ok().and_then(|p| p.trim().parse().ok());
+            out.push((name, pid));
         }
         out.sort();
         out
@@ -81,43 +85,63 @@ impl Owner {
 
     /// Whether process `pid` is a QEMU carrying this instance's id.
     pub fn owns(&self, pid: u32) -> bool {
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_qemu =
-            args.first().and_then(|a| a.rsplit(|b| *b == b'/').next()).is_some_and(|n| n.starts_with(b"qemu-system"));
-        let mark = palisade_guest::owner_arg(&self.id);
-        is_qemu && args.contains(&mark.as_bytes())
+        qemu_cmdline(pid).is_some_and(|args| args.iter().any(|a| *a == palisade_guest::owner_arg(&self.id)))
     }
 
-    /// Kills every recorded QEMU that is still this instance's (see the module documentation)
-    /// and removes those guests' RAM files and run directories, and those of recorded guests
-    /// whose QEMU is gone. Records of live processes that are not this instance's QEMU are
-    /// dropped, and nothing of theirs is touched.
+    /// Kills every QEMU of a recorded guest that carries this instance's id: the recorded pid,
+    /// and any process whose RAM file is that guest's (one started just before a crash, whose
+    /// pid was never written). Removes the guest's RAM file and run directories unless a
+    /// process that is not this instance's still uses them. Records are dropped either way.
     pub fn reap(&self, ram_dir: &Path) -> Reaped {
         let mut reaped = Reaped::default();
-        for (pid, name) in self.recorded() {
-            let alive = Path::new(&format!("/proc/{pid}")).exists();
-            if alive && !self.owns(pid) {
-                // The pid was reused, or names someone else's process: not ours to touch.
-                self.forget(pid);
+        for (name, pid) in self.recorded() {
+            if !is_guest_name(&name) {
+                self.forget(&name);
                 continue;
             }
-            if alive {
+            let ram = ram_dir.join(format!("palisade-{name}.ram"));
+            let users = processes_using(&ram);
+            let mut ours: Vec<u32> = users.iter().copied().filter(|p| self.owns(*p)).collect();
+            if let Some(pid) = pid.filter(|p| !ours.contains(p) && self.owns(*p)) {
+                ours.push(pid);
+            }
+            for pid in &ours {
                 tracing::warn!(pid, guest = %name, "killing a guest QEMU left behind by an earlier controller");
                 let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
                 let gone = Instant::now();
                 while Path::new(&format!("/proc/{pid}/cmdline")).exists() && gone.elapsed() < Duration::from_secs(5) {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                reaped.processes.push(pid);
+                reaped.processes.push(*pid);
             }
-            if is_guest_name(&name) {
-                remove_guest_files(ram_dir, &name, &mut reaped.files);
+            if users.iter().all(|p| ours.contains(p)) {
+                remove_guest_files(&ram, &name, &mut reaped.files);
             }
-            self.forget(pid);
+            self.forget(&name);
         }
         reaped
     }
+}
+
+/// The arguments of process `pid` if it is a QEMU.
+fn qemu_cmdline(pid: u32) -> Option<Vec<String>> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let is_qemu = args.first().and_then(|a| a.rsplit('/').next()).is_some_and(|n| n.starts_with("qemu-system"));
+    is_qemu.then_some(args)
+}
+
+/// The QEMU processes whose memory backend is the file `ram`.
+fn processes_using(ram: &Path) -> Vec<u32> {
+    let needle = format!("mem-path={},", ram.display());
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if qemu_cmdline(pid).is_some_and(|args| args.iter().any(|a| a.contains(&needle))) {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 fn is_id(s: &str) -> bool {
@@ -130,11 +154,10 @@ fn is_guest_name(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-/// Removes guest `name`'s RAM file and its run directories under the temp dir.
-fn remove_guest_files(ram_dir: &Path, name: &str, removed: &mut Vec<PathBuf>) {
-    let ram = ram_dir.join(format!("palisade-{name}.ram"));
-    if std::fs::remove_file(&ram).is_ok() {
-        removed.push(ram);
+/// Removes guest `name`'s RAM file `ram` and its run directories under the temp dir.
+fn remove_guest_files(ram: &Path, name: &str, removed: &mut Vec<PathBuf>) {
+    if std::fs::remove_file(ram).is_ok() {
+        removed.push(ram.to_path_buf());
     }
     let run_prefix = format!("palisade-guest-{name}-");
     for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
@@ -174,11 +197,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let owner = Owner::open(dir.path()).unwrap();
         // This test process: recorded, alive, but not a QEMU with the owner's mark.
-        owner.record(std::process::id(), "br-alpha-g1").unwrap();
+        owner.record("br-alpha-g1", Some(std::process::id())).unwrap();
+        assert_eq!(owner.recorded(), [("br-alpha-g1".to_owned(), Some(std::process::id()))]);
         assert!(!owner.owns(std::process::id()));
+        std::fs::write(dir.path().join("palisade-br-alpha-g1.ram"), b"").unwrap();
         let reaped = owner.reap(dir.path());
         assert!(reaped.processes.is_empty());
+        assert_eq!(reaped.files, [dir.path().join("palisade-br-alpha-g1.ram")], "no one uses the file");
         assert!(owner.recorded().is_empty());
+        assert!(owner.record("../x", None).is_err(), "a record is never a path");
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl QemuGuests {
             if let Err(e) = guest.stop() {
                 warn!(vm = id, error = %chain(&e), "could not stop guest cleanly");
             }
-            self.owner.forget(guest.pid());
+            self.owner.forget(guest.name());
             info!(vm = id, "guest stopped");
         }
         if let Err(e) = run(&["ovs-vsctl", "--if-exists", "del-port", &self.config.bridge, &slot.tap]) {
@@ -216,9 +216,10 @@ impl QemuGuests {
         let net = ipnet::Ipv4Net::new(g.ip, g.prefix_len).map_err(|e| format!("address {}: {e}", g.ip))?;
         let tap = self.config.naming.interface(g.port.as_str()).map_err(|e| e.to_string())?;
         config.nic = Some(NicConfig { tap: tap.clone(), mac: g.mac.to_string(), ip: Some(net) });
+        self.owner.record(&config.name, None).map_err(|e| format!("cannot record guest {}: {e}", config.name))?;
         let mut guest = Guest::start(&config).map_err(|e| chain(&e))?;
-        if let Err(e) = self.owner.record(guest.pid(), guest.name()) {
-            warn!(guest = guest.name(), error = %e, "cannot record the guest's QEMU; a crash would leave it behind");
+        if let Err(e) = self.owner.record(guest.name(), Some(guest.pid())) {
+            warn!(guest = guest.name(), error = %e, "cannot record the guest's QEMU pid");
         }
         run(&["ip", "link", "set", &tap, "up"])?;
         let tag = format!("tag={}", g.vlan);
@@ -267,7 +268,7 @@ impl QemuGuests {
                     drop(slots);
                     if let Ok((mut guest, _)) = result {
                         let _ = guest.stop();
-                        this.owner.forget(guest.pid());
+                        this.owner.forget(guest.name());
                     }
                 }
             }
@@ -298,7 +299,7 @@ impl QemuGuests {
             warn!(vm = %id, "guest stopped by itself");
             if let Some(mut g) = guest {
                 let _ = g.stop();
-                self.owner.forget(g.pid());
+                self.owner.forget(g.name());
             }
         }
     }

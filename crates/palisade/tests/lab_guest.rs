@@ -122,7 +122,8 @@ fn guest_vm_boots_from_policy_and_its_symbols_come_from_memory() {
     // Another instance's guest, and a record in this lab's state naming its pid (as a reused
     // pid would): neither the name prefix nor the record alone makes it this lab's.
     let mut bystander = Bystander::start(&env);
-    std::fs::write(env.dir.join("qemu").join(bystander.0.id().to_string()), "paltest-g-alpha-other").expect("record");
+    let record = env.dir.join("qemu").join(format!("{}-alpha-other", env.bridge()));
+    std::fs::write(record, bystander.0.id().to_string()).expect("record");
 
     // Before the guest exists, asking for its symbols names the problem.
     let out = env.palisade(&["vmi", "symbols", "--vm", "guest1"]);
