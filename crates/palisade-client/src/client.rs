@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+use palisade_api::{
+    AlertPage, ApplyRequest, AuditEntry, DetectorStatus, ErrorBody, EventPage, FlowTable, GuestStatus, ObjectView,
+    Outcome, Reconciled, Symbols,
+};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 /// Errors talking to the controller.
@@ -26,7 +31,7 @@ pub enum ClientError {
         /// Per-problem details (file:line: field: message).
         details: Vec<String>,
     },
-    /// The reply was not JSON.
+    /// The reply was not the JSON the API documents for the request.
     #[error("the controller sent an unreadable reply")]
     Decode(#[source] std::io::Error),
 }
@@ -46,7 +51,8 @@ impl Client {
         Self { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), agent }
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
+    /// One request; the reply decoded as `T` (the API's type for this endpoint).
+    fn call<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<Value>) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
         let req = self.agent.request(method, &url).set("Authorization", &format!("Bearer {}", self.token));
         let res = match body {
@@ -56,15 +62,11 @@ impl Client {
         match res {
             Ok(r) => r.into_json().map_err(ClientError::Decode),
             Err(ureq::Error::Status(status, r)) => {
-                let v: Value = r.into_json().unwrap_or(Value::Null);
-                Err(ClientError::Api {
-                    status,
-                    message: v["error"].as_str().unwrap_or("request failed").to_owned(),
-                    details: v["details"]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(|d| d.as_str().map(str::to_owned)).collect())
-                        .unwrap_or_default(),
-                })
+                let body: ErrorBody = r.into_json().unwrap_or_else(|_| ErrorBody {
+                    error: format!("request failed with HTTP {status} and no error body"),
+                    details: Vec::new(),
+                });
+                Err(ClientError::Api { status, message: body.error, details: body.details })
             }
             Err(ureq::Error::Transport(t)) => Err(ClientError::Unreachable { url, source: Box::new(t) }),
         }
@@ -76,12 +78,13 @@ impl Client {
     }
 
     /// Applies (or with `dry_run`, diffs) a policy file.
-    pub fn apply(&self, file: &str, content: &str, dry_run: bool) -> Result<Value, ClientError> {
-        self.call("POST", &format!("/v1/apply?dry_run={dry_run}"), Some(json!({ "file": file, "content": content })))
+    pub fn apply(&self, file: &str, content: &str, dry_run: bool) -> Result<Outcome, ClientError> {
+        let body = ApplyRequest { file: file.to_owned(), content: content.to_owned() };
+        self.call("POST", &format!("/v1/apply?dry_run={dry_run}"), Some(json!(body)))
     }
 
     /// Lists objects, optionally of one kind.
-    pub fn list(&self, kind: Option<&str>) -> Result<Value, ClientError> {
+    pub fn list(&self, kind: Option<&str>) -> Result<Vec<ObjectView>, ClientError> {
         match kind {
             Some(k) => self.call("GET", &format!("/v1/objects?kind={k}"), None),
             None => self.call("GET", "/v1/objects", None),
@@ -89,45 +92,45 @@ impl Client {
     }
 
     /// Gets one object: `id` is `name` for tenants and appliances, `tenant/name` otherwise.
-    pub fn get(&self, kind: &str, id: &str) -> Result<Value, ClientError> {
+    pub fn get(&self, kind: &str, id: &str) -> Result<ObjectView, ClientError> {
         self.call("GET", &format!("/v1/objects/{kind}/{id}"), None)
     }
 
     /// Deletes one object.
-    pub fn delete(&self, kind: &str, id: &str, dry_run: bool) -> Result<Value, ClientError> {
+    pub fn delete(&self, kind: &str, id: &str, dry_run: bool) -> Result<Outcome, ClientError> {
         self.call("DELETE", &format!("/v1/objects/{kind}/{id}?dry_run={dry_run}"), None)
     }
 
     /// The compiled flows.
-    pub fn flows(&self) -> Result<Value, ClientError> {
+    pub fn flows(&self) -> Result<FlowTable, ClientError> {
         self.call("GET", "/v1/flows", None)
     }
 
     /// The audit log.
-    pub fn audit(&self, limit: usize) -> Result<Value, ClientError> {
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, ClientError> {
         self.call("GET", &format!("/v1/audit?limit={limit}"), None)
     }
 
     /// Guest VMs and their state.
-    pub fn guests(&self) -> Result<Value, ClientError> {
+    pub fn guests(&self) -> Result<Vec<GuestStatus>, ClientError> {
         self.call("GET", "/v1/guests", None)
     }
 
     /// A guest's kernel symbols (recovered from its memory), names matching `grep` if given.
-    pub fn symbols(&self, tenant: &str, vm: &str, grep: Option<&str>) -> Result<Value, ClientError> {
+    pub fn symbols(&self, tenant: &str, vm: &str, grep: Option<&str>) -> Result<Symbols, ClientError> {
         let query = grep.map(|g| format!("?grep={}", percent_encode(g))).unwrap_or_default();
         self.call("GET", &format!("/v1/vmi/{}/{}/symbols{query}", percent_encode(tenant), percent_encode(vm)), None)
     }
 
     /// Up to `limit` of a guest's recent monitor events with sequence above `after`.
-    pub fn events(&self, tenant: &str, vm: &str, after: u64, limit: usize) -> Result<Value, ClientError> {
+    pub fn events(&self, tenant: &str, vm: &str, after: u64, limit: usize) -> Result<EventPage, ClientError> {
         let path =
             format!("/v1/vmi/{}/{}/events?after={after}&limit={limit}", percent_encode(tenant), percent_encode(vm));
         self.call("GET", &path, None)
     }
 
     /// Up to `limit` of a guest's stored monitor events (the whole history, by store id) after `after`.
-    pub fn event_history(&self, tenant: &str, vm: &str, after: u64, limit: usize) -> Result<Value, ClientError> {
+    pub fn event_history(&self, tenant: &str, vm: &str, after: u64, limit: usize) -> Result<EventPage, ClientError> {
         let path = format!(
             "/v1/vmi/{}/{}/events?history=true&after={after}&limit={limit}",
             percent_encode(tenant),
@@ -144,7 +147,7 @@ impl Client {
         vm: Option<&str>,
         after: u64,
         limit: usize,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<AlertPage, ClientError> {
         let mut path = format!("/v1/alerts?after={after}&limit={limit}");
         if let Some(t) = tenant {
             path.push_str(&format!("&tenant={}", percent_encode(t)));
@@ -156,12 +159,12 @@ impl Client {
     }
 
     /// The live anomaly detectors.
-    pub fn detectors(&self) -> Result<Value, ClientError> {
+    pub fn detectors(&self) -> Result<Vec<DetectorStatus>, ClientError> {
         self.call("GET", "/v1/detectors", None)
     }
 
     /// Asks the controller to reconcile now.
-    pub fn reconcile(&self) -> Result<Value, ClientError> {
+    pub fn reconcile(&self) -> Result<Reconciled, ClientError> {
         self.call("POST", "/v1/reconcile", None)
     }
 

@@ -15,11 +15,10 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use palisade_detect::watch::{Watch, WatchSpec, WatchState};
+use palisade_detect::watch::{Watch, WatchSpec};
 use palisade_model::validate::resolve_endpoint;
 use palisade_model::Inventory;
 use palisade_ovs::PortNaming;
-use serde::{Deserialize, Serialize};
 
 /// One VM that should be watched.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,58 +61,7 @@ pub fn desired(inv: &Inventory) -> Vec<DesiredDetector> {
     out.into_values().collect()
 }
 
-/// A detector as the runtime reports it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DetectorStatus {
-    /// `tenant/name`.
-    pub vm: String,
-    /// The deciding policy.
-    pub policy: String,
-    /// The model's name.
-    pub model: String,
-    /// The switch port captured.
-    pub port: String,
-    /// Phase, counters, window and threshold in force.
-    #[serde(flatten)]
-    pub state: WatchState,
-}
-
-/// One feature's deviation in an alert.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Deviation {
-    /// Feature name (as in `palisade nad features`).
-    pub feature: String,
-    /// The window's value.
-    pub value: f64,
-    /// Standard deviations from the training mean (after `log1p` where the model uses it).
-    pub z: f64,
-}
-
-/// An anomaly alert, as the event stream, the store and the API carry it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertRecord {
-    /// Always `anomaly` (tells alerts from monitor events in the events file).
-    pub kind: String,
-    /// The store's id (`after=` pages by it); 0 before it is stored.
-    #[serde(default)]
-    pub id: u64,
-    /// `tenant/name`.
-    pub vm: String,
-    /// The deciding policy.
-    pub policy: String,
-    /// The model's name.
-    pub model: String,
-    /// The window's start, Unix seconds (with fraction where the window has one).
-    pub window_start: String,
-    /// The window's length in seconds.
-    pub window: String,
-    /// LSTM-NAD's score (0-1).
-    pub score: f64,
-    /// The threshold it reached.
-    pub threshold: f64,
-    /// The features furthest from their training mean.
-    pub top_features: Vec<Deviation>,
-}
+pub use palisade_api::alerts::{AlertRecord, DetectorStatus, Deviation};
 
 /// Where alerts go as they are raised.
 pub trait AlertSink: Send + Sync + std::fmt::Debug {

@@ -11,8 +11,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use palisade_api::{AlertPage, ApplyRequest, ErrorBody, Status, Symbols};
 use palisade_model::{Kind, ObjectKey};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tracing::error;
 
 use crate::auth::{Scope, Tokens};
@@ -68,14 +69,6 @@ pub fn router_with_scans(
         .nest("/v1", v1)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(AppState { controller, tokens, scans })
-}
-
-/// An error reply.
-#[derive(Debug, Serialize)]
-struct ErrorBody {
-    error: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    details: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -166,13 +159,6 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApplyBody {
-    file: String,
-    content: String,
-}
-
 #[derive(Debug, Default, Deserialize)]
 struct DryRun {
     #[serde(default)]
@@ -183,7 +169,7 @@ async fn apply(
     State(st): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<DryRun>,
-    body: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<ApplyRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let scope = scope(&st, &headers)?;
     let Json(body) =
@@ -259,19 +245,6 @@ struct SymbolQuery {
     grep: Option<String>,
 }
 
-/// A guest's symbol table, optionally filtered.
-#[derive(Debug, Serialize)]
-struct SymbolsBody<'a> {
-    vm: String,
-    virt_base: String,
-    phys_base: String,
-    kaslr_slide: i64,
-    layout: &'a str,
-    recovery_ms: u64,
-    total: usize,
-    symbols: Vec<&'a crate::guests::SymbolEntry>,
-}
-
 async fn symbols(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -288,15 +261,20 @@ async fn symbols(
     let key = key("vm", Some(&tenant), &vm)?;
     let c = st.controller.clone();
     let table = blocking(move || c.symbols(&scope, &key)).await?;
-    let body = SymbolsBody {
+    let body = Symbols {
         vm: format!("{tenant}/{vm}"),
         virt_base: format!("{:#x}", table.virt_base),
         phys_base: format!("{:#x}", table.phys_base),
         kaslr_slide: table.kaslr_slide,
-        layout: &table.layout,
+        layout: table.layout.clone(),
         recovery_ms: table.recovery_ms,
         total: table.symbols.len(),
-        symbols: table.symbols.iter().filter(|s| filter.as_ref().is_none_or(|f| f.is_match(&s.name))).collect(),
+        symbols: table
+            .symbols
+            .iter()
+            .filter(|s| filter.as_ref().is_none_or(|f| f.is_match(&s.name)))
+            .cloned()
+            .collect(),
     };
     Ok(Json(body).into_response())
 }
@@ -346,13 +324,6 @@ struct AlertQuery {
     after: u64,
     /// At most this many.
     limit: Option<usize>,
-}
-
-/// Stored anomaly alerts, oldest first, with the id to ask `after=` next time.
-#[derive(Debug, Serialize)]
-struct AlertPage {
-    alerts: Vec<crate::anomaly::AlertRecord>,
-    last_id: u64,
 }
 
 async fn alerts(
@@ -429,15 +400,9 @@ async fn audit(
     Ok(Json(blocking(move || c.audit(&scope, limit)).await?).into_response())
 }
 
-#[derive(Debug, Serialize)]
-struct StatusBody {
-    revision: u64,
-    scope: String,
-}
-
 async fn status(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let scope = scope(&st, &headers)?;
-    Ok(Json(StatusBody { revision: st.controller.revision(), scope: scope.actor() }).into_response())
+    Ok(Json(Status { revision: st.controller.revision(), scope: scope.actor() }).into_response())
 }
 
 async fn reconcile(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {

@@ -13,6 +13,7 @@ pub mod guests;
 pub mod metrics;
 pub mod monitors;
 pub mod service;
+mod wire;
 
 pub use auth::{Scope, Secret, Tokens};
 pub use guests::{GuestRuntime, GuestState, GuestStatus, SymbolTable};

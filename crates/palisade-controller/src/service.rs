@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::guests::{desired_guests, GuestRuntime, GuestRuntimeError, GuestStatus, NoGuests, SymbolTable};
-use palisade_flows::{compile, diff, plan, AppliedRecord, Cookie, Installed, PortMap, Program, RuleChange};
+use palisade_api::{AuditEntry, FlowTable};
+use palisade_flows::{compile, diff, plan, AppliedRecord, Cookie, Installed, PortMap, Program};
 use palisade_model::types::ValueError;
 use palisade_model::validate::validate;
 use palisade_model::{merge_file, FileError, Inventory, Kind, Object, ObjectKey};
 use palisade_ovs::{OvsError, Switch};
-use palisade_store::{Actor, AppliedOwner, AuditEntry, Mutation, Store, StoreError};
-use serde::Serialize;
+use palisade_store::{Actor, AppliedOwner, Mutation, Store, StoreError};
 use tracing::{debug, info, warn};
 
 use crate::auth::Scope;
@@ -67,58 +67,7 @@ pub enum ServiceError {
     Introspection(String),
 }
 
-/// One object as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ObjectView {
-    /// Kind.
-    pub kind: Kind,
-    /// Owning tenant.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
-    /// Name.
-    pub name: String,
-    /// Body.
-    pub spec: serde_json::Value,
-}
-
-/// What a change did (or, in a dry run, would do).
-#[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
-    /// True if nothing was changed because this was a dry run.
-    pub dry_run: bool,
-    /// Desired-state revision after the change.
-    pub revision: u64,
-    /// Objects created, updated, deleted or left unchanged.
-    pub objects: Vec<ObjectChange>,
-    /// Flows and groups added (`+`) and removed (`-`).
-    pub rules: Vec<RuleChange>,
-    /// Rules that wait for a switch port.
-    pub pending: Vec<String>,
-    /// False if the switch could not be reached; the reconciler enforces the change later.
-    pub enforced: bool,
-}
-
-/// One object's fate in a change.
-#[derive(Debug, Clone, Serialize)]
-pub struct ObjectChange {
-    /// `create`, `update`, `delete` or `unchanged`.
-    pub op: &'static str,
-    /// The object.
-    pub object: String,
-}
-
-/// The result of one reconcile pass.
-#[derive(Debug, Clone, Serialize)]
-pub struct Reconciled {
-    /// Owners reprogrammed.
-    pub changed: usize,
-    /// Owners removed.
-    pub removed: usize,
-    /// Flows Palisade holds after the pass.
-    pub flows: usize,
-    /// Rules still waiting for ports.
-    pub pending: Vec<String>,
-}
+pub use palisade_api::objects::{ObjectChange, ObjectOp, ObjectView, Outcome, Reconciled};
 
 struct State {
     inventory: Inventory,
@@ -327,11 +276,11 @@ impl Controller {
         let mut mutations = Vec::new();
         for (key, obj) in &merge.upserts {
             let op = match state.inventory.objects.get(key) {
-                None => "create",
-                Some(old) if old != obj => "update",
-                Some(_) => "unchanged",
+                None => ObjectOp::Create,
+                Some(old) if old != obj => ObjectOp::Update,
+                Some(_) => ObjectOp::Unchanged,
             };
-            if op != "unchanged" {
+            if op != ObjectOp::Unchanged {
                 mutations.push(Mutation::Put { key: to_store_key(key), spec: obj.to_json() });
             }
             objects.push(ObjectChange { op, object: key.to_string() });
@@ -399,7 +348,7 @@ impl Controller {
                 problems.into_iter().map(|p| format!("{} ({}): {}", p.key, p.field, p.message)).collect(),
             ));
         }
-        let objects = vec![ObjectChange { op: "delete", object: key.to_string() }];
+        let objects = vec![ObjectChange { op: ObjectOp::Delete, object: key.to_string() }];
         let mutations = vec![Mutation::Delete { key: to_store_key(key) }];
         self.change(scope, state, after, objects, mutations, &format!("delete {key}"), dry_run)
     }
@@ -428,7 +377,8 @@ impl Controller {
             after_prog = self.compile(&after, &ports)?;
         }
         let before_prog = self.compile(&state.inventory, &ports)?;
-        let mut rules = diff(&before_prog, &after_prog);
+        let mut rules: Vec<palisade_api::RuleChange> =
+            diff(&before_prog, &after_prog).into_iter().map(crate::wire::rule_change).collect();
         rules.retain(|r| sees_owner(scope, &r.owner));
         let mut pending = after_prog.pending.clone();
         // Without a runtime that enforces monitor policies (NoGuests), say so rather than let
@@ -633,6 +583,15 @@ impl Controller {
             .collect()
     }
 
+    /// The desired state as `scope` sees it: the admin all of it, a tenant its own objects
+    /// and the appliances attached to its domains.
+    pub fn inventory(&self, scope: &Scope) -> Inventory {
+        let cell = self.lock();
+        let objects =
+            cell.0.inventory.objects.iter().filter(|(k, o)| visible(scope, k, o)).map(|(k, o)| (k.clone(), o.clone()));
+        Inventory { objects: objects.collect() }
+    }
+
     /// One object, if the caller may see it.
     pub fn object(&self, scope: &Scope, key: &ObjectKey) -> Result<ObjectView, ServiceError> {
         let cell = self.lock();
@@ -643,7 +602,7 @@ impl Controller {
     }
 
     /// The compiled rules the caller may see, per owner.
-    pub fn flows(&self, scope: &Scope) -> Result<Program, ServiceError> {
+    pub fn flows(&self, scope: &Scope) -> Result<FlowTable, ServiceError> {
         let cell = self.lock();
         let (ports, _) = match &cell.0.view {
             Some(v) => (v.ports.clone(), true),
@@ -652,12 +611,13 @@ impl Controller {
         let mut program = self.compile(&cell.0.inventory, &ports)?;
         program.owners.retain(|_, o| sees_owner(scope, &o.name));
         program.pending.retain(|p| sees_owner(scope, p));
-        Ok(program)
+        Ok(crate::wire::flow_table(program))
     }
 
     /// The audit log the caller may see.
     pub fn audit(&self, scope: &Scope, limit: usize) -> Result<Vec<AuditEntry>, ServiceError> {
-        self.store.audit(scope.tenant().map(|t| t.as_str()), limit).map_err(ServiceError::Store)
+        let entries = self.store.audit(scope.tenant().map(|t| t.as_str()), limit).map_err(ServiceError::Store)?;
+        Ok(entries.into_iter().map(crate::wire::audit_entry).collect())
     }
 
     /// The current desired-state revision.

@@ -44,37 +44,7 @@ pub struct WatchSpec {
     pub threshold: Option<f64>,
 }
 
-/// Where a watcher stands.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase", tag = "phase", content = "reason")]
-pub enum Phase {
-    /// Loading the model and opening the port.
-    Starting,
-    /// Capturing and scoring.
-    Running,
-    /// Cannot run yet; tries again every [`RETRY`].
-    Waiting(String),
-    /// Stopped.
-    Stopped,
-}
-
-/// A watcher's state as the controller shows it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct WatchState {
-    /// Where it stands.
-    #[serde(flatten)]
-    pub phase: Phase,
-    /// The model's window length in seconds, once loaded.
-    pub window: Option<String>,
-    /// The threshold in force, once loaded.
-    pub threshold: Option<f64>,
-    /// Windows scored since it started.
-    pub windows: u64,
-    /// Alerts raised since it started.
-    pub alerts: u64,
-    /// Packets the kernel dropped before the capture saw them (last capture run).
-    pub drops: u64,
-}
+pub use palisade_api::alerts::{Phase, WatchState};
 
 /// Takes each alert as it is raised (called on the watcher's thread).
 pub type OnAlert = Arc<dyn Fn(&Alert) + Send + Sync>;

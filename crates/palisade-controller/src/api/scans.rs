@@ -45,21 +45,7 @@ fn unavailable() -> ApiError {
 
 /// The desired state as `scope` sees it.
 fn inventory(st: &AppState, scope: &Scope) -> Inventory {
-    let mut inv = Inventory::default();
-    for v in st.controller.objects(scope, None) {
-        let key = ObjectKey {
-            kind: v.kind,
-            tenant: v.tenant.as_deref().and_then(|t| t.parse().ok()),
-            name: match v.name.parse() {
-                Ok(n) => n,
-                Err(_) => continue,
-            },
-        };
-        if let Ok(obj) = Object::from_json(v.kind, v.spec) {
-            inv.objects.insert(key, obj);
-        }
-    }
-    inv
+    st.controller.inventory(scope)
 }
 
 fn profile(body: &RunBody) -> Result<Profile, ApiError> {

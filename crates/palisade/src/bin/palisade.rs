@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
+use palisade_api::{ObjectView, Outcome};
 use palisade_client::lab::{lab_inventory, lab_spec, LabHome, LabNames};
 use palisade_client::Client;
 use palisade_lab::Lab;
-use serde_json::Value;
 
 #[path = "palisade/alerts.rs"]
 mod alerts;
@@ -209,38 +209,29 @@ fn client(cli: &Cli) -> anyhow::Result<Client> {
     Ok(Client::new(&cli.url, &token))
 }
 
-fn print(cli: &Cli, v: &Value, human: impl FnOnce(&Value)) {
+/// Prints `v` as JSON with `-o json`, else as `human` renders it.
+fn print<T: serde::Serialize>(cli: &Cli, v: &T, human: impl FnOnce(&T)) {
     match cli.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
         Output::Human => human(v),
     }
 }
 
-fn print_outcome(v: &Value) {
-    let dry = v["dry_run"].as_bool().unwrap_or(false);
-    for o in v["objects"].as_array().into_iter().flatten() {
-        println!("{:<9} {}", o["op"].as_str().unwrap_or(""), o["object"].as_str().unwrap_or(""));
+fn print_outcome(v: &Outcome) {
+    for o in &v.objects {
+        println!("{:<9} {}", o.op.as_str(), o.object);
     }
-    for r in v["rules"].as_array().into_iter().flatten() {
-        println!(
-            "  {} [{}] {}",
-            r["op"].as_str().unwrap_or(""),
-            r["owner"].as_str().unwrap_or(""),
-            r["rule"].as_str().unwrap_or("")
-        );
+    for r in &v.rules {
+        println!("  {} [{}] {}", r.op, r.owner, r.rule);
     }
-    for p in v["pending"].as_array().into_iter().flatten() {
-        println!("  pending: {}", p.as_str().unwrap_or(""));
+    for p in &v.pending {
+        println!("  pending: {p}");
     }
-    if dry {
+    if v.dry_run {
         println!("(dry run: nothing changed)");
     } else {
-        let enforced = if v["enforced"].as_bool().unwrap_or(false) {
-            "enforced"
-        } else {
-            "stored; switch unreachable, enforcement deferred"
-        };
-        println!("revision {} ({enforced})", v["revision"]);
+        let enforced = if v.enforced { "enforced" } else { "stored; switch unreachable, enforcement deferred" };
+        println!("revision {} ({enforced})", v.revision);
     }
 }
 
@@ -250,27 +241,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Cmd::Diff { file } => apply(cli, file, true)?,
         Cmd::Get { kind, id } => {
             let c = client(cli)?;
-            let v = match (kind, id) {
-                (Some(k), Some(id)) => c.get(k, id)?,
-                (k, None) => c.list(k.as_deref())?,
-                (None, Some(_)) => bail!("give a kind before the name"),
-            };
-            print(cli, &v, |v| {
-                let rows: Vec<&Value> = match v.as_array() {
-                    Some(a) => a.iter().collect(),
-                    None => vec![v],
-                };
+            let table = |rows: &[ObjectView]| {
                 println!("{:<10} {:<10} {:<22} SPEC", "KIND", "TENANT", "NAME");
                 for o in rows {
-                    println!(
-                        "{:<10} {:<10} {:<22} {}",
-                        o["kind"].as_str().unwrap_or(""),
-                        o["tenant"].as_str().unwrap_or("-"),
-                        o["name"].as_str().unwrap_or(""),
-                        o["spec"]
-                    );
+                    println!("{:<10} {:<10} {:<22} {}", o.kind, o.tenant.as_deref().unwrap_or("-"), o.name, o.spec);
                 }
-            });
+            };
+            match (kind, id) {
+                (Some(k), Some(id)) => print(cli, &c.get(k, id)?, |o| table(std::slice::from_ref(o))),
+                (k, None) => print(cli, &c.list(k.as_deref())?, |rows| table(rows)),
+                (None, Some(_)) => bail!("give a kind before the name"),
+            }
         }
         Cmd::Delete { kind, id, dry_run } => {
             let v = client(cli)?.delete(kind, id, *dry_run)?;
@@ -279,39 +260,25 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Cmd::Flows => {
             let v = client(cli)?.flows()?;
             print(cli, &v, |v| {
-                for o in v["owners"].as_object().into_iter().flat_map(|m| m.values()) {
-                    println!(
-                        "{} (cookie {:#018x})",
-                        o["name"].as_str().unwrap_or(""),
-                        o["cookie"].as_u64().unwrap_or(0)
-                    );
-                    for g in o["groups"].as_array().into_iter().flatten() {
-                        println!("  group_id={},{}", g["id"], g["spec"].as_str().unwrap_or(""));
+                for o in v.owners.values() {
+                    println!("{} (cookie {:#018x})", o.name, o.cookie);
+                    for g in &o.groups {
+                        println!("  group_id={},{}", g.id, g.spec);
                     }
-                    for f in o["flows"].as_array().into_iter().flatten() {
-                        println!(
-                            "  priority={},{} actions={}",
-                            f["priority"],
-                            f["matches"].as_str().unwrap_or(""),
-                            f["actions"].as_str().unwrap_or("")
-                        );
+                    for f in &o.flows {
+                        println!("  priority={},{} actions={}", f.priority, f.matches, f.actions);
                     }
                 }
-                for p in v["pending"].as_array().into_iter().flatten() {
-                    println!("pending: {}", p.as_str().unwrap_or(""));
+                for p in &v.pending {
+                    println!("pending: {p}");
                 }
             });
         }
         Cmd::Audit { limit } => {
             let v = client(cli)?.audit(*limit)?;
             print(cli, &v, |v| {
-                for e in v.as_array().into_iter().flatten() {
-                    println!(
-                        "rev {:<5} {:<14} {}",
-                        e["revision"],
-                        e["actor"].as_str().unwrap_or(""),
-                        e["summary"].as_str().unwrap_or("")
-                    );
+                for e in v {
+                    println!("rev {:<5} {:<14} {}", e.revision, e.actor, e.summary);
                 }
             });
         }
@@ -333,35 +300,28 @@ fn vmi(cli: &Cli, cmd: &VmiCmd) -> anyhow::Result<()> {
             let v = c.guests()?;
             print(cli, &v, |v| {
                 println!("{:<18} {:<9} {:<5} {:>8} {:>6} {:<10} DETAIL", "VM", "STATE", "ACCEL", "PID", "MiB", "PORT");
-                for g in v.as_array().into_iter().flatten() {
+                for g in v {
                     println!(
                         "{:<18} {:<9} {:<5} {:>8} {:>6} {:<10} {}",
-                        g["vm"].as_str().unwrap_or(""),
-                        g["state"].as_str().unwrap_or(""),
-                        g["accel"].as_str().unwrap_or("-"),
-                        g["pid"].as_u64().map_or_else(|| "-".to_owned(), |p| p.to_string()),
-                        g["memory_mb"].as_u64().unwrap_or(0),
-                        g["port"].as_str().unwrap_or(""),
-                        g["detail"].as_str().unwrap_or("")
+                        g.vm,
+                        g.state.as_str(),
+                        g.accel.as_deref().unwrap_or("-"),
+                        g.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+                        g.memory_mb,
+                        g.port,
+                        g.detail
                     );
-                    let m = &g["monitor"];
-                    if m.is_object() {
+                    if let Some(m) = &g.monitor {
                         println!(
                             "{:<18} monitor {} ({}): {} rules on [{}]; {} events, {} lost; {}",
                             "",
-                            m["state"].as_str().unwrap_or(""),
-                            m["method"].as_str().unwrap_or("-"),
-                            m["rules"],
-                            m["syscalls"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                            m["events"],
-                            m["lost"],
-                            m["detail"].as_str().unwrap_or("")
+                            m.state.as_str(),
+                            m.method.as_deref().unwrap_or("-"),
+                            m.rules,
+                            m.syscalls.join(", "),
+                            m.events,
+                            m.lost,
+                            m.detail
                         );
                     }
                 }
@@ -376,13 +336,8 @@ fn vmi(cli: &Cli, cmd: &VmiCmd) -> anyhow::Result<()> {
             let v = c.symbols(&tenant, &name, grep.as_deref())?;
             print(cli, &v, |v| {
                 let mut out = std::io::stdout().lock();
-                for s in v["symbols"].as_array().into_iter().flatten() {
-                    let line = format!(
-                        "{:016x} {} {}",
-                        s["address"].as_u64().unwrap_or(0),
-                        s["type"].as_str().unwrap_or("?"),
-                        s["name"].as_str().unwrap_or("")
-                    );
+                for s in &v.symbols {
+                    let line = format!("{:016x} {} {}", s.address, s.kind, s.name);
                     if writeln!(out, "{line}").is_err() {
                         return; // a closed pipe (`| head`) ends the listing
                     }
@@ -391,13 +346,13 @@ fn vmi(cli: &Cli, cmd: &VmiCmd) -> anyhow::Result<()> {
             if cli.output == Output::Human {
                 eprintln!(
                     "{}: {} of {} symbols; _text at {} (physical {}), KASLR slide {:#x}; recovered in {} ms",
-                    v["vm"].as_str().unwrap_or(""),
-                    v["symbols"].as_array().map_or(0, Vec::len),
-                    v["total"],
-                    v["virt_base"].as_str().unwrap_or(""),
-                    v["phys_base"].as_str().unwrap_or(""),
-                    v["kaslr_slide"].as_i64().unwrap_or(0),
-                    v["recovery_ms"]
+                    v.vm,
+                    v.symbols.len(),
+                    v.total,
+                    v.virt_base,
+                    v.phys_base,
+                    v.kaslr_slide,
+                    v.recovery_ms
                 );
             }
         }
@@ -411,7 +366,7 @@ fn resolve_guest(c: &Client, vm: &str) -> anyhow::Result<(String, String)> {
         return Ok((t.to_owned(), n.to_owned()));
     }
     let guests = c.guests()?;
-    let ids: Vec<&str> = guests.as_array().into_iter().flatten().filter_map(|g| g["vm"].as_str()).collect();
+    let ids: Vec<&str> = guests.iter().map(|g| g.vm.as_str()).collect();
     let matching: Vec<&str> = ids.iter().copied().filter(|id| id.rsplit('/').next() == Some(vm)).collect();
     match matching[..] {
         [one] => {
@@ -464,7 +419,7 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
             let v = Client::new(&cli.url, &token).apply("lab.yaml", palisade_client::lab::LAB_YAML, false)?;
             print(cli, &v, |v| {
                 println!("lab is up: {} hosts on {bridge}, controller at {}", spec.hosts.len(), cli.url);
-                println!("inventory at revision {}; tokens in {}", v["revision"], home.tokens().display());
+                println!("inventory at revision {}; tokens in {}", v.revision, home.tokens().display());
             });
         }
         LabCmd::Status => {

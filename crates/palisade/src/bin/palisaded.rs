@@ -10,7 +10,6 @@ use clap::Parser;
 use palisade_controller::anomaly::LiveDetectors;
 use palisade_controller::{api, Controller, Scope, Tokens};
 use palisade_guest::AccelPolicy;
-use palisade_model::{Inventory, Object, ObjectKey};
 use palisade_ovs::{OfctlSwitch, PortNaming};
 use palisade_runtime::{QemuGuests, RuntimeConfig};
 use palisade_scan::{AddressPool, Naming, ScanService, Scheduler, TaskStore};
@@ -196,7 +195,7 @@ fn spawn_scan_scheduler(controller: Arc<Controller>, scans: Arc<ScanService>) {
             let (c, s, sch) = (controller.clone(), scans.clone(), scheduler.clone());
             let ran = tokio::task::spawn_blocking(move || {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                palisade_scan::schedule::run_due(&desired(&c), &s, &sch, now).len()
+                palisade_scan::schedule::run_due(&c.inventory(&Scope::Admin), &s, &sch, now).len()
             })
             .await;
             if let Err(e) = ran {
@@ -204,17 +203,6 @@ fn spawn_scan_scheduler(controller: Arc<Controller>, scans: Arc<ScanService>) {
             }
         }
     });
-}
-
-/// The whole desired state, rebuilt from the controller's object views.
-fn desired(c: &Controller) -> Inventory {
-    let mut inv = Inventory::default();
-    for v in c.objects(&Scope::Admin, None) {
-        let (Ok(name), Ok(obj)) = (v.name.parse(), Object::from_json(v.kind, v.spec)) else { continue };
-        let tenant = v.tenant.as_deref().and_then(|t| t.parse().ok());
-        inv.objects.insert(ObjectKey { kind: v.kind, tenant, name }, obj);
-    }
-    inv
 }
 
 /// Resolves on SIGINT or SIGTERM (what systemd and `kill` send). Flows stay installed: stopping

@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::time::Duration;
 
+use palisade_api::AlertRecord;
 use palisade_client::Client;
 use palisade_detect::cli::{AlertsArgs, Output};
-use serde_json::Value;
 
 use super::Cli;
 
@@ -32,22 +32,15 @@ fn utc(unix: &str) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
-fn human(a: &Value) -> String {
-    let top: Vec<String> = a["top_features"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| {
-            format!("{}={} ({:+.1}σ)", t["feature"].as_str().unwrap_or("?"), t["value"], t["z"].as_f64().unwrap_or(0.0))
-        })
-        .collect();
+fn human(a: &AlertRecord) -> String {
+    let top: Vec<String> = a.top_features.iter().map(|t| format!("{}={} ({:+.1}σ)", t.feature, t.value, t.z)).collect();
     format!(
         "{:>6}  {}  {:<14} score {:.3} >= {:.3}  {}",
-        a["id"],
-        utc(a["window_start"].as_str().unwrap_or("")),
-        a["vm"].as_str().unwrap_or(""),
-        a["score"].as_f64().unwrap_or(0.0),
-        a["threshold"].as_f64().unwrap_or(0.0),
+        a.id,
+        utc(&a.window_start),
+        a.vm,
+        a.score,
+        a.threshold,
         top.join(", ")
     )
 }
@@ -84,7 +77,7 @@ pub(crate) fn run(cli: &Cli, a: &AlertsArgs) -> anyhow::Result<()> {
             };
             anyhow::anyhow!("{e}{hint}")
         })?;
-        let alerts = page["alerts"].as_array().cloned().unwrap_or_default();
+        let alerts = page.alerts;
         let mut out = std::io::stdout().lock();
         if header && !alerts.is_empty() {
             writeln!(out, "{:>6}  {:<20}  {:<14} {:<23} TOP FEATURES", "ID", "WINDOW (UTC)", "VM", "SCORE")?;
@@ -100,7 +93,7 @@ pub(crate) fn run(cli: &Cli, a: &AlertsArgs) -> anyhow::Result<()> {
             }
         }
         out.flush().ok();
-        after = page["last_id"].as_u64().unwrap_or(after);
+        after = page.last_id.max(after);
         let more = alerts.len() == PAGE;
         if !a.follow && !more {
             if alerts.is_empty() && after == a.after && a.output == Output::Human {
@@ -121,10 +114,8 @@ fn resolve_vm(c: &Client, vm: &str, tenant: Option<&str>) -> anyhow::Result<(Str
     }
     let all = c.list(Some("vm"))?;
     let ids: Vec<(&str, &str)> = all
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|o| Some((o["tenant"].as_str()?, o["name"].as_str()?)))
+        .iter()
+        .filter_map(|o| Some((o.tenant.as_deref()?, o.name.as_str())))
         .filter(|(t, _)| tenant.is_none_or(|want| want == *t))
         .collect();
     let matching: Vec<&(&str, &str)> = ids.iter().filter(|(_, n)| *n == vm).collect();
@@ -151,17 +142,17 @@ fn detectors(c: &Client, output: Output) -> anyhow::Result<()> {
         "{:<16} {:<9} {:<10} {:<10} {:>8} {:>7} {:>6}  DETAIL",
         "VM", "PHASE", "MODEL", "PORT", "WINDOWS", "ALERTS", "DROPS"
     );
-    for d in v.as_array().into_iter().flatten() {
+    for d in &v {
         println!(
             "{:<16} {:<9} {:<10} {:<10} {:>8} {:>7} {:>6}  {}",
-            d["vm"].as_str().unwrap_or(""),
-            d["phase"].as_str().unwrap_or(""),
-            d["model"].as_str().unwrap_or(""),
-            d["port"].as_str().unwrap_or(""),
-            d["windows"],
-            d["alerts"],
-            d["drops"],
-            d["reason"].as_str().unwrap_or(d["policy"].as_str().unwrap_or(""))
+            d.vm,
+            d.state.phase.as_str(),
+            d.model,
+            d.port,
+            d.state.windows,
+            d.state.alerts,
+            d.state.drops,
+            d.state.phase.reason().unwrap_or(&d.policy)
         );
     }
     Ok(())
