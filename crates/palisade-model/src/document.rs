@@ -271,7 +271,7 @@ impl ParsedFile {
             field: String::new(),
             message,
         })?;
-        let document = Document::deserialize(serde_yaml::Deserializer::from_str(text))
+        let document = Document::deserialize(serde_norway::Deserializer::from_str(text))
             .map_err(|err| locate_serde_error(file, &lines, &err))?;
         Ok(Self { file: file.to_owned(), document, lines })
     }
@@ -282,9 +282,9 @@ impl ParsedFile {
     }
 }
 
-/// serde_yaml reports custom errors (a bad MAC, say) at the enclosing mapping, prefixed with
+/// serde_norway reports custom errors (a bad MAC, say) at the enclosing mapping, prefixed with
 /// its path. Where the message quotes the bad value, the field holding it is found instead.
-fn locate_serde_error(file: &str, lines: &LineIndex, err: &serde_yaml::Error) -> FileError {
+fn locate_serde_error(file: &str, lines: &LineIndex, err: &serde_norway::Error) -> FileError {
     let full = strip_location(&err.to_string());
     let (prefix, message) = match full.split_once(": ") {
         Some((p, m)) if !p.contains(' ') => (p.to_owned(), m.to_owned()),
@@ -300,7 +300,7 @@ fn locate_serde_error(file: &str, lines: &LineIndex, err: &serde_yaml::Error) ->
     FileError { file: file.to_owned(), line, field, message }
 }
 
-/// serde_yaml appends " at line L column C" to messages; the line is reported separately.
+/// serde_norway appends " at line L column C" to messages; the line is reported separately.
 fn strip_location(msg: &str) -> String {
     match msg.find(" at line ") {
         Some(i) => msg[..i].to_owned(),
