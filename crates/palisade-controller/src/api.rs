@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use palisade_api::{AlertPage, ApplyRequest, ErrorBody, Status, Symbols};
+use palisade_host::ErrorChain;
 use palisade_model::{Kind, ObjectKey};
 use serde::Deserialize;
 use tracing::error;
@@ -108,29 +109,14 @@ impl From<ServiceError> for ApiError {
             ServiceError::GuestNotReady(why) => ApiError::new(StatusCode::CONFLICT, why),
             ServiceError::Introspection(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, why),
             ServiceError::Rejected(_) => {
-                error!(error = %DisplayChain(&e), "change rejected by the switch");
+                error!(error = %ErrorChain(&e), "change rejected by the switch");
                 ApiError::new(StatusCode::CONFLICT, "the switch rejected the change; the previous rules stay in place")
             }
             other => {
-                error!(error = %DisplayChain(&other), "request failed");
+                error!(error = %ErrorChain(&other), "request failed");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the controller log")
             }
         }
-    }
-}
-
-/// Formats an error with its chain of causes, for the log.
-struct DisplayChain<'a>(&'a dyn std::error::Error);
-
-impl std::fmt::Display for DisplayChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut src = self.0.source();
-        while let Some(s) = src {
-            write!(f, ": {s}")?;
-            src = s.source();
-        }
-        Ok(())
     }
 }
 

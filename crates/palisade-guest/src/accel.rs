@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::guest::Guest;
 use crate::initramfs::READY_MARKER;
 use crate::machine::{Accel, AccelChoice, GuestConfig};
+use palisade_host::chain;
 
 static PROBED: Mutex<Option<AccelChoice>> = Mutex::new(None);
 
@@ -139,32 +140,9 @@ fn boot_under_kvm(config: &GuestConfig) -> Result<String, String> {
     }
 }
 
-/// An error and its causes on one line.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::GuestError;
-    use std::error::Error as _;
-
-    #[test]
-    fn chain_keeps_every_cause() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let err = GuestError::io("read", "/x", io);
-
-        assert_eq!(chain(&err), "could not read `/x`: no such file");
-        let _ = err.source();
-    }
 
     /// A stand-in for QEMU: a script that writes `stderr` and then runs `then`.
     fn fake_qemu(dir: &Path, stderr: &str, then: &str) -> GuestConfig {

@@ -129,11 +129,10 @@ impl fmt::Display for TeardownList<'_> {
             if i > 0 {
                 f.write_str("; ")?;
             }
+            let cause = std::error::Error::source(&failure.error).map(palisade_host::ErrorChain);
             write!(f, "{} ({})", failure.object, failure.error)?;
-            let mut cause = std::error::Error::source(&failure.error);
-            while let Some(c) = cause {
-                write!(f, ": {c}")?;
-                cause = c.source();
+            if let Some(cause) = cause {
+                write!(f, ": {cause}")?;
             }
         }
         Ok(())

@@ -27,7 +27,8 @@ use palisade_vmi::kallsyms::KernelSymbols;
 use palisade_vmi::RamFile;
 use tracing::{info, warn};
 
-use crate::qemu::{chain, lock};
+use crate::qemu::lock;
+use palisade_host::chain;
 
 /// How often mem-S is polled (and commands are looked at).
 pub const POLL: Duration = Duration::from_millis(15);

@@ -10,6 +10,7 @@ use palisade_controller::monitors::{EventPage, EventRing, EventSink};
 use palisade_controller::{GuestRuntime, GuestState, GuestStatus, SymbolTable};
 use palisade_guest::initramfs::{NET_UP_MARKER, READY_MARKER};
 use palisade_guest::{Accel, AccelPolicy, Guest, GuestConfig, NicConfig};
+use palisade_host::chain;
 use palisade_ovs::PortNaming;
 use palisade_vmi::kallsyms::{self, AddressLayout, KernelSymbols};
 use palisade_vmi::{Gpa, RamFile, RamLayout, RamRegion};
@@ -112,31 +113,6 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
-/// Runs a host command; its stderr on failure.
-fn run(argv: &[&str]) -> Result<(), String> {
-    let out = std::process::Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .map_err(|e| format!("cannot run `{}`: {e}", argv.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{}` failed: {}", argv.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-/// "error: cause: cause" for logs and status details.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
-
 impl QemuGuests {
     /// A runtime with no guests yet. Reaps the guests a crashed predecessor with the same state
     /// directory left behind, since they cannot be adopted; nobody else's.
@@ -187,8 +163,8 @@ impl QemuGuests {
             self.owner.forget(guest.name());
             info!(vm = id, "guest stopped");
         }
-        if let Err(e) = run(&["ovs-vsctl", "--if-exists", "del-port", &self.config.bridge, &slot.tap]) {
-            warn!(vm = id, error = %e, "could not remove the guest's port");
+        if let Err(e) = palisade_host::run(&["ovs-vsctl", "--if-exists", "del-port", &self.config.bridge, &slot.tap]) {
+            warn!(vm = id, error = %chain(&e), "could not remove the guest's port");
         }
     }
 
@@ -221,9 +197,21 @@ impl QemuGuests {
         if let Err(e) = self.owner.record(guest.name(), Some(guest.pid())) {
             warn!(guest = guest.name(), error = %e, "cannot record the guest's QEMU pid");
         }
-        run(&["ip", "link", "set", &tap, "up"])?;
+        palisade_host::run(&["ip", "link", "set", &tap, "up"]).map_err(|e| chain(&e))?;
         let tag = format!("tag={}", g.vlan);
-        run(&["ovs-vsctl", "--may-exist", "add-port", &self.config.bridge, &tap, "--", "set", "port", &tap, &tag])?;
+        palisade_host::run(&[
+            "ovs-vsctl",
+            "--may-exist",
+            "add-port",
+            &self.config.bridge,
+            &tap,
+            "--",
+            "set",
+            "port",
+            &tap,
+            &tag,
+        ])
+        .map_err(|e| chain(&e))?;
         guest.wait_for_console(READY_MARKER, self.config.boot_timeout).map_err(|e| chain(&e))?;
         // Running means reachable: wait until the guest's init has configured its NIC.
         guest.wait_for_console(NET_UP_MARKER, self.config.boot_timeout).map_err(|e| chain(&e))?;

@@ -189,12 +189,7 @@ enum LabCmd {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(&cli) {
-        eprintln!("error: {e}");
-        let mut src = e.source();
-        while let Some(s) = src {
-            eprintln!("  caused by: {s}");
-            src = s.source();
-        }
+        eprintln!("error: {}", palisade_host::ErrorChain(e.as_ref()));
         std::process::exit(1);
     }
 }
