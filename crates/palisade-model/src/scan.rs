@@ -123,9 +123,9 @@ pub struct Schedule {
     /// Every interval: `90s`, `30m`, `1h`, `1d`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<String>,
-    /// Five cron fields: minute hour day-of-month month day-of-week.
+    /// Five cron fields: minute hour day-of-month month day-of-week (UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cron: Option<String>,
+    pub cron: Option<Cron>,
 }
 
 /// Parses `90s`, `30m`, `1h`, `1d` into seconds.
@@ -146,42 +146,130 @@ pub fn parse_interval(s: &str) -> Result<u64, String> {
     Ok(secs)
 }
 
-/// Checks a five-field cron expression (`*`, `*/n`, numbers, ranges and lists within bounds).
-pub fn check_cron(expr: &str) -> Result<(), String> {
-    const FIELDS: [(&str, u32, u32); 5] =
-        [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7)];
-    let parts: Vec<&str> = expr.split_whitespace().collect();
-    if parts.len() != 5 {
-        return Err(format!("`{expr}` has {} fields; cron needs 5 (minute hour day month weekday)", parts.len()));
+/// A five-field cron expression (minute hour day-of-month month day-of-week, UTC), parsed once:
+/// each field is the set of values it matches. `*`, `*/n`, numbers, ranges `a-b`, stepped
+/// ranges `a-b/n` and `a/n` (from `a` to the field's end), and lists of them; day of week 0 and 7
+/// are Sunday. As in Vixie cron, when both day fields are restricted a day matches either.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cron {
+    text: String,
+    /// Bit `v` of field `i` set: value `v` matches.
+    sets: [u64; 5],
+    /// Whether the day-of-month and day-of-week fields are `*` (unrestricted).
+    any_mday: bool,
+    any_wday: bool,
+}
+
+/// One instant's calendar fields in UTC, as cron reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CronTime {
+    /// 0-59.
+    pub minute: u32,
+    /// 0-23.
+    pub hour: u32,
+    /// 1-31.
+    pub day: u32,
+    /// 1-12.
+    pub month: u32,
+    /// 0-6, Sunday = 0.
+    pub weekday: u32,
+}
+
+impl CronTime {
+    /// The calendar fields of `secs` since the Unix epoch, in UTC.
+    pub fn utc(secs: u64) -> CronTime {
+        let t = i64::try_from(secs)
+            .ok()
+            .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        CronTime {
+            minute: u32::from(t.minute()),
+            hour: u32::from(t.hour()),
+            day: u32::from(t.day()),
+            month: u32::from(u8::from(t.month())),
+            weekday: u32::from(t.weekday().number_days_from_sunday()),
+        }
     }
-    for (part, (name, lo, hi)) in parts.iter().zip(FIELDS) {
-        for item in part.split(',') {
-            let (range, step) = match item.split_once('/') {
-                Some((r, s)) => (r, Some(s)),
-                None => (item, None),
-            };
-            if let Some(s) = step {
-                if !s.parse::<u32>().is_ok_and(|s| s > 0) {
-                    return Err(format!("{name}: step `{s}` is not a positive number"));
-                }
-            }
-            if range == "*" {
-                continue;
-            }
-            let num = |x: &str| match x.parse::<u32>() {
-                Ok(v) if (lo..=hi).contains(&v) => Ok(v),
-                _ => Err(format!("{name}: `{x}` is outside {lo}-{hi}")),
-            };
-            match range.split_once('-') {
-                Some((a, b)) if num(a)? > num(b)? => return Err(format!("{name}: range `{range}` runs backwards")),
-                Some(_) => {}
-                None => {
-                    num(range)?;
+}
+
+impl Cron {
+    /// Parses `expr`; the error names the field and the part that is wrong.
+    pub fn parse(expr: &str) -> Result<Cron, String> {
+        const FIELDS: [(&str, u32, u32); 5] =
+            [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7)];
+        let parts: Vec<&str> = expr.split_whitespace().collect();
+        if parts.len() != 5 {
+            return Err(format!("`{expr}` has {} fields; cron needs 5 (minute hour day month weekday)", parts.len()));
+        }
+        let mut sets = [0u64; 5];
+        for (i, (part, (name, lo, hi))) in parts.iter().zip(FIELDS).enumerate() {
+            for item in part.split(',') {
+                let (range, step) = match item.split_once('/') {
+                    Some((r, s)) => match s.parse::<u32>() {
+                        Ok(s) if s > 0 => (r, s),
+                        _ => return Err(format!("{name}: step `{s}` is not a positive number")),
+                    },
+                    None => (item, 1),
+                };
+                let num = |x: &str| match x.parse::<u32>() {
+                    Ok(v) if (lo..=hi).contains(&v) => Ok(v),
+                    _ => Err(format!("{name}: `{x}` is outside {lo}-{hi}")),
+                };
+                let (from, to) = match range.split_once('-') {
+                    _ if range == "*" => (lo, hi),
+                    Some((a, b)) => {
+                        let (a, b) = (num(a)?, num(b)?);
+                        if a > b {
+                            return Err(format!("{name}: range `{range}` runs backwards"));
+                        }
+                        (a, b)
+                    }
+                    None if step > 1 => (num(range)?, hi),
+                    None => {
+                        let v = num(range)?;
+                        (v, v)
+                    }
+                };
+                for v in (from..=to).step_by(step as usize) {
+                    // Day of week 7 is Sunday, like 0.
+                    let v = if i == 4 && v == 7 { 0 } else { v };
+                    sets[i] |= 1 << v;
                 }
             }
         }
+        Ok(Cron { text: expr.to_owned(), any_mday: parts[2] == "*", any_wday: parts[4] == "*", sets })
     }
-    Ok(())
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the minute `t` falls in matches.
+    pub fn matches(&self, t: CronTime) -> bool {
+        let has = |i: usize, v: u32| self.sets[i] & (1 << v) != 0;
+        let (mday, wday) = (has(2, t.day), has(4, t.weekday));
+        let day = match (self.any_mday, self.any_wday) {
+            (false, false) => mday || wday,
+            _ => mday && wday,
+        };
+        has(0, t.minute) && has(1, t.hour) && has(3, t.month) && day
+    }
+}
+
+impl TryFrom<String> for Cron {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Cron, String> {
+        Cron::parse(&s)
+    }
+}
+
+impl From<Cron> for String {
+    fn from(c: Cron) -> String {
+        c.text
+    }
 }
 
 fn default_concurrency() -> u16 {
@@ -229,11 +317,7 @@ impl ScanSpec {
                         out.push(("scan.schedule.every".to_owned(), m));
                     }
                 }
-                (None, Some(c)) => {
-                    if let Err(m) = check_cron(c) {
-                        out.push(("scan.schedule.cron".to_owned(), m));
-                    }
-                }
+                (None, Some(_)) => {} // parsed (and so checked) when the file was read
                 _ => out.push(("scan.schedule".to_owned(), "give exactly one of `every` and `cron`".to_owned())),
             }
         }
@@ -281,11 +365,48 @@ mod tests {
         assert!(parse_interval("10s").unwrap_err().contains("shorter"));
         assert!(parse_interval("soon").is_err());
         assert!(parse_interval("5w").is_err());
-        check_cron("0 3 * * *").unwrap();
-        check_cron("*/15 0-6,22 1 1-12 0").unwrap();
-        assert!(check_cron("0 3 * *").unwrap_err().contains("4 fields"));
-        assert!(check_cron("61 * * * *").unwrap_err().contains("minute"));
-        assert!(check_cron("* * * * 1-0").is_err());
-        assert!(check_cron("*/0 * * * *").is_err());
+        Cron::parse("0 3 * * *").unwrap();
+        Cron::parse("*/15 0-6,22 1 1-12 0").unwrap();
+        assert!(Cron::parse("0 3 * *").unwrap_err().contains("4 fields"));
+        assert!(Cron::parse("61 * * * *").unwrap_err().contains("minute"));
+        assert!(Cron::parse("* * * * 1-0").is_err());
+        assert!(Cron::parse("*/0 * * * *").is_err());
+    }
+
+    /// 2025-11-27 03:00 UTC, a Thursday.
+    const T0: u64 = 1_764_212_400;
+
+    #[test]
+    fn calendar_fields_are_utc() {
+        assert_eq!(CronTime::utc(T0), CronTime { minute: 0, hour: 3, day: 27, month: 11, weekday: 4 });
+        assert_eq!(CronTime::utc(0), CronTime { minute: 0, hour: 0, day: 1, month: 1, weekday: 4 });
+        assert_eq!(CronTime::utc(951_782_400), CronTime { minute: 0, hour: 0, day: 29, month: 2, weekday: 2 });
+    }
+
+    #[test]
+    fn cron_expressions_match_their_minutes() {
+        let m = |expr: &str, t: u64| Cron::parse(expr).unwrap().matches(CronTime::utc(t));
+        assert!(m("0 3 * * *", T0));
+        assert!(!m("0 3 * * *", T0 + 60));
+        assert!(m("*/15 0-6 27 11 4", T0 + 15 * 60));
+        assert!(!m("*/15 0-6 27 11 4", T0 + 16 * 60));
+        assert!(m("0 3 * * 1-5", T0), "Thursday is a weekday");
+        assert!(!m("0 3 * * 0,6", T0));
+        assert!(m("0 3 * * 7", T0 + 3 * 86_400), "7 is Sunday too");
+        assert!(m("0 3 1 * 4", T0), "either restricted day field may match (Vixie cron)");
+        assert!(!m("0 3 1 * 5", T0));
+        assert!(m("0 */2 * * *", T0 - 3600) && !m("0 */2 * * *", T0), "*/2 from the field's start: hours 0, 2, 4");
+        assert!(m("0 3/6 * * *", T0) && m("0 3/6 * * *", T0 + 6 * 3600) && !m("0 3/6 * * *", T0 + 3600));
+        assert!(m("0 2-4/2 * * *", T0 + 3600) && !m("0 2-4/2 * * *", T0));
+    }
+
+    #[test]
+    fn a_cron_reads_and_writes_as_its_text() {
+        let c: Cron = serde_json::from_value(serde_json::json!("0 3 * * *")).unwrap();
+        assert_eq!(serde_json::to_value(&c).unwrap(), serde_json::json!("0 3 * * *"));
+        assert!(serde_json::from_value::<Cron>(serde_json::json!("0 25 * * *"))
+            .unwrap_err()
+            .to_string()
+            .contains("hour: `25` is outside 0-23"));
     }
 }

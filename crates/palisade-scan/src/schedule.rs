@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use palisade_model::inventory::Inventory;
-use palisade_model::scan::parse_interval;
+use palisade_model::scan::{parse_interval, CronTime};
 use palisade_model::types::Name;
 use palisade_model::validate::resolve_endpoint;
 use palisade_model::ScanSpec;
@@ -37,7 +37,7 @@ impl Scheduler {
                     Ok(secs) => prev.is_none_or(|p| now >= p.saturating_add(secs)),
                     Err(_) => false,
                 },
-                (None, Some(cron)) => prev.is_none_or(|p| p / 60 != now / 60) && cron_matches(cron, now),
+                (None, Some(cron)) => prev.is_none_or(|p| p / 60 != now / 60) && cron.matches(CronTime::utc(now)),
                 _ => false,
             };
             if due {
@@ -47,58 +47,6 @@ impl Scheduler {
         }
         out
     }
-}
-
-/// (minute, hour, day of month, month, day of week with Sunday = 0) of `secs` since the epoch, UTC.
-fn utc_fields(secs: u64) -> [u32; 5] {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days, for days >= 0.
-    let z = days as i64 + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let weekday = ((days + 4) % 7) as u32; // 1970-01-01 was a Thursday
-    [(rem % 3600 / 60) as u32, (rem / 3600) as u32, day, month, weekday]
-}
-
-fn field_matches(field: &str, value: u32, weekday: bool) -> bool {
-    field.split(',').any(|item| {
-        let (range, step) = match item.split_once('/') {
-            Some((r, s)) => (r, s.parse::<u32>().unwrap_or(0)),
-            None => (item, 1),
-        };
-        if step == 0 {
-            return false;
-        }
-        let (lo, hi) = match range {
-            "*" => (0, u32::MAX),
-            r => match r.split_once('-') {
-                Some((a, b)) => (a.parse().unwrap_or(u32::MAX), b.parse().unwrap_or(0)),
-                None => match r.parse() {
-                    Ok(v) if step == 1 => (v, v),
-                    Ok(v) => (v, u32::MAX),
-                    Err(_) => return false,
-                },
-            },
-        };
-        let hit = |v: u32| v >= lo && v <= hi && (v - lo).is_multiple_of(step);
-        hit(value) || (weekday && value == 0 && hit(7))
-    })
-}
-
-/// True if the five-field cron expression matches the minute `secs` falls in (UTC).
-pub fn cron_matches(expr: &str, secs: u64) -> bool {
-    let fields: Vec<&str> = expr.split_whitespace().collect();
-    if fields.len() != 5 {
-        return false;
-    }
-    let now = utc_fields(secs);
-    (0..5).all(|i| field_matches(fields[i], now[i], i == 4))
 }
 
 /// The VMs a `scan` policy of `tenant` targets, as task targets.
@@ -183,25 +131,6 @@ mod tests {
 
     // 2026-11-26 03:00:00 UTC, a Thursday.
     const T0: u64 = 1_795_662_000;
-
-    #[test]
-    fn calendar_fields() {
-        assert_eq!(utc_fields(0), [0, 0, 1, 1, 4]);
-        assert_eq!(utc_fields(T0), [0, 3, 26, 11, 4]);
-        assert_eq!(utc_fields(951_782_400), [0, 0, 29, 2, 2], "2000-02-29, a Tuesday");
-    }
-
-    #[test]
-    fn cron_expressions() {
-        assert!(cron_matches("0 3 * * *", T0));
-        assert!(!cron_matches("0 3 * * *", T0 + 60));
-        assert!(cron_matches("*/15 0-6 26 11 4", T0 + 15 * 60));
-        assert!(!cron_matches("*/15 0-6 26 11 4", T0 + 16 * 60));
-        assert!(cron_matches("0 3 * * 1-5", T0), "Thursday is a weekday");
-        assert!(!cron_matches("0 3 * * 0,6", T0));
-        assert!(cron_matches("0 3 * * 7", T0 + 3 * 86_400), "7 is Sunday too");
-        assert!(!cron_matches("0 3 * *", T0));
-    }
 
     #[test]
     fn every_and_cron_are_due_once_per_period() {
