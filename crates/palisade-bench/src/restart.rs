@@ -19,7 +19,7 @@ pub struct Args {
     #[command(flatten)]
     api: crate::ApiArgs,
     /// The lab's home (pid file, database, tokens).
-    #[arg(long, env = "PALISADE_LAB_DIR", default_value = "/var/lib/palisade/lab")]
+    #[arg(long, env = "PALISADE_LAB_DIR", default_value = palisade_lab::DEFAULT_STATE_DIR)]
     lab_dir: PathBuf,
     /// Number of extra one-flow policies to install.
     #[arg(long, default_value_t = 10_000)]

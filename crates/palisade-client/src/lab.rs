@@ -60,6 +60,12 @@ pub enum LabGlueError {
         /// The prefix asked for.
         want_prefix: String,
     },
+    /// A directory other than the default one holds no lab record.
+    #[error("no lab in {0} (it has no lab.json); `palisade --lab-dir {0} lab up --bridge B --prefix P` builds one")]
+    NoLab(String),
+    /// A new lab outside the default directory needs its own names.
+    #[error("a lab in {0}, outside the default directory, needs its own names: give --bridge (and --prefix), so it never takes the default lab's `palisade0`")]
+    NeedBridge(String),
     /// The lab description file is not readable.
     #[error("{path} is not a lab description: {detail}")]
     BadNames {
@@ -249,18 +255,46 @@ impl LabHome {
         self.dir.join("lab.json")
     }
 
-    /// The lab this directory holds: what `lab up` recorded, or the default lab.
-    pub fn names(&self) -> Result<LabNames, LabGlueError> {
+    /// Whether this is the default lab's directory.
+    pub fn is_default(&self) -> bool {
+        self.dir == Path::new(palisade_lab::DEFAULT_STATE_DIR)
+    }
+
+    /// What `lab up` recorded in this directory, if anything.
+    pub fn recorded_names(&self) -> Result<Option<LabNames>, LabGlueError> {
         let path = self.names_path();
         match fs::read_to_string(&path) {
             Ok(text) => {
                 let bad = |detail: String| LabGlueError::BadNames { path: path.display().to_string(), detail };
                 let names: LabNames = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-                LabNames::new(&names.bridge, &names.prefix).map_err(|e| bad(e.to_string()))
+                LabNames::new(&names.bridge, &names.prefix).map(Some).map_err(|e| bad(e.to_string()))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LabNames::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io("cannot read", &path)(e)),
         }
+    }
+
+    /// The lab this directory holds: what `lab up` recorded; in the default directory without a
+    /// record (a lab built before records were kept), the default lab. Any other directory
+    /// without a record holds no lab, and never stands for the default one.
+    pub fn names(&self) -> Result<LabNames, LabGlueError> {
+        match self.recorded_names()? {
+            Some(names) => Ok(names),
+            None if self.is_default() => Ok(LabNames::default()),
+            None => Err(LabGlueError::NoLab(self.dir.display().to_string())),
+        }
+    }
+
+    /// The lab `lab up` builds: the recorded one, changed by the `bridge` and `prefix` given
+    /// (which [`LabHome::claim`] then refuses if a lab is recorded); with no record, the given
+    /// names, the default lab's only in the default directory.
+    pub fn names_for_up(&self, bridge: Option<&str>, prefix: Option<&str>) -> Result<LabNames, LabGlueError> {
+        let base = match self.recorded_names()? {
+            Some(names) => names,
+            None if self.is_default() || bridge.is_some() => LabNames::default(),
+            None => return Err(LabGlueError::NeedBridge(self.dir.display().to_string())),
+        };
+        LabNames::new(bridge.unwrap_or(&base.bridge), prefix.unwrap_or(&base.prefix))
     }
 
     /// Records that this directory holds the lab `names`; refuses if it holds another one.

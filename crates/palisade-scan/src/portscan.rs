@@ -144,12 +144,20 @@ async fn scan(spec: ScanSpec) -> Result<ScanReport, EngineError> {
     Ok(ScanReport { ports, seconds: started.elapsed().as_secs_f64() })
 }
 
+/// Connection attempts per TCP port before it counts as filtered. The kernel resends a SYN only
+/// after a second, past a typical probe timeout, so one lost SYN (a busy switch, a port that
+/// has just joined it) would otherwise hide an open port; nmap retransmits likewise.
+const TCP_ATTEMPTS: u32 = 2;
+
 async fn tcp_probe(addr: SocketAddr, timeout: Duration) -> Result<PortState, EngineError> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => Ok(PortState::Filtered),
-        Ok(Ok(_stream)) => Ok(PortState::Open),
-        Ok(Err(e)) => classify(e),
+    for _ in 0..TCP_ATTEMPTS {
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Err(_) => continue,
+            Ok(Ok(_stream)) => return Ok(PortState::Open),
+            Ok(Err(e)) => return classify(e),
+        }
     }
+    Ok(PortState::Filtered)
 }
 
 async fn udp_probe(addr: SocketAddr, timeout: Duration) -> Result<PortState, EngineError> {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use palisade_api::{ObjectView, Outcome};
-use palisade_client::lab::{lab_inventory, lab_spec, LabHome, LabNames};
+use palisade_client::lab::{lab_inventory, lab_spec, LabHome};
 use palisade_client::Client;
 use palisade_lab::Lab;
 
@@ -36,7 +36,7 @@ struct Cli {
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Human)]
     output: Output,
     /// Where the lab keeps its controller state.
-    #[arg(long, global = true, env = "PALISADE_LAB_DIR", default_value = "/var/lib/palisade/lab")]
+    #[arg(long, global = true, env = "PALISADE_LAB_DIR", default_value = palisade_lab::DEFAULT_STATE_DIR)]
     lab_dir: PathBuf,
     #[command(subcommand)]
     command: Cmd,
@@ -390,12 +390,11 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
     let home = LabHome::new(cli.lab_dir.clone());
     let labx = Lab::new(cli.lab_dir.join("hosts"));
     let inv = lab_inventory()?;
-    let names = home.names()?;
+    let names = || home.names();
     let mut progress = |msg: &str| eprintln!("  {msg}");
     match cmd {
         LabCmd::Up { bridge, prefix, port_type } => {
-            let names =
-                LabNames::new(bridge.as_deref().unwrap_or(&names.bridge), prefix.as_deref().unwrap_or(&names.prefix))?;
+            let names = home.names_for_up(bridge.as_deref(), prefix.as_deref())?;
             home.claim(&names)?;
             let bridge = &names.bridge;
             let mut spec = lab_spec(&inv, &names)?;
@@ -418,7 +417,7 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
             });
         }
         LabCmd::Status => {
-            let spec = lab_spec(&inv, &names)?;
+            let spec = lab_spec(&inv, &names()?)?;
             let status = labx.status(&spec)?;
             let v = serde_json::to_value(&status)?;
             let healthy = Client::new(&cli.url, "").healthy();
@@ -428,6 +427,14 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
             });
         }
         LabCmd::Down => {
+            let names = match home.names() {
+                Ok(names) => names,
+                Err(palisade_client::lab::LabGlueError::NoLab(dir)) => {
+                    eprintln!("no lab in {dir} (it has no lab.json); nothing removed");
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
             let spec = lab_spec(&inv, &names)?;
             if home.stop_controller() {
                 eprintln!("  stopped palisaded (and its guests)");
@@ -463,6 +470,7 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
             }
         }
         LabCmd::Traffic(args) => {
+            let names = names()?;
             let mut args = args.clone();
             args.server = names.netns(&args.server);
             args.clients = names.netns(&args.clients);
@@ -479,6 +487,7 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
             palisade_traffic::cli::run(&args, &hosts)?;
         }
         LabCmd::Counters { appliance } => {
+            let names = names()?;
             let spec = lab_spec(&inv, &names)?;
             let host = spec
                 .hosts
