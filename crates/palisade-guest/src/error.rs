@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cpio::CpioError;
-use crate::elf::ElfError;
 use crate::qmp::QmpError;
+use palisade_elf::ElfError;
 
 /// Why preparing, starting, watching or stopping a guest failed.
 #[derive(Debug, thiserror::Error)]

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use crate::apt;
 use crate::cpio::CpioWriter;
-use crate::elf::Elf;
 use crate::error::GuestError;
 use crate::kernel::ModuleFile;
+use palisade_elf::Image;
 
 /// Printed on ttyS0 once the guest's init runs: `PALISADE-GUEST-READY <uname -r>`.
 pub const READY_MARKER: &str = "PALISADE-GUEST-READY";
@@ -113,7 +113,7 @@ pub fn static_busybox(cache_dir: &Path) -> Result<PathBuf, GuestError> {
 
 fn is_static(path: &Path) -> Result<bool, GuestError> {
     let bytes = std::fs::read(path).map_err(|e| GuestError::io("read", path, e))?;
-    let elf = Elf::parse(&bytes).map_err(|source| GuestError::Elf { path: path.to_path_buf(), source })?;
+    let elf = Image::parse(&bytes).map_err(|source| GuestError::Elf { path: path.to_path_buf(), source })?;
     let dynamic = elf.has_interpreter().map_err(|source| GuestError::Elf { path: path.to_path_buf(), source })?;
     Ok(!dynamic)
 }

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::apt;
-use crate::elf;
 use crate::error::GuestError;
+use palisade_elf::{ElfError, Image};
 
 /// The Debian metapackage that names the current cloud kernel.
 pub const CLOUD_KERNEL_METAPACKAGE: &str = "linux-image-cloud-amd64";
@@ -112,7 +112,7 @@ impl KernelImage {
             modules_dir: self.modules_dir.clone(),
         })?;
         let bytes = std::fs::read(path).map_err(|e| GuestError::io("read", path, e))?;
-        let info = elf::modinfo(&bytes).map_err(|source| GuestError::Elf { path: path.clone(), source })?;
+        let info = modinfo(&bytes).map_err(|source| GuestError::Elf { path: path.clone(), source })?;
         let depends = info.iter().filter(|(k, _)| k == "depends").flat_map(|(_, v)| v.split(','));
         for dep in depends.filter(|d| !d.is_empty()).map(normalise).collect::<Vec<_>>() {
             self.visit(&dep, builtin, files, seen, ordered)?;
@@ -158,6 +158,19 @@ fn module_name_of_path(path: &str) -> Option<String> {
 
 fn normalise(name: &str) -> String {
     name.trim().replace('-', "_")
+}
+
+/// The `key=value` strings of a kernel module's `.modinfo` section.
+pub fn modinfo(module: &[u8]) -> Result<Vec<(String, String)>, ElfError> {
+    let section = Image::parse(module)?.section(".modinfo")?;
+    Ok(section
+        .split(|b| *b == 0)
+        .filter_map(|entry| {
+            let text = std::str::from_utf8(entry).ok()?;
+            let (key, value) = text.split_once('=')?;
+            Some((key.to_string(), value.to_string()))
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -65,14 +65,16 @@ fn initramfs_holds_static_busybox_applets_modules_console_and_init() {
     let get = |name: &str| entries.iter().find(|e| e.name == name).unwrap_or_else(|| panic!("{name} missing"));
     let busybox = get("bin/busybox");
     assert_eq!(busybox.mode, S_IFREG | 0o755);
-    let elf = palisade_guest::elf::Elf::parse(&busybox.data).unwrap();
+    let elf = palisade_elf::Image::parse(&busybox.data).unwrap();
     assert!(!elf.has_interpreter().unwrap(), "busybox in the initramfs must be static");
     assert_eq!(get("bin/sh").file_type(), S_IFLNK);
     assert_eq!(get("bin/sh").data, b"../bin/busybox");
     assert_eq!(get("sbin/poweroff").data, b"../bin/busybox");
     assert_eq!(get("dev/console").mode & 0o170000, S_IFCHR);
     assert_eq!(get("dev/console").rdev, (5, 1));
-    assert!(get("lib/modules/virtio_net.ko").data.starts_with(b"\x7fELF"));
+    let module = &get("lib/modules/virtio_net.ko").data;
+    let info = palisade_guest::modinfo(module).unwrap();
+    assert!(info.iter().any(|(k, v)| k == "name" && v == "virtio_net"), "{info:?}");
     let init = String::from_utf8(get("init").data.clone()).unwrap();
     assert!(init.contains(initramfs::READY_MARKER) && init.contains("PALISADE-WORKLOAD $i/3"), "{init}");
 }

@@ -20,7 +20,6 @@
 
 pub mod channel;
 pub mod classic;
-pub mod elf;
 pub mod hooks;
 pub mod inject;
 pub mod layout;
@@ -28,6 +27,12 @@ pub mod loader;
 pub mod monitor;
 pub mod payload;
 pub mod policy;
+
+/// The ELF reader the loader uses (one for the whole project: `palisade-elf`).
+pub use palisade_elf as elf;
+
+#[cfg(test)]
+mod elf_tests;
 
 pub use channel::{Batch, ChannelError, Counters, Event, EventReader, MemS};
 pub use inject::{inject, InjectOptions, InjectTimings, MonitorError};

@@ -1,5 +1,7 @@
-use super::*;
+//! The payload object through the ELF reader (`palisade-elf`), and the reader against damaged copies of it.
+
 use crate::payload::OBJECT;
+use palisade_elf::*;
 
 /// A deterministic xorshift generator (seeded: failures reproduce).
 struct Rng(u64);

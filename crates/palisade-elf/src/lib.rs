@@ -1,6 +1,11 @@
-//! A checked parser of ELF64 little-endian x86-64 relocatable objects (`ET_REL`): sections,
-//! symbols and `RELA` relocations. Every offset, size and index is checked against the input;
-//! no input makes it panic (fuzzed: `fuzz/fuzz_targets/monitor_elf.rs`).
+//! Palisade's one ELF reader. [`Image`] is any ELF64 little-endian file: its sections by name
+//! and whether it asks for a program interpreter (a kernel module's `.modinfo`, a dynamically
+//! linked busybox). [`Object`] is an x86-64 relocatable object (`ET_REL`) with its symbols and
+//! `RELA` relocations, as the monitor's loader links it. Every offset, size and index is checked
+//! against the input; no input makes it panic (fuzzed: `fuzz/fuzz_targets/monitor_elf.rs`,
+//! `guest_images.rs`). Owns no knowledge of what the sections mean.
+
+#![forbid(unsafe_code)]
 
 /// Section types the loader cares about.
 pub const SHT_PROGBITS: u32 = 1;
@@ -29,6 +34,7 @@ const SHN_ABS: u16 = 0xfff1;
 const SHN_COMMON: u16 = 0xfff2;
 const SHN_XINDEX: u16 = 0xffff;
 const MAX_SECTIONS: usize = 4096;
+const PT_INTERP: u32 = 3;
 
 /// Why bytes are not an object the loader accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +105,9 @@ pub enum ElfError {
     /// A `REL` section (x86-64 objects use `RELA`).
     #[error("section {0} holds REL relocations without addends, which x86-64 objects do not use")]
     RelSection(String),
+    /// The file has no section of that name.
+    #[error("no `{0}` section")]
+    NoSection(String),
     /// A relocation names a symbol that does not exist.
     #[error("relocation {index} of section {section} names symbol {symbol}, but there are {count}")]
     BadSymbolIndex {
@@ -233,62 +242,129 @@ fn name_at<'a>(strtab: &'a [u8], offset: u32, what: &'static str) -> Result<&'a 
     std::str::from_utf8(&rest[..end]).map_err(|_| bad())
 }
 
+/// The fields of the ELF header this reader uses, checked for magic, class and byte order.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    e_type: u16,
+    machine: u16,
+    phoff: u64,
+    phentsize: u16,
+    phnum: u16,
+    shoff: u64,
+    shentsize: u16,
+    shnum: usize,
+    shstrndx: u16,
+}
+
+fn header(bytes: &[u8]) -> Result<Header, ElfError> {
+    let ehdr = slice(bytes, "ELF header", 0, EHDR_SIZE as u64)?;
+    if &ehdr[..4] != b"\x7fELF" {
+        return Err(ElfError::BadMagic);
+    }
+    if ehdr[4] != 2 || ehdr[5] != 1 {
+        return Err(ElfError::NotElf64Le { class: ehdr[4], data: ehdr[5] });
+    }
+    Ok(Header {
+        e_type: u16_at(ehdr, 16),
+        machine: u16_at(ehdr, 18),
+        phoff: u64_at(ehdr, 32),
+        phentsize: u16_at(ehdr, 54),
+        phnum: u16_at(ehdr, 56),
+        shoff: u64_at(ehdr, 40),
+        shentsize: u16_at(ehdr, 58),
+        shnum: usize::from(u16_at(ehdr, 60)),
+        shstrndx: u16_at(ehdr, 62),
+    })
+}
+
+/// Every section header of the file, by index.
+fn sections<'a>(bytes: &'a [u8], h: &Header) -> Result<Vec<Section<'a>>, ElfError> {
+    if h.shnum == 0 {
+        return Ok(Vec::new());
+    }
+    if usize::from(h.shentsize) != SHDR_SIZE {
+        return Err(ElfError::EntrySize { what: "section header", found: h.shentsize.into(), expected: SHDR_SIZE });
+    }
+    if h.shnum > MAX_SECTIONS || h.shstrndx == SHN_XINDEX {
+        return Err(ElfError::TooManySections(h.shnum));
+    }
+    let table = slice(bytes, "section header table", h.shoff, (h.shnum * SHDR_SIZE) as u64)?;
+    let raw: Vec<&[u8]> = table.chunks_exact(SHDR_SIZE).collect();
+    let shstr_index = usize::from(h.shstrndx);
+    let shstr_hdr = raw.get(shstr_index).ok_or(ElfError::BadSectionIndex {
+        what: "e_shstrndx",
+        index: shstr_index as u64,
+        count: h.shnum,
+    })?;
+    let shstrtab = section_bytes(bytes, shstr_hdr, "section name table")?;
+    let mut out = Vec::with_capacity(h.shnum);
+    for sh in &raw {
+        out.push(Section {
+            name: name_at(shstrtab, u32_at(sh, 0), "section")?,
+            kind: u32_at(sh, 4),
+            flags: u64_at(sh, 8),
+            size: u64_at(sh, 32),
+            link: u32_at(sh, 40),
+            info: u32_at(sh, 44),
+            align: u64_at(sh, 48),
+            data: section_bytes(bytes, sh, "section")?,
+        });
+    }
+    Ok(out)
+}
+
+/// Any ELF64 little-endian file (executable, shared object, relocatable object, module).
+#[derive(Debug, Clone)]
+pub struct Image<'a> {
+    bytes: &'a [u8],
+    header: Header,
+    /// Every section header, by index (index 0 is the null section).
+    pub sections: Vec<Section<'a>>,
+}
+
+impl<'a> Image<'a> {
+    /// Parses the header and the section table of `bytes`.
+    pub fn parse(bytes: &'a [u8]) -> Result<Image<'a>, ElfError> {
+        let header = header(bytes)?;
+        let sections = sections(bytes, &header)?;
+        Ok(Image { bytes, header, sections })
+    }
+
+    /// The contents of the section called `name`.
+    pub fn section(&self, name: &str) -> Result<&'a [u8], ElfError> {
+        self.sections
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.data)
+            .ok_or_else(|| ElfError::NoSection(name.to_owned()))
+    }
+
+    /// Whether the file asks for a program interpreter (is dynamically linked).
+    pub fn has_interpreter(&self) -> Result<bool, ElfError> {
+        let h = &self.header;
+        if h.phnum == 0 {
+            return Ok(false);
+        }
+        let entry = u64::from(h.phentsize);
+        if entry < 4 {
+            return Err(ElfError::EntrySize { what: "program header", found: entry, expected: 56 });
+        }
+        let table = slice(self.bytes, "program header table", h.phoff, entry * u64::from(h.phnum))?;
+        Ok(table.chunks_exact(entry as usize).any(|ph| u32_at(ph, 0) == PT_INTERP))
+    }
+}
+
 impl<'a> Object<'a> {
     /// Parses `bytes` as an x86-64 ELF64 relocatable object.
     pub fn parse(bytes: &'a [u8]) -> Result<Object<'a>, ElfError> {
-        let ehdr = slice(bytes, "ELF header", 0, EHDR_SIZE as u64)?;
-        if &ehdr[..4] != b"\x7fELF" {
-            return Err(ElfError::BadMagic);
+        let h = header(bytes)?;
+        if h.e_type != 1 {
+            return Err(ElfError::NotRelocatable(h.e_type));
         }
-        if ehdr[4] != 2 || ehdr[5] != 1 {
-            return Err(ElfError::NotElf64Le { class: ehdr[4], data: ehdr[5] });
+        if h.machine != 62 {
+            return Err(ElfError::NotX86_64(h.machine));
         }
-        let e_type = u16_at(ehdr, 16);
-        if e_type != 1 {
-            return Err(ElfError::NotRelocatable(e_type));
-        }
-        let machine = u16_at(ehdr, 18);
-        if machine != 62 {
-            return Err(ElfError::NotX86_64(machine));
-        }
-        let shoff = u64_at(ehdr, 40);
-        let shentsize = u16_at(ehdr, 58);
-        let shnum = usize::from(u16_at(ehdr, 60));
-        let shstrndx = u16_at(ehdr, 62);
-        if shnum == 0 {
-            return Ok(Object { sections: Vec::new(), symbols: Vec::new(), relocations: Vec::new() });
-        }
-        if usize::from(shentsize) != SHDR_SIZE {
-            return Err(ElfError::EntrySize { what: "section header", found: shentsize.into(), expected: SHDR_SIZE });
-        }
-        if shnum > MAX_SECTIONS || shstrndx == SHN_XINDEX {
-            return Err(ElfError::TooManySections(shnum));
-        }
-        let table = slice(bytes, "section header table", shoff, (shnum * SHDR_SIZE) as u64)?;
-        let raw: Vec<&[u8]> = table.chunks_exact(SHDR_SIZE).collect();
-        let shstr_index = usize::from(shstrndx);
-        let shstr_hdr = raw.get(shstr_index).ok_or(ElfError::BadSectionIndex {
-            what: "e_shstrndx",
-            index: shstr_index as u64,
-            count: shnum,
-        })?;
-        let shstrtab = section_bytes(bytes, shstr_hdr, "section name table")?;
-
-        let mut sections = Vec::with_capacity(shnum);
-        for h in &raw {
-            let name = name_at(shstrtab, u32_at(h, 0), "section")?;
-            sections.push(Section {
-                name,
-                kind: u32_at(h, 4),
-                flags: u64_at(h, 8),
-                size: u64_at(h, 32),
-                link: u32_at(h, 40),
-                info: u32_at(h, 44),
-                align: u64_at(h, 48),
-                data: section_bytes(bytes, h, "section")?,
-            });
-        }
-
+        let sections = sections(bytes, &h)?;
         let symbols = parse_symbols(&sections)?;
         let mut relocations = Vec::new();
         for s in &sections {
@@ -386,4 +462,37 @@ fn parse_rela<'a>(s: &Section<'a>, nsections: usize, nsymbols: usize) -> Result<
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_binary_itself_is_readable_as_an_image() {
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let image = Image::parse(&exe).unwrap();
+        // Rust test binaries on Debian are dynamically linked against glibc.
+        assert!(image.has_interpreter().unwrap());
+        assert!(!image.section(".text").unwrap().is_empty());
+        assert_eq!(image.section(".modinfo"), Err(ElfError::NoSection(".modinfo".into())));
+        assert!(matches!(Object::parse(&exe), Err(ElfError::NotRelocatable(3))), "a PIE is ET_DYN");
+    }
+
+    #[test]
+    fn garbage_and_truncations_are_errors_not_panics() {
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(
+            Image::parse(b"hello").unwrap_err(),
+            ElfError::OutOfBounds { what: "ELF header", offset: 0, len: 64, size: 5 }
+        );
+        for cut in [64, 100, 1000, 4096] {
+            if let Ok(image) = Image::parse(&exe[..cut]) {
+                let _ = image.has_interpreter();
+            }
+        }
+        let mut corrupt = exe[..8192].to_vec();
+        corrupt[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(Image::parse(&corrupt).is_err(), "a section table past the end");
+        corrupt[0x3c..0x3e].copy_from_slice(&0u16.to_le_bytes());
+        corrupt[0x20..0x28].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
+        assert!(Image::parse(&corrupt).unwrap().has_interpreter().is_err(), "a program table past the end");
+    }
+}
