@@ -1,5 +1,5 @@
-//! `labels.csv` files are user input: the detector's parser never panics on any bytes, and
-//! what it accepts keeps the format's promises.
+//! `labels.csv` files are user input: the parser (`palisade_nad::labels`, which the detector
+//! reads them with) never panics on any bytes, and what it accepts keeps the format's promises.
 //! Seeds: seeds/labels_csv (the head of a generated dataset's labels, CRLF line ends, a BOM,
 //! decimal window starts, and a few broken files).
 //! Run: cargo fuzz run labels_csv corpus/labels_csv seeds/labels_csv
@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use palisade_detect::labels::{Labels, LabelsError};
+use palisade_nad::labels::{Labels, LabelsError};
 
 fuzz_target!(|data: &[u8]| {
     match Labels::parse(data, Path::new("labels.csv")) {
@@ -21,6 +21,6 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(LabelsError::Bad { line, .. }) => assert!(line >= 1),
-        Err(LabelsError::Read { .. }) => unreachable!("parse does not read files"),
+        Err(LabelsError::Read { .. } | LabelsError::Write { .. }) => unreachable!("parse does not touch files"),
     }
 });

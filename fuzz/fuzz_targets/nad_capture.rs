@@ -3,7 +3,7 @@
 //! Seeds: seeds/nad_capture (small pcap in both magics and byte orders, pcapng with several
 //! interfaces, sections of both byte orders, simple and obsolete packet blocks), and the real
 //! captures, e.g. from fuzz/:
-//! `cargo fuzz run nad_capture corpus/nad_capture seeds/nad_capture ../crates/palisade-nad/testdata/pcaps`.
+//! `cargo fuzz run nad_capture corpus/nad_capture seeds/nad_capture ../crates/palisade-traffic/testdata/pcaps`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,12 +1,12 @@
 //! Attack captures are untrusted: the synthetic dataset's address rewriter
-//! (`palisade_nad::dataset::rewrite_ipv4`) never panics on any bytes, keeps their length, and
+//! (`palisade_traffic::synth::rewrite_ipv4`) never panics on any bytes, keeps their length, and
 //! leaves a whole IPv4 header with a right checksum.
 //! Seeds: seeds/nad_rewrite (IPv4 packets of the shared captures, written by
-//! `cargo test -p palisade-nad --test dataset write_fuzz_seeds -- --ignored`).
+//! `cargo test -p palisade-traffic --test synth write_fuzz_seeds -- --ignored`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use palisade_nad::dataset::rewrite_ipv4;
+use palisade_traffic::synth::rewrite_ipv4;
 
 fn ones_sum(b: &[u8]) -> u32 {
     let mut acc: u32 = b.chunks(2).map(|w| u32::from(w[0]) << 8 | u32::from(*w.get(1).unwrap_or(&0))).sum();

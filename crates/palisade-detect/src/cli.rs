@@ -511,7 +511,7 @@ mod tests {
     fn nad_lists_the_detector_commands_beside_palisade_nads_own() {
         let cmd = nad_command();
         let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
-        for n in ["features", "generate", "train", "eval", "detect"] {
+        for n in ["features", "train", "eval", "detect"] {
             assert!(names.contains(&n), "{n} missing from {names:?}");
         }
         assert_eq!(cmd.get_about().map(ToString::to_string), NadCli::command().get_about().map(ToString::to_string));

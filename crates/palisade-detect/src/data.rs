@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use palisade_nad::{extract_file, Config, Features, Report, Row, RowSink, RunError, Seconds};
 
-use crate::labels::{Labels, LabelsError};
+use palisade_nad::labels::{Labels, LabelsError};
 
 /// Number of features per window.
 pub const F: usize = 11;

@@ -9,7 +9,6 @@ pub mod cli;
 pub mod data;
 pub mod detect;
 pub mod detector;
-pub mod labels;
 pub mod metrics;
 pub mod nn;
 pub mod norm;

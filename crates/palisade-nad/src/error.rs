@@ -119,16 +119,4 @@ pub enum RunError {
         /// Its link type.
         link: crate::LinkType,
     },
-    /// Writing a generated capture failed.
-    #[error("cannot write generated capture {path}")]
-    Generate {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// Making a synthetic dataset failed.
-    #[error(transparent)]
-    Dataset(#[from] crate::dataset::DatasetError),
 }

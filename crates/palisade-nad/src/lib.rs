@@ -1,7 +1,8 @@
 //! Palisade's network anomaly detection input: the 11 traffic features of each monitored VM per
 //! time window (`shared/specs/nad-features.md`), from pcap/pcapng files and live interfaces.
-//! Owns capture reading, packet decoding, the extractor, the synthetic labelled dataset
-//! (`dataset`) and `palisade nad`; not the detector.
+//! Owns capture reading and writing, packet decoding, the extractor and the `labels.csv` format
+//! of labelled windows; not the detector (`palisade-detect`), nor making datasets
+//! (`palisade-traffic`).
 //!
 //! ```text
 //!  file ──► capture (pcap | pcapng: 256 KiB reads, parsed in place) ──┐
@@ -21,11 +22,10 @@
 pub mod build;
 pub mod capture;
 pub mod cli;
-pub mod dataset;
 pub mod decode;
 mod error;
 pub mod features;
-pub mod gen;
+pub mod labels;
 pub mod live;
 mod progress;
 mod report;

@@ -37,7 +37,7 @@ fn worked_example(dir: &std::path::Path) -> std::path::PathBuf {
 
 fn run(args: &[&str]) -> String {
     let argv = std::iter::once("palisade nad").chain(args.iter().copied());
-    let NadCmd::Features(a) = NadCli::try_parse_from(argv).expect("arguments").command else { panic!("not features") };
+    let NadCmd::Features(a) = NadCli::try_parse_from(argv).expect("arguments").command;
     let mut out = Vec::new();
     features_to(&a, &mut out).expect("run");
     String::from_utf8(out).expect("utf-8")
@@ -86,7 +86,7 @@ fn the_parent_cli_hands_over_its_words_untouched() {
     assert_eq!(parent.output, "human", "the parent's -o is not consumed");
     let ParentCmd::Nad(raw) = parent.cmd;
     let argv = std::iter::once("palisade nad".into()).chain(raw.args);
-    let NadCmd::Features(a) = NadCli::try_parse_from(argv).expect("nad parses").command else { panic!("features") };
+    let NadCmd::Features(a) = NadCli::try_parse_from(argv).expect("nad parses").command;
     assert_eq!(a.output, palisade_nad::Format::Jsonl);
     assert_eq!(a.vms, vec![ip("fd00::1")]);
     assert_eq!(a.window.as_nanos(), 500_000_000);
@@ -116,16 +116,13 @@ fn bad_inputs_are_named() {
         "1",
     ])
     .expect("parses")
-    .command
-    else {
-        panic!("features")
-    };
+    .command;
     let mut out = Vec::new();
     let e = features_to(&a, &mut out).expect_err("no such file");
     assert_eq!(e.to_string(), "cannot open capture file /nonexistent.pcap");
     assert!(out.is_empty(), "no header before the file is known to open");
     let zero = NadCli::try_parse_from(["palisade nad", "features", "--pcap", "x", "--vm", "10.0.0.1", "--window", "0"])
         .expect("parses");
-    let NadCmd::Features(a) = zero.command else { panic!("features") };
+    let NadCmd::Features(a) = zero.command;
     assert!(features_to(&a, Vec::new()).expect_err("zero window").to_string().contains("window `0`"));
 }

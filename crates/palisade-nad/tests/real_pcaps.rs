@@ -1,5 +1,6 @@
-//! The real captures in `testdata/pcaps` (see its README for their origins). Expected values
-//! are derived in the test from first principles: tcpdump (an independent decoder) prints every
+//! The real captures in `crates/palisade-traffic/testdata/pcaps` (kept there because the
+//! synthetic dataset builds them in; see its README for their origins). Expected values are
+//! derived in the test from first principles: tcpdump (an independent decoder) prints every
 //! packet, and a plain re-count over its lines (whole capture in memory, maps, no streaming)
 //! applies the spec. A few facts are checked against the README's hand counts as well. Needs
 //! `tcpdump` (installed by scripts/setup.sh); a missing one fails the test.
@@ -13,7 +14,7 @@ use palisade_nad::{extract, open_file, Config, Progress, Row, Seconds, Series};
 
 /// A checked-in capture; a missing one fails the test naming the path.
 fn capture(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pcaps").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../palisade-traffic/testdata/pcaps").join(name);
     assert!(path.is_file(), "capture {} is missing", path.display());
     path
 }

@@ -120,7 +120,7 @@ pub enum TrafficError {
     },
     /// The labels could not be written.
     #[error("could not write the labels")]
-    Labels(#[source] palisade_nad::dataset::DatasetError),
+    Labels(#[source] palisade_nad::labels::LabelsError),
     /// The run was interrupted (Ctrl-C or SIGTERM); everything it started was stopped.
     #[error("interrupted; every process and address the run started was removed")]
     Interrupted,

@@ -1,6 +1,10 @@
-//! `palisade lab traffic`: a labelled dataset for the anomaly detector made by real tools in
-//! the lab. Owns the services on the service VM, the benign clients, the attack schedule and
-//! the tools that carry it out, the capture and its labels; not the lab itself, nor features.
+//! Palisade's labelled traffic for the anomaly detector: every generator of captures and their
+//! labels. Owns the lab run by real tools (`palisade lab traffic`, this module), the synthetic
+//! dataset ([`synth`], `palisade nad dataset synth`), the benchmark capture ([`benchmark`]) and
+//! what their directories share ([`dataset`]); not the lab itself, nor features, nor the detector.
+//!
+//! The lab run: services on the service VM, benign clients, the attack schedule and the tools
+//! that carry it out, the capture and its labels.
 //!
 //! ```text
 //!  plan (seeded): daily rate x noise per window, attack episodes (held-back kinds 2nd half)
@@ -17,12 +21,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod benchmark;
 pub mod cli;
 mod clients;
+pub mod dataset;
 mod error;
 mod output;
 mod plan;
+mod rng;
 mod services;
+pub mod synth;
 mod tools;
 
 use std::collections::BTreeMap;
@@ -33,6 +41,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use dataset::DatasetHeader;
 pub use error::TrafficError;
 pub use output::{Benign, Counts, KindCount, Part, Summary};
 pub use plan::{daily_rate, Kind, Planned, Ran};
@@ -214,7 +223,7 @@ pub fn run(cfg: &TrafficConfig, interrupted: &AtomicBool, say: &mut dyn FnMut(&s
     let _ = std::fs::remove_file(&raw);
     let labels = plan::labels(start_s, cfg.window_s, windows as usize, &ran);
     let names: Vec<Option<&str>> = labels.iter().map(|l| l.map(Kind::name)).collect();
-    palisade_nad::dataset::write_labels_csv(&cfg.out, start_s, cfg.window_s, &names).map_err(TrafficError::Labels)?;
+    palisade_nad::labels::write(&cfg.out, start_s, cfg.window_s, &names).map_err(TrafficError::Labels)?;
     let split = (half / cfg.window_s) as usize;
     let (tr, te) = (Part::of(&labels[..split]), Part::of(&labels[split..]));
     let mut kinds: BTreeMap<Kind, KindCount> = Kind::ALL
@@ -229,7 +238,7 @@ pub fn run(cfg: &TrafficConfig, interrupted: &AtomicBool, say: &mut dyn FnMut(&s
     }
     let capture_bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let summary = Summary {
-        header: palisade_nad::dataset::DatasetHeader {
+        header: DatasetHeader {
             format: "palisade lab NAD dataset, version 1",
             seed: cfg.seed,
             vm: cfg.server.ip,

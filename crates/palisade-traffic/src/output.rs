@@ -1,6 +1,6 @@
-//! What a run leaves in its directory: `capture.pcap` cut to the run's windows, `labels.csv`
-//! (palisade-nad's writer, the synthetic dataset's format) and `dataset.json` (the synthetic
-//! dataset's shape where the two have the same thing to say).
+//! What a lab run leaves in its directory: `capture.pcap` cut to the run's windows, `labels.csv`
+//! and `dataset.json` (see [`crate::dataset`]: the synthetic dataset's shape where the two have
+//! the same thing to say).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -9,10 +9,10 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use palisade_nad::build::PcapWriter;
-use palisade_nad::dataset::DatasetHeader;
 use palisade_nad::CaptureReader;
 use serde::Serialize;
 
+use crate::dataset::DatasetHeader;
 use crate::error::TrafficError;
 use crate::plan::{Kind, Ran};
 
@@ -142,8 +142,5 @@ pub fn trim(raw: &Path, out: &Path, start_ns: u64, end_ns: u64, window_ns: u64) 
 /// `dataset.json`, pretty-printed.
 pub fn write_json(dir: &Path, summary: &Summary) -> Result<(), TrafficError> {
     let path = dir.join("dataset.json");
-    let failed = |source| TrafficError::Write { path: path.clone(), source };
-    let mut text = serde_json::to_string_pretty(summary).map_err(|e| failed(e.into()))?;
-    text.push('\n');
-    std::fs::write(&path, text).map_err(failed)
+    crate::dataset::write_json(&path, summary).map_err(|source| TrafficError::Write { path, source })
 }

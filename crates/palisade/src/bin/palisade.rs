@@ -15,6 +15,8 @@ use palisade_lab::Lab;
 mod alerts;
 #[path = "palisade/events.rs"]
 mod events;
+#[path = "palisade/nad_gen.rs"]
+mod nad_gen;
 #[path = "palisade/scan.rs"]
 mod scan;
 
@@ -280,9 +282,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Cmd::Lab(cmd) => lab(cli, cmd)?,
         Cmd::Vmi(cmd) => vmi(cli, cmd)?,
         Cmd::Scan(cmd) => scan::run(cli, cmd)?,
-        Cmd::Nad(cmd) => match palisade_detect::cli::alerts_args(cmd) {
-            Some(a) => alerts::run(cli, &a)?,
-            None => palisade_detect::cli::run_nad(cmd)?,
+        Cmd::Nad(cmd) => match nad_gen::parse(cmd) {
+            Some(g) => nad_gen::run(&g)?,
+            None => match palisade_detect::cli::alerts_args(cmd) {
+                Some(a) => alerts::run(cli, &a)?,
+                None => palisade_detect::cli::run_nad(cmd)?,
+            },
         },
     }
     Ok(())

@@ -20,28 +20,27 @@ mod background;
 mod error;
 mod output;
 mod packet;
-mod rng;
 mod schedule;
 #[cfg(test)]
 mod tests;
 
 use std::fs::File;
-use std::io::{BufWriter, IsTerminal};
+use std::io::BufWriter;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 pub use attack::{rewrite as rewrite_ipv4, AttackKind, Episode, Source};
 pub use background::Surge;
 pub use error::{CaptureOrigin, CaptureSource, DatasetError};
-pub use output::{write_labels_csv, Counts, DatasetHeader, KindCount, Part, SourceInfo, Summary};
+pub use output::{Counts, KindCount, Part, SourceInfo, Summary};
 pub use packet::SNAPLEN;
+
+use palisade_nad::build::PcapWriter;
+use palisade_nad::LinkType;
 
 use self::attack::Template;
 use self::background::{Background, CLIENT_NETS, MONITOR};
 use self::schedule::{Plan, ATTACKER_NETS};
-use crate::build::PcapWriter;
-use crate::capture::LinkType;
 
 /// Monday 2026-01-05 00:00:00 UTC, the default first second.
 pub const DEFAULT_START: u64 = 1_767_571_200;
@@ -91,8 +90,20 @@ impl SynthConfig {
     }
 }
 
-/// Makes the dataset; returns what `dataset.json` says.
-pub fn synthesize(cfg: &SynthConfig) -> Result<Summary, DatasetError> {
+/// How far [`synthesize`] has come, now and then (every 65,536 background packets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Background packets written so far.
+    pub background_packets: u64,
+    /// Seconds of the span written so far.
+    pub at_s: u64,
+    /// Seconds in the span.
+    pub span_s: u64,
+}
+
+/// Makes the dataset, telling `progress` now and then how far it has come; returns what
+/// `dataset.json` says.
+pub fn synthesize(cfg: &SynthConfig, progress: &mut dyn FnMut(Progress)) -> Result<Summary, DatasetError> {
     if cfg.window_s == 0 {
         return Err(DatasetError::ZeroWindow);
     }
@@ -153,7 +164,6 @@ pub fn synthesize(cfg: &SynthConfig) -> Result<Summary, DatasetError> {
     let mut tally = output::Tally::default();
     let (mut buf, mut pos, mut next) = (Vec::new(), 0, 0);
     let mut kind = AttackKind::SynFlood;
-    let bar = progress(cfg.span_s);
     loop {
         if pos == buf.len() && next < episodes.len() {
             let e = &mut episodes[next];
@@ -181,36 +191,18 @@ pub fn synthesize(cfg: &SynthConfig) -> Result<Summary, DatasetError> {
             tally.background(&p);
             w.packet(p.ts_ns, p.orig_len, &p.frame).map_err(failed)?;
             if tally.background_packets & 0xffff == 0 {
-                tick(&bar, tally.background_packets, p.ts_ns / ns - start_s);
+                progress(Progress {
+                    background_packets: tally.background_packets,
+                    at_s: p.ts_ns / ns - start_s,
+                    span_s: cfg.span_s,
+                });
             }
         }
     }
     w.into_inner().map_err(failed)?;
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
     let mut summary = output::Summary::new(cfg, start_s, &labels, &train, tally, &templates, &index, episodes);
     summary.surges = surges;
     output::write_labels(&cfg.out, start_s, cfg.window_s, &labels)?;
     output::write_json(&cfg.out, &summary)?;
     Ok(summary)
-}
-
-fn progress(span_s: u64) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(span_s);
-    let style = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg} ETA {eta}")
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.enable_steady_tick(Duration::from_millis(250));
-    Some(bar)
-}
-
-fn tick(bar: &Option<indicatif::ProgressBar>, packets: u64, at_s: u64) {
-    if let Some(b) = bar {
-        b.set_position(at_s);
-        b.set_message(format!("{packets} background packets, day {}", at_s / 86_400 + 1));
-    }
 }

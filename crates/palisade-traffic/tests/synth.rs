@@ -7,10 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use clap::Parser;
-use palisade_nad::cli::{synth_config, DatasetCmd, NadCli, NadCmd};
-use palisade_nad::dataset::{synthesize, AttackKind, Summary, SynthConfig};
 use palisade_nad::{decode, extract, open_file, Config, Decoded, Progress, Row, Seconds, Series};
+use palisade_traffic::synth::{synthesize, AttackKind, Summary, SynthConfig};
 use sha2::{Digest, Sha256};
 
 fn day(dir: &Path, seed: u64) -> (SynthConfig, Summary) {
@@ -22,7 +20,7 @@ fn day_with(dir: &Path, seed: u64, surges_per_day: f64) -> (SynthConfig, Summary
     cfg.seed = seed;
     cfg.span_s = 86_400;
     cfg.surges_per_day = surges_per_day;
-    let summary = synthesize(&cfg).expect("synthesize");
+    let summary = synthesize(&cfg, &mut |_| {}).expect("synthesize");
     (cfg, summary)
 }
 
@@ -176,28 +174,6 @@ fn held_back_kinds_appear_only_after_train_until_and_attacks_are_rare() {
     assert_eq!(json["counts"]["abnormal_windows"], rows.iter().filter(|r| r.1 == 1).count());
 }
 
-#[test]
-fn the_cli_builds_the_configuration_and_names_a_bad_kind() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("d");
-    let parse = |extra: &[&str]| {
-        let mut argv = vec!["palisade nad", "dataset", "synth", "--out", out.to_str().unwrap()];
-        argv.extend_from_slice(extra);
-        let NadCmd::Dataset(DatasetCmd::Synth(a)) = NadCli::try_parse_from(argv).expect("arguments").command else {
-            panic!("not dataset synth")
-        };
-        synth_config(&a)
-    };
-    let cfg = parse(&["--hours", "36", "--seed", "5", "--vm", "10.9.0.7", "--held-back", "nmap"]).expect("config");
-    assert_eq!((cfg.span_s, cfg.seed, cfg.vm), (36 * 3600, 5, Ipv4Addr::new(10, 9, 0, 7)));
-    assert_eq!(cfg.held_back, vec![AttackKind::Nmap]);
-    let d = parse(&[]).expect("defaults");
-    assert_eq!((d.span_s, d.window_s), (30 * 86_400, 60));
-    assert_eq!(d.held_back, vec![AttackKind::HttpFlood, AttackKind::MasscanUdp]);
-    let err = parse(&["--held-back", "slowloris"]).expect_err("unknown kind").to_string();
-    assert!(err.contains("slowloris") && err.contains("syn_flood"), "{err}");
-}
-
 /// tcpdump (an independent decoder) verifies every checksum it can: none is wrong, though the
 /// SYN flood and nmap sources carry thousands of wrong ones (offloaded or crafted).
 #[test]
@@ -220,7 +196,7 @@ fn tcpdump_finds_no_wrong_checksum() {
 /// Writes fuzz/seeds/nad_rewrite: IPv4 packets (Ethernet header removed) from the real
 /// captures in testdata/pcaps, one of each shape the rewriter handles — a flood SYN with a wrong checksum, an
 /// HTTP request, a UDP probe, a TCP SYN with options and nmap's ICMP error quoting a header.
-/// `cargo test -p palisade-nad --test dataset write_fuzz_seeds -- --ignored`
+/// `cargo test -p palisade-traffic --test synth write_fuzz_seeds -- --ignored`
 #[test]
 #[ignore = "writes fuzz seeds into the source tree"]
 fn write_fuzz_seeds() {

@@ -10,15 +10,15 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use palisade_nad::build::ethernet;
+use palisade_nad::decode::{EthernetFrame, Ipv4Header};
+use palisade_nad::{CaptureReader, LinkType};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::error::{CaptureOrigin, CaptureSource, DatasetError};
 use super::packet::{adjust, be16, ones_sum, pseudo_sum, Packet, SNAPLEN};
-use super::rng::Rng;
-use crate::build::ethernet;
-use crate::capture::{CaptureReader, LinkType};
-use crate::decode::{EthernetFrame, Ipv4Header};
+use crate::rng::Rng;
 
 /// An attack kind; its name is what `labels.csv` says in the `attack` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

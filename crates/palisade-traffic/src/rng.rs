@@ -1,11 +1,16 @@
-//! The seeded randomness of the dataset: SplitMix64 (as in [`crate::gen`]) with the few
-//! distributions the traffic model needs. Every draw comes from one seed, so a seed names a file.
+//! The seeded randomness of the generated captures (the synthetic dataset and the benchmark
+//! capture): SplitMix64 with the few distributions the traffic model needs. Every draw comes from one seed, so a seed names a file.
 
 /// SplitMix64: small, fast, and fully determined by its seed.
 #[derive(Debug, Clone)]
 pub(crate) struct Rng(u64);
 
 impl Rng {
+    /// A generator started at `state` itself (the benchmark capture's).
+    pub(crate) fn from_state(state: u64) -> Self {
+        Rng(state)
+    }
+
     /// A generator for one purpose: the seed mixed with a stream id, so that the background,
     /// the schedule and each episode draw independently of one another.
     pub(crate) fn stream(seed: u64, stream: u64) -> Self {

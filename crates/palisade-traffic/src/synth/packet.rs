@@ -1,12 +1,12 @@
 //! Packets of the dataset and the Internet checksums they carry. Background packets are built
-//! headers-only with [`crate::build`]: the payload is all zeros and not captured, so the real
+//! headers-only with [`palisade_nad::build`]: the payload is all zeros and not captured, so the real
 //! TCP/UDP checksum is the one over pseudo-header and header alone (zeros add nothing). Spliced
 //! attack packets keep their captured bytes and have their checksums updated incrementally for
 //! the rewritten addresses (RFC 1624), which stays right even when the payload was not captured.
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::build::{ethernet, ip_packet, L4};
+use palisade_nad::build::{ethernet, ip_packet, L4};
 
 /// Bytes kept per packet: Ethernet + IPv4 + TCP with options, or an ICMP error's quoted headers.
 pub const SNAPLEN: u32 = 96;

@@ -17,12 +17,12 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashSet};
 use std::net::Ipv4Addr;
 
+use palisade_nad::build::L4;
+use palisade_nad::decode::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 use serde::Serialize;
 
 use super::packet::{header_frame, Packet};
-use super::rng::{Rng, Zipf};
-use crate::build::L4;
-use crate::decode::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use crate::rng::{Rng, Zipf};
 
 /// Mean sessions per minute at the cycle's average level.
 const SESSIONS_PER_MIN: f64 = 8.0;

@@ -5,7 +5,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use crate::error::ReadError;
+use palisade_nad::ReadError;
 
 /// A dataset could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +94,9 @@ pub enum DatasetError {
     /// The VM's address is one the generator uses for other hosts.
     #[error("the VM address {0} is in a range the generator uses for clients, attackers or the monitor")]
     VmAddressTaken(Ipv4Addr),
+    /// `labels.csv` could not be written.
+    #[error(transparent)]
+    Labels(#[from] palisade_nad::labels::LabelsError),
     /// An output file could not be written.
     #[error("cannot write {path}")]
     Write {
@@ -119,7 +122,7 @@ pub enum CaptureSource {
 /// Where an attack capture was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CaptureOrigin {
-    /// The copy built into the program (from palisade-nad's `testdata/pcaps`).
+    /// The copy built into the program (from palisade-traffic's `testdata/pcaps`).
     BuiltIn(&'static str),
     /// A file in a directory given instead of the built-in copies.
     File(PathBuf),

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use super::attack::{AttackKind, Episode, Template, Timing};
 use super::error::DatasetError;
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// First octets of attacker addresses (none of them is used for clients).
 pub(crate) const ATTACKER_NETS: [u8; 8] = [5, 46, 91, 103, 141, 178, 190, 194];

@@ -1,8 +1,7 @@
-//! `labels.csv` and `dataset.json`: what was made, for the detector and for people.
+//! `labels.csv` and `dataset.json` of the synthetic dataset: what was made, for the detector and
+//! for people.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
@@ -13,6 +12,7 @@ use super::background::Surge;
 use super::error::DatasetError;
 use super::packet::Packet;
 use super::SynthConfig;
+use crate::dataset::DatasetHeader;
 
 /// Counters kept while writing the capture.
 #[derive(Debug, Default)]
@@ -32,35 +32,6 @@ impl Tally {
         *self.attack_packets.entry(kind).or_default() += 1;
         self.bytes += 16 + p.frame.len() as u64;
     }
-}
-
-/// The fields every `dataset.json` starts with, whoever made the dataset (the synthetic
-/// generator here, `palisade lab traffic` with real tools): identity, span and split. `K` is
-/// the maker's attack kind.
-#[derive(Debug, Clone, Serialize)]
-pub struct DatasetHeader<K> {
-    /// What this file is.
-    pub format: &'static str,
-    /// The seed.
-    pub seed: u64,
-    /// The monitored VM (`--vm` for features, train and eval).
-    pub vm: Ipv4Addr,
-    /// Window length in seconds.
-    pub window: u64,
-    /// First second of the span (a window start).
-    pub start: u64,
-    /// End of the span (exclusive).
-    pub end: u64,
-    /// Windows in the span (rows of `labels.csv`).
-    pub windows: u64,
-    /// End of the first half: windows before it train (and validate), the rest test.
-    pub train_until: u64,
-    /// Kinds in the training part (and the test part).
-    pub train_kinds: Vec<K>,
-    /// Kinds only in the test part: unseen attacks.
-    pub held_back_kinds: Vec<K>,
-    /// The wanted share of abnormal windows.
-    pub attack_share_target: f64,
 }
 
 /// Everything `dataset.json` holds.
@@ -223,7 +194,7 @@ impl Summary {
     }
 }
 
-/// `labels.csv`: `window_start,label,attack`, one row per window of the span.
+/// `labels.csv` (palisade-nad's format), one row per window of the span.
 pub(crate) fn write_labels(
     dir: &Path,
     start: u64,
@@ -231,33 +202,12 @@ pub(crate) fn write_labels(
     labels: &[Option<AttackKind>],
 ) -> Result<(), DatasetError> {
     let names: Vec<Option<&str>> = labels.iter().map(|l| l.map(AttackKind::name)).collect();
-    write_labels_csv(dir, start, window, &names)
-}
-
-/// `DIR/labels.csv` as the detector reads it: `window_start,label,attack`, one row per window
-/// from `start` (seconds) on, 1 and the kind's name where `labels` names one, else `0,`. Any
-/// dataset maker uses this (the synthetic one, `palisade lab traffic`).
-pub fn write_labels_csv(dir: &Path, start: u64, window: u64, labels: &[Option<&str>]) -> Result<(), DatasetError> {
-    let path = dir.join("labels.csv");
-    let failed = |source| DatasetError::Write { path: path.clone(), source };
-    let mut w = BufWriter::new(File::create(&path).map_err(failed)?);
-    writeln!(w, "window_start,label,attack").map_err(failed)?;
-    for (i, l) in labels.iter().enumerate() {
-        let t = start + i as u64 * window;
-        match l {
-            Some(k) => writeln!(w, "{t},1,{k}"),
-            None => writeln!(w, "{t},0,"),
-        }
-        .map_err(failed)?;
-    }
-    w.into_inner().map_err(|e| failed(e.into_error()))?.sync_all().map_err(failed)
+    palisade_nad::labels::write(dir, start, window, &names)?;
+    Ok(())
 }
 
 /// `dataset.json`, pretty-printed.
 pub(crate) fn write_json(dir: &Path, summary: &Summary) -> Result<(), DatasetError> {
     let path = dir.join("dataset.json");
-    let failed = |source| DatasetError::Write { path: path.clone(), source };
-    let mut text = serde_json::to_string_pretty(summary).map_err(|e| failed(e.into()))?;
-    text.push('\n');
-    std::fs::write(&path, text).map_err(failed)
+    crate::dataset::write_json(&path, summary).map_err(|source| DatasetError::Write { path, source })
 }

@@ -1,4 +1,5 @@
-//! `labels.csv`: the ground truth of a capture, one line per time window.
+//! `labels.csv`: the ground truth of a capture, one line per time window: the one definition of
+//! the format, read by the detector and written by every dataset maker.
 //!
 //! ```text
 //! window_start,label,attack
@@ -15,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use palisade_nad::Seconds;
+use crate::Seconds;
 
 /// The expected header.
 pub const HEADER: &str = "window_start,label,attack";
@@ -77,6 +78,15 @@ pub enum LabelsError {
     /// Reading failed.
     #[error("cannot read labels file {path}")]
     Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing failed.
+    #[error("cannot write labels file {path}")]
+    Write {
         /// The file.
         path: PathBuf,
         /// Why.
@@ -151,6 +161,27 @@ impl Labels {
     }
 }
 
+/// Writes `DIR/labels.csv`: the header, then one row per window from `start` (seconds) on,
+/// `window` seconds apart: `T,1,KIND` where `labels` names a kind, else `T,0,`. Returns the
+/// file's path.
+pub fn write(dir: &Path, start: u64, window: u64, labels: &[Option<&str>]) -> Result<PathBuf, LabelsError> {
+    use std::io::{BufWriter, Write};
+    let path = dir.join("labels.csv");
+    let failed = |source| LabelsError::Write { path: path.clone(), source };
+    let mut w = BufWriter::new(std::fs::File::create(&path).map_err(failed)?);
+    writeln!(w, "{HEADER}").map_err(failed)?;
+    for (i, l) in labels.iter().enumerate() {
+        let t = start + i as u64 * window;
+        match l {
+            Some(k) => writeln!(w, "{t},1,{k}"),
+            None => writeln!(w, "{t},0,"),
+        }
+        .map_err(failed)?;
+    }
+    w.into_inner().map_err(|e| failed(e.into_error()))?.sync_all().map_err(failed)?;
+    Ok(path)
+}
+
 /// Quotes at most 60 characters of a bad field.
 fn clip(s: &str) -> String {
     match s.char_indices().nth(60) {
@@ -208,16 +239,24 @@ mod tests {
     #[test]
     fn seeded_mutations_never_panic_and_errors_point_at_a_real_line() {
         let seed = b"window_start,label,attack\r\n1700000000,0,\n1700000060,1,syn_flood\n1700000120.5,1,\n";
-        let mut rng = crate::rng::Rng::new(6);
+        // SplitMix64 (test-only): which mutations, fixed by the seed.
+        let mut state = 6u64;
+        let mut below = |n: usize| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((u128::from(z ^ (z >> 31)) * n as u128) >> 64) as usize
+        };
         let alphabet = b"0123456789,.-_\r\n\"ax\xff\xef\xbb\xbf ";
         let mut accepted = 0;
         for _ in 0..4000 {
             let mut b = seed.to_vec();
-            for _ in 0..1 + rng.below(4) {
-                let at = rng.below(b.len() + 1);
-                match rng.below(3) {
-                    0 if at < b.len() => b[at] = alphabet[rng.below(alphabet.len())],
-                    1 => b.insert(at, alphabet[rng.below(alphabet.len())]),
+            for _ in 0..1 + below(4) {
+                let at = below(b.len() + 1);
+                match below(3) {
+                    0 if at < b.len() => b[at] = alphabet[below(alphabet.len())],
+                    1 => b.insert(at, alphabet[below(alphabet.len())]),
                     _ => b.truncate(at),
                 }
             }

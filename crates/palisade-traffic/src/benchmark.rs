@@ -1,13 +1,15 @@
-//! A seeded generator of benchmark captures: classic pcap, Ethernet, headers-only snap length,
+//! A seeded generator of benchmark captures for the feature extractor (`palisade nad generate`): classic pcap, Ethernet, headers-only snap length,
 //! a mix of TCP (with connection requests), UDP and ICMP between a few VMs and many peers, plus
 //! traffic the features ignore (other hosts, ARP, VLAN-tagged, IPv6).
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::build::{ethernet, ip_packet, PcapWriter, L4};
-use crate::capture::LinkType;
-use crate::decode::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use palisade_nad::build::{ethernet, ip_packet, PcapWriter, L4};
+use palisade_nad::decode::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use palisade_nad::LinkType;
+
+use crate::rng::Rng;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -37,33 +39,11 @@ pub fn vm_addrs(n: u32) -> Vec<IpAddr> {
     (0..n).map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0001 + i))).collect()
 }
 
-/// SplitMix64: small, fast, good enough for traffic mixes, and fully determined by the seed.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
 const SERVICES: [u16; 8] = [80, 443, 22, 8080, 3306, 25, 6379, 5432];
 
 /// Writes the capture; returns the bytes written.
 pub fn generate<W: Write>(out: W, cfg: &GenConfig) -> io::Result<u64> {
-    let mut rng = Rng(cfg.seed);
+    let mut rng = Rng::from_state(cfg.seed);
     let mut w =
         PcapWriter::new(io::BufWriter::with_capacity(1 << 20, out), LinkType::ETHERNET, cfg.snaplen, false, false)?;
     let vms = vm_addrs(cfg.vms.max(1));
@@ -92,7 +72,7 @@ pub fn generate<W: Write>(out: W, cfg: &GenConfig) -> io::Result<u64> {
             } else {
                 (vm, IpAddr::V4(Ipv4Addr::from(0x6400_0000 + peer_n)))
             };
-            let inbound = rng.chance(55);
+            let inbound = rng.below(100) < 55;
             let service = SERVICES[rng.below(SERVICES.len() as u64) as usize];
             let ephemeral = 32768 + rng.below(28000) as u16;
             let kind = rng.below(100);
@@ -110,7 +90,7 @@ pub fn generate<W: Write>(out: W, cfg: &GenConfig) -> io::Result<u64> {
                 let (s, d) = if inbound { (ephemeral, service) } else { (service, ephemeral) };
                 (L4::Tcp(s, d, flags), len)
             } else if kind < 95 {
-                let port = if rng.chance(60) { 53 } else { 1024 + rng.below(60000) as u16 };
+                let port = if rng.below(100) < 60 { 53 } else { 1024 + rng.below(60000) as u16 };
                 let (s, d) = if inbound { (ephemeral, port) } else { (port, ephemeral) };
                 (L4::Udp(s, d), 28 + 16 + rng.below(500) as usize)
             } else {

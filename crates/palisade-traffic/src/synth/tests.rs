@@ -5,11 +5,12 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use palisade_nad::decode::Ipv4Header;
+
 use super::attack::{rewrite, AttackKind, Template};
 use super::packet::{be16, ones_sum, pseudo_sum};
 use super::schedule::{schedule, Plan};
 use super::*;
-use crate::decode::Ipv4Header;
 
 /// The checked-in captures the built-in ones are made from.
 fn testdata() -> PathBuf {
@@ -199,7 +200,7 @@ fn the_schedule_keeps_held_back_kinds_out_of_training_and_episodes_apart() {
 fn bad_settings_are_refused_naming_what_was_wrong() {
     let dir = tempfile::tempdir().expect("tempdir");
     let base = SynthConfig::new(dir.path().join("out"));
-    let err = |c: SynthConfig| synthesize(&c).expect_err("refused").to_string();
+    let err = |c: SynthConfig| synthesize(&c, &mut |_| {}).expect_err("refused").to_string();
     assert!(err(SynthConfig { window_s: 0, ..base.clone() }).contains("at least 1 second"));
     assert!(err(SynthConfig { span_s: 90, ..base.clone() }).contains("not a whole number of 60 s windows"));
     assert!(err(SynthConfig { span_s: 6 * 3600, ..base.clone() }).contains("too short"));
@@ -221,7 +222,7 @@ fn bad_settings_are_refused_naming_what_was_wrong() {
 #[test]
 fn rewriting_mutated_and_cut_packets_never_panics() {
     let t = built_in(AttackKind::Nmap.sources()[0]);
-    let mut rng = super::rng::Rng::stream(99, 0);
+    let mut rng = crate::rng::Rng::stream(99, 0);
     let map = |a: u32| a.rotate_left(8);
     for i in 0..4000 {
         let (_, _, ip) = &t.packets[i % t.packets.len()];
