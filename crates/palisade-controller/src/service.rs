@@ -8,8 +8,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::guests::{desired_guests, GuestRuntime, GuestRuntimeError, GuestStatus, NoGuests, SymbolTable};
-use palisade_api::{AuditEntry, FlowTable};
+use crate::guests::{desired_guests, GuestRuntime, NoGuests};
 use palisade_flows::{compile, diff, plan, AppliedRecord, Cookie, Installed, PortMap, Program};
 use palisade_model::types::ValueError;
 use palisade_model::validate::validate;
@@ -22,6 +21,7 @@ use crate::auth::Scope;
 use crate::metrics::Metrics;
 
 mod anomaly;
+mod views;
 mod vmi;
 
 /// Why a request failed.
@@ -124,17 +124,7 @@ fn to_store_key(k: &ObjectKey) -> palisade_store::ObjectKey {
     }
 }
 
-fn view(key: &ObjectKey, obj: &Object) -> ObjectView {
-    ObjectView {
-        kind: key.kind,
-        tenant: key.tenant.as_ref().map(|t| t.to_string()),
-        name: key.name.to_string(),
-        spec: obj.to_json(),
-    }
-}
-
-/// True if `scope` may see the object.
-fn visible(scope: &Scope, key: &ObjectKey, obj: &Object) -> bool {
+pub(crate) fn visible(scope: &Scope, key: &ObjectKey, obj: &Object) -> bool {
     match scope {
         Scope::Admin => true,
         Scope::Tenant(t) => match obj {
@@ -183,35 +173,6 @@ impl Controller {
     pub fn reconcile_guests(&self) {
         let desired = desired_guests(&self.lock().0.inventory);
         self.guests.reconcile(&desired);
-    }
-
-    /// Guests the caller may see.
-    pub fn guests(&self, scope: &Scope) -> Vec<GuestStatus> {
-        let mut all = self.guests.status();
-        if let Scope::Tenant(t) = scope {
-            let prefix = format!("{t}/");
-            all.retain(|g| g.vm.starts_with(&prefix));
-        }
-        all
-    }
-
-    /// The kernel symbol table of guest VM `key`, recovered from its memory.
-    pub fn symbols(&self, scope: &Scope, key: &ObjectKey) -> Result<Arc<SymbolTable>, ServiceError> {
-        {
-            let cell = self.lock();
-            match cell.0.inventory.objects.get(key) {
-                Some(o @ Object::Vm(vm)) if visible(scope, key, o) => {
-                    if vm.guest.is_none() {
-                        return Err(ServiceError::GuestNotReady(format!(
-                            "vm {key} is not a guest (it has no `guest:` section), so there is no memory to look into"
-                        )));
-                    }
-                }
-                _ => return Err(ServiceError::NotFound(key.to_string())),
-            }
-        }
-        let id = format!("{}/{}", key.tenant.as_ref().map(ToString::to_string).unwrap_or_default(), key.name);
-        self.guests.symbols(&id).map_err(|e| runtime_error(&id, e))
     }
 
     /// Loads the desired state from `store`. Nothing is sent to the switch until `reconcile`.
@@ -570,75 +531,11 @@ impl Controller {
             pending: program.pending,
         })
     }
-
-    /// Objects the caller may see, optionally of one kind.
-    pub fn objects(&self, scope: &Scope, kind: Option<Kind>) -> Vec<ObjectView> {
-        let cell = self.lock();
-        cell.0
-            .inventory
-            .objects
-            .iter()
-            .filter(|(k, o)| kind.is_none_or(|kind| k.kind == kind) && visible(scope, k, o))
-            .map(|(k, o)| view(k, o))
-            .collect()
-    }
-
-    /// The desired state as `scope` sees it: the admin all of it, a tenant its own objects
-    /// and the appliances attached to its domains.
-    pub fn inventory(&self, scope: &Scope) -> Inventory {
-        let cell = self.lock();
-        let objects =
-            cell.0.inventory.objects.iter().filter(|(k, o)| visible(scope, k, o)).map(|(k, o)| (k.clone(), o.clone()));
-        Inventory { objects: objects.collect() }
-    }
-
-    /// One object, if the caller may see it.
-    pub fn object(&self, scope: &Scope, key: &ObjectKey) -> Result<ObjectView, ServiceError> {
-        let cell = self.lock();
-        match cell.0.inventory.objects.get(key) {
-            Some(o) if visible(scope, key, o) => Ok(view(key, o)),
-            _ => Err(ServiceError::NotFound(key.to_string())),
-        }
-    }
-
-    /// The compiled rules the caller may see, per owner.
-    pub fn flows(&self, scope: &Scope) -> Result<FlowTable, ServiceError> {
-        let cell = self.lock();
-        let (ports, _) = match &cell.0.view {
-            Some(v) => (v.ports.clone(), true),
-            None => self.ports(),
-        };
-        let mut program = self.compile(&cell.0.inventory, &ports)?;
-        program.owners.retain(|_, o| sees_owner(scope, &o.name));
-        program.pending.retain(|p| sees_owner(scope, p));
-        Ok(crate::wire::flow_table(program))
-    }
-
-    /// The audit log the caller may see.
-    pub fn audit(&self, scope: &Scope, limit: usize) -> Result<Vec<AuditEntry>, ServiceError> {
-        let entries = self.store.audit(scope.tenant().map(|t| t.as_str()), limit).map_err(ServiceError::Store)?;
-        Ok(entries.into_iter().map(crate::wire::audit_entry).collect())
-    }
-
-    /// The current desired-state revision.
-    pub fn revision(&self) -> u64 {
-        self.lock().0.revision
-    }
 }
 
 /// True if `scope` may see rules of the owner named (or a message starting with that name):
 /// the admin sees all, a tenant only its own policies.
-fn runtime_error(id: &str, e: GuestRuntimeError) -> ServiceError {
-    match e {
-        GuestRuntimeError::NotFound(_) => {
-            ServiceError::GuestNotReady(format!("guest {id} has not been started yet; try again shortly"))
-        }
-        GuestRuntimeError::NotRunning { .. } => ServiceError::GuestNotReady(e.to_string()),
-        GuestRuntimeError::Introspection { .. } => ServiceError::Introspection(e.to_string()),
-    }
-}
-
-fn sees_owner(scope: &Scope, owner: &str) -> bool {
+pub(crate) fn sees_owner(scope: &Scope, owner: &str) -> bool {
     match scope {
         Scope::Admin => true,
         Scope::Tenant(t) => {

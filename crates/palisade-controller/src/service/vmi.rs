@@ -1,15 +1,48 @@
-//! Monitor events of guest VMs (issue #5), tenant-scoped like the symbol table.
+//! Guest VMs as the caller may see them: their status, kernel symbols (issue #3) and monitor
+//! events (issue #5), each tenant-scoped.
 
 use palisade_model::{Object, ObjectKey};
 
-use super::{runtime_error, visible, Controller, ServiceError};
+use std::sync::Arc;
+
+use super::{visible, Controller, ServiceError};
 use crate::auth::Scope;
+use crate::guests::{GuestRuntimeError, GuestStatus, SymbolTable};
 use crate::monitors::{EventPage, MonitorEvent};
 
 /// Most events one request returns.
 pub const MAX_EVENTS_PAGE: usize = 10_000;
 
 impl Controller {
+    /// Guests the caller may see.
+    pub fn guests(&self, scope: &Scope) -> Vec<GuestStatus> {
+        let mut all = self.guests.status();
+        if let Scope::Tenant(t) = scope {
+            let prefix = format!("{t}/");
+            all.retain(|g| g.vm.starts_with(&prefix));
+        }
+        all
+    }
+
+    /// The kernel symbol table of guest VM `key`, recovered from its memory.
+    pub fn symbols(&self, scope: &Scope, key: &ObjectKey) -> Result<Arc<SymbolTable>, ServiceError> {
+        {
+            let cell = self.lock();
+            match cell.0.inventory.objects.get(key) {
+                Some(o @ Object::Vm(vm)) if visible(scope, key, o) => {
+                    if vm.guest.is_none() {
+                        return Err(ServiceError::GuestNotReady(format!(
+                            "vm {key} is not a guest (it has no `guest:` section), so there is no memory to look into"
+                        )));
+                    }
+                }
+                _ => return Err(ServiceError::NotFound(key.to_string())),
+            }
+        }
+        let id = format!("{}/{}", key.tenant.as_ref().map(ToString::to_string).unwrap_or_default(), key.name);
+        self.guests.symbols(&id).map_err(|e| runtime_error(&id, e))
+    }
+
     /// Up to `limit` recent monitor events of guest VM `key` after sequence `after`. Another
     /// tenant's VM is not found.
     pub fn events(&self, scope: &Scope, key: &ObjectKey, after: u64, limit: usize) -> Result<EventPage, ServiceError> {
@@ -69,5 +102,15 @@ impl Controller {
             page.last_seq = row.id;
         }
         Ok(page)
+    }
+}
+
+pub(super) fn runtime_error(id: &str, e: GuestRuntimeError) -> ServiceError {
+    match e {
+        GuestRuntimeError::NotFound(_) => {
+            ServiceError::GuestNotReady(format!("guest {id} has not been started yet; try again shortly"))
+        }
+        GuestRuntimeError::NotRunning { .. } => ServiceError::GuestNotReady(e.to_string()),
+        GuestRuntimeError::Introspection { .. } => ServiceError::Introspection(e.to_string()),
     }
 }
