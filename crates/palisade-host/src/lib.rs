@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
 /// An error and its causes on one line: `outer: cause: root cause`. For logs, status details
@@ -55,23 +56,37 @@ pub enum ToolError {
 
 /// Runs `argv` (program and arguments) with no input and returns its output when it succeeds.
 pub fn run(argv: &[&str]) -> Result<Output, ToolError> {
+    run_with_input(argv, None)
+}
+
+/// Runs `argv`, writing `input` to its standard input if given (closed otherwise), and returns
+/// its output when it succeeds. A program that exits before reading all its input is judged by
+/// its exit status.
+pub fn run_with_input(argv: &[&str], input: Option<&[u8]>) -> Result<Output, ToolError> {
     let command = argv.join(" ");
+    let spawn = |source| ToolError::Spawn { command: command.clone(), source };
     let Some((program, args)) = argv.split_first() else {
-        let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, "no program given");
-        return Err(ToolError::Spawn { command, source });
+        return Err(spawn(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no program given")));
     };
     tracing::debug!(%command, "running");
-    let out = Command::new(program)
+    let mut child = Command::new(program)
         .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| ToolError::Spawn { command: command.clone(), source })?;
-    if out.status.success() {
-        Ok(out)
-    } else {
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn)?;
+    let written = match (input, child.stdin.take()) {
+        (Some(bytes), Some(mut pipe)) => pipe.write_all(bytes),
+        _ => Ok(()),
+    };
+    let out = child.wait_with_output().map_err(spawn)?;
+    if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        Err(ToolError::Failed { command, status: out.status, stderr })
+        return Err(ToolError::Failed { command, status: out.status, stderr });
     }
+    written.map_err(spawn)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -103,5 +118,13 @@ mod tests {
         let missing = chain(&run(&["/nonexistent/tool"]).unwrap_err());
         assert!(missing.starts_with("cannot run `/nonexistent/tool`: "), "{missing}");
         assert!(run(&[]).is_err());
+    }
+
+    #[test]
+    fn input_reaches_the_tool() {
+        let out = run_with_input(&["tr", "a-z", "A-Z"], Some(b"bundle")).unwrap();
+        assert_eq!(out.stdout, b"BUNDLE");
+        let err = run_with_input(&["sh", "-c", "exit 4"], Some(&[0u8; 1 << 20])).unwrap_err();
+        assert!(matches!(err, ToolError::Failed { .. }), "an early exit is judged by its status: {err}");
     }
 }

@@ -1,11 +1,8 @@
 //! The real switch: Open vSwitch driven through `ovs-ofctl` and `ovs-vsctl`.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use palisade_flows::cookie::{COOKIE_PREFIX, COOKIE_PREFIX_MASK};
 use palisade_flows::Installed;
-use tracing::debug;
+use palisade_host::ToolError;
 
 use crate::parse::{parse_dump_flows, parse_dump_groups, parse_ports_desc};
 use crate::{OvsError, PortMap, PortNaming, Switch};
@@ -35,27 +32,17 @@ impl OfctlSwitch {
     }
 
     fn run(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, OvsError> {
-        let command = format!("{program} {}", args.join(" "));
-        debug!(%command, "running");
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| OvsError::Spawn { command: command.clone(), source })?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input.as_bytes()).map_err(|source| OvsError::Spawn { command: command.clone(), source })?;
-        }
-        let out = child.wait_with_output().map_err(|source| OvsError::Spawn { command: command.clone(), source })?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-            if stderr.contains("is not a bridge or a socket") || stderr.contains("no bridge named") {
-                return Err(OvsError::NoBridge(self.bridge.clone()));
+        let argv: Vec<&str> = std::iter::once(program).chain(args.iter().copied()).collect();
+        match palisade_host::run_with_input(&argv, stdin.map(str::as_bytes)) {
+            Ok(out) => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+            Err(ToolError::Spawn { command, source }) => Err(OvsError::Spawn { command, source }),
+            Err(ToolError::Failed { stderr, .. })
+                if stderr.contains("is not a bridge or a socket") || stderr.contains("no bridge named") =>
+            {
+                Err(OvsError::NoBridge(self.bridge.clone()))
             }
-            return Err(OvsError::Failed { command, stderr });
+            Err(ToolError::Failed { command, stderr, .. }) => Err(OvsError::Failed { command, stderr }),
         }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     fn ofctl(&self, verb: &str, extra: &[&str], stdin: Option<&str>) -> Result<String, OvsError> {
