@@ -58,7 +58,7 @@ pub struct Tally {
 #[derive(Debug)]
 pub struct Load {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<Option<String>>>,
     /// What they did.
     pub tally: Arc<Tally>,
 }
@@ -78,27 +78,28 @@ impl Load {
                 std::thread::spawn(move || {
                     let ns = plan.netns.clone();
                     let run = move || worker(&plan, i, &stop, &tally);
-                    if let Err(e) = palisade_scan::netns::run_in(&ns, run) {
-                        eprintln!("  benign worker {i} could not enter {}: {e}", ns.display());
-                    }
+                    let entered = palisade_scan::netns::run_in(&ns, run);
+                    entered.err().map(|e| format!("benign worker {i} could not enter {}: {e}", ns.display()))
                 })
             })
             .collect();
         Load { stop, threads, tally }
     }
 
-    /// Stops the workers and waits for them.
-    pub fn stop(&mut self) {
+    /// Stops the workers and waits for them; returns what went wrong with any of them (one line
+    /// each: a worker that could not enter the namespace sent nothing).
+    pub fn stop(&mut self) -> Vec<String> {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        self.threads
+            .drain(..)
+            .filter_map(|t| t.join().unwrap_or_else(|_| Some("a benign worker panicked".into())))
+            .collect()
     }
 }
 
 impl Drop for Load {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.stop();
     }
 }
 

@@ -140,7 +140,4 @@ pub enum TrafficError {
         /// The lab's namespaces.
         known: String,
     },
-    /// Signal handlers could not be installed.
-    #[error("could not install the Ctrl-C handler")]
-    Signals(#[source] std::io::Error),
 }

@@ -1,5 +1,5 @@
 //! Palisade's labelled traffic for the anomaly detector: every generator of captures and their
-//! labels. Owns the lab run by real tools (`palisade lab traffic`, this module), the synthetic
+//! labels. Owns the lab run by real tools (`palisade lab traffic`, [`run`]), the synthetic
 //! dataset ([`synth`], `palisade nad dataset synth`), the benchmark capture ([`benchmark`]) and
 //! what their directories share ([`dataset`]); not the lab itself, nor features, nor the detector.
 //!
@@ -22,7 +22,6 @@
 #![forbid(unsafe_code)]
 
 pub mod benchmark;
-pub mod cli;
 mod clients;
 pub mod dataset;
 mod error;
@@ -87,6 +86,14 @@ pub struct TrafficConfig {
     pub clients: Host,
     /// Addresses the lab already uses (the run's pools must not clash with them).
     pub taken: Vec<Ipv4Addr>,
+}
+
+/// The lab host whose namespace is `netns`, from the lab's `hosts`.
+pub fn lab_host(hosts: &[Host], netns: &str) -> Result<Host, TrafficError> {
+    hosts.iter().find(|h| h.netns == netns).cloned().ok_or_else(|| TrafficError::UnknownHost {
+        netns: netns.to_owned(),
+        known: hosts.iter().map(|h| h.netns.as_str()).collect::<Vec<_>>().join(", "),
+    })
 }
 
 /// How many client and attacker addresses a run adds to the client host.
@@ -198,7 +205,9 @@ pub fn run(cfg: &TrafficConfig, interrupted: &AtomicBool, say: &mut dyn FnMut(&s
             say(&progress(now, start_ns, seconds, &load, planned.len(), planned.len()));
         }
     })?;
-    load.stop();
+    for problem in load.stop() {
+        say(&format!("warning: {problem}"));
+    }
     capture.stop();
     let served = services.served.load(Ordering::Relaxed);
     drop(services);

@@ -19,6 +19,8 @@ mod events;
 mod nad_gen;
 #[path = "palisade/scan.rs"]
 mod scan;
+#[path = "palisade/traffic.rs"]
+mod traffic;
 
 /// Palisade: security as a service for the VMs of an IaaS cloud.
 ///
@@ -185,7 +187,7 @@ enum LabCmd {
     },
     /// Make a labelled NAD dataset with real tools in the lab (services, daily-cycle clients,
     /// hping3/nmap/masscan/URL-probe attacks, a capture, labels.csv).
-    Traffic(palisade_traffic::cli::TrafficArgs),
+    Traffic(traffic::TrafficArgs),
 }
 
 fn main() {
@@ -489,7 +491,7 @@ fn lab(cli: &Cli, cmd: &LabCmd) -> anyhow::Result<()> {
                     mac: h.mac.clone(),
                 })
                 .collect();
-            palisade_traffic::cli::run(&args, &hosts)?;
+            traffic::run(&args, &hosts)?;
         }
         LabCmd::Counters { appliance } => {
             let names = names()?;

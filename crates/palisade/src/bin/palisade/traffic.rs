@@ -1,11 +1,12 @@
-//! `palisade lab traffic`: its arguments and how the binary runs it.
+//! `palisade lab traffic`: its arguments, and what it prints while the library makes the lab
+//! dataset (`palisade_traffic::run`).
 
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use crate::{Host, Kind, Summary, TrafficConfig, TrafficError};
+use anyhow::Context;
+use palisade_traffic::{lab_host, Host, Kind, TrafficConfig};
 
 /// Make a labelled dataset for the anomaly detector with real tools in the lab.
 ///
@@ -29,51 +30,45 @@ use crate::{Host, Kind, Summary, TrafficConfig, TrafficError};
 /// (apt-get install hping3 masscan nmap tcpdump). Every process and address the run starts
 /// is removed when it ends, fails or is interrupted (Ctrl-C).
 #[derive(Debug, Clone, clap::Args)]
-pub struct TrafficArgs {
+pub(crate) struct TrafficArgs {
     /// Directory to write into (created if missing).
     #[arg(long)]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Length of the run in minutes of wall-clock time (each second is one window by default).
     #[arg(long, default_value_t = 30)]
-    pub minutes: u64,
+    pub(crate) minutes: u64,
     /// Window length in seconds.
     #[arg(long, default_value_t = 1)]
-    pub window: u64,
+    pub(crate) window: u64,
     /// Length of one compressed day in seconds (1440: a second per minute).
     #[arg(long, default_value_t = 1440)]
-    pub period: u64,
+    pub(crate) period: u64,
     /// Seed of the attack schedule and the benign load.
     #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Attack kinds held back for the test part (comma-separated; kinds: syn_flood, udp_flood,
     /// nmap, masscan_tcp, url_probe).
     #[arg(long, value_delimiter = ',', default_value = "udp_flood,url_probe")]
-    pub held_back: Vec<String>,
+    pub(crate) held_back: Vec<String>,
     /// Wanted share of attack seconds in each part (each kind of a part runs at least once).
     #[arg(long, default_value_t = 0.06)]
-    pub share: f64,
+    pub(crate) share: f64,
     /// Benign requests per second at the daily peak (15% of it at night).
     #[arg(long, default_value_t = 40.0)]
-    pub peak_rate: f64,
+    pub(crate) peak_rate: f64,
     /// The service VM (monitored): a lab host as `lab status` names its namespace, with or
     /// without the lab's namespace prefix (`alpha-web1` is `pal-alpha-web1` in the default lab).
     #[arg(long, default_value = "alpha-web1")]
-    pub server: String,
+    pub(crate) server: String,
     /// The lab host the clients and attackers run in (same subnet as the server).
     #[arg(long, default_value = "alpha-web2")]
-    pub clients: String,
+    pub(crate) clients: String,
 }
 
 /// Runs it: `hosts` are the lab's hosts (namespace, port, address, MAC); the two named by the
 /// arguments are used, and every address in the list is kept out of the run's pools. Progress
 /// goes to stderr; Ctrl-C and SIGTERM stop the run cleanly.
-pub fn run(args: &TrafficArgs, hosts: &[Host]) -> Result<Summary, TrafficError> {
-    let find = |ns: &str| {
-        hosts.iter().find(|h| h.netns == ns).cloned().ok_or_else(|| TrafficError::UnknownHost {
-            netns: ns.to_owned(),
-            known: hosts.iter().map(|h| h.netns.as_str()).collect::<Vec<_>>().join(", "),
-        })
-    };
+pub(crate) fn run(args: &TrafficArgs, hosts: &[Host]) -> anyhow::Result<()> {
     let held_back =
         args.held_back.iter().filter(|s| !s.trim().is_empty()).map(|s| Kind::parse(s)).collect::<Result<_, _>>()?;
     let cfg = TrafficConfig {
@@ -85,15 +80,15 @@ pub fn run(args: &TrafficArgs, hosts: &[Host]) -> Result<Summary, TrafficError> 
         held_back,
         share: args.share,
         peak_rate: args.peak_rate,
-        server: find(&args.server)?,
-        clients: find(&args.clients)?,
-        taken: hosts.iter().map(|h| h.ip).collect::<Vec<Ipv4Addr>>(),
+        server: lab_host(hosts, &args.server)?,
+        clients: lab_host(hosts, &args.clients)?,
+        taken: hosts.iter().map(|h| h.ip).collect(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(TrafficError::Signals)?;
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("could not install the Ctrl-C handler")?;
     }
-    let s = crate::run(&cfg, &stop, &mut |m| eprintln!("  {m}"))?;
+    let s = palisade_traffic::run(&cfg, &stop, &mut |m| eprintln!("  {m}"))?;
     eprintln!(
         "wrote {}: {} packets in {} windows, {} abnormal ({} in training, {} in test); train until {}",
         cfg.out.display(),
@@ -111,5 +106,5 @@ pub fn run(args: &TrafficArgs, hosts: &[Host]) -> Result<Summary, TrafficError> 
         s.header.window,
         s.header.train_until
     );
-    Ok(s)
+    Ok(())
 }
