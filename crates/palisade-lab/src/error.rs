@@ -10,26 +10,9 @@ pub enum LabError {
     #[error("the lab spec is invalid")]
     InvalidSpec(#[from] SpecError),
 
-    /// A command could not be started at all.
-    #[error("could not run `{command}`")]
-    Spawn {
-        /// The command line.
-        command: String,
-        /// Why the spawn failed.
-        #[source]
-        source: std::io::Error,
-    },
-
-    /// A command ran and exited unsuccessfully.
-    #[error("`{command}` failed ({status}): {stderr}")]
-    CommandFailed {
-        /// The command line.
-        command: String,
-        /// Its exit status, as the OS describes it.
-        status: String,
-        /// What it wrote on standard error, trimmed.
-        stderr: String,
-    },
+    /// A command could not be run, or ran and failed.
+    #[error(transparent)]
+    Tool(#[from] palisade_host::ToolError),
 
     /// A command printed JSON this crate could not read.
     #[error("could not parse the JSON printed by `{command}`")]

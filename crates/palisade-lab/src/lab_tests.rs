@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::runner::command_line;
 use crate::{CommandRunner, HostRole, HostSpec, Lab, LabError, LabSpec};
+use palisade_host::ToolError;
 
 type Responses = VecDeque<(i32, String)>;
 
@@ -46,7 +47,7 @@ impl Scripted {
 }
 
 impl CommandRunner for Scripted {
-    fn output(&self, argv: &[String], _stdin: Option<&str>) -> Result<Output, LabError> {
+    fn output(&self, argv: &[String], _stdin: Option<&[u8]>) -> Result<Output, ToolError> {
         let line = command_line(argv);
         self.log.lock().expect("lock").push(line.clone());
         let mut rules = self.rules.lock().expect("lock");
@@ -59,7 +60,7 @@ impl CommandRunner for Scripted {
         Ok(Output { status: ExitStatus::from_raw(code << 8), stdout: stdout.into_bytes(), stderr: stderr.into_bytes() })
     }
 
-    fn spawn_detached(&self, argv: &[String], _log: &Path) -> Result<u32, LabError> {
+    fn spawn_detached(&self, argv: &[String], _log: &Path) -> Result<u32, ToolError> {
         self.log.lock().expect("lock").push(format!("spawn {}", command_line(argv)));
         Ok(4242)
     }

@@ -35,7 +35,7 @@ impl<'a> Sys<'a> {
 
     /// Runs a command, whatever its exit status.
     pub fn output(&self, parts: &[&str]) -> Result<Output, LabError> {
-        self.runner.output(&argv(parts), None)
+        Ok(self.runner.output(&argv(parts), None)?)
     }
 
     /// Runs a command that must succeed; returns its stdout.
@@ -46,7 +46,7 @@ impl<'a> Sys<'a> {
     /// Runs a command that must succeed, feeding it `stdin`; returns its stdout.
     pub fn run_stdin(&self, parts: &[&str], stdin: Option<&str>) -> Result<String, LabError> {
         let cmd = argv(parts);
-        let out = check(&cmd, self.runner.output(&cmd, stdin)?)?;
+        let out = check(&cmd, self.runner.output(&cmd, stdin.map(str::as_bytes))?)?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
@@ -145,7 +145,7 @@ impl<'a> Sys<'a> {
         match out.status.code() {
             Some(0) => Ok(true),
             Some(2) => Ok(false),
-            _ => check(&argv(&parts), out).map(|_| false),
+            _ => Ok(check(&argv(&parts), out).map(|_| false)?),
         }
     }
 
