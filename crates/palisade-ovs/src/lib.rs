@@ -47,6 +47,9 @@ pub enum OvsError {
         /// What was wrong.
         detail: String,
     },
+    /// Running the tool failed in another way.
+    #[error("a host tool failed")]
+    Tool(#[source] palisade_host::ToolError),
     /// The bridge does not exist.
     #[error("bridge `{0}` does not exist (run `palisade lab up`, or create it)")]
     NoBridge(String),

@@ -42,6 +42,7 @@ impl OfctlSwitch {
                 Err(OvsError::NoBridge(self.bridge.clone()))
             }
             Err(ToolError::Failed { command, stderr, .. }) => Err(OvsError::Failed { command, stderr }),
+            Err(other) => Err(OvsError::Tool(other)),
         }
     }
 
