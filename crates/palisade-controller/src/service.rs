@@ -124,6 +124,7 @@ fn to_store_key(k: &ObjectKey) -> palisade_store::ObjectKey {
     }
 }
 
+/// True if `scope` may see the object.
 pub(crate) fn visible(scope: &Scope, key: &ObjectKey, obj: &Object) -> bool {
     match scope {
         Scope::Admin => true,

@@ -156,7 +156,7 @@ pub fn converge_host(
         }
         if on_bridge {
             ch.note(format!("removing stale port {port} from bridge {bridge}"));
-            sys.vsctl(&["--if-exists", "del-port", bridge, port])?;
+            sys.ovs().del_port(bridge, port)?;
             on_bridge = false;
         }
         if port_link.is_some() {
@@ -230,14 +230,13 @@ pub fn converge_host(
         _ => {}
     }
 
-    let vlan = host.vlan.to_string();
-    let tag = format!("tag={vlan}");
+    let vlan = host.vlan;
     if !on_bridge {
         ch.note(format!("adding port {port} to bridge {bridge} in VLAN {vlan}"));
-        sys.vsctl(&["--may-exist", "add-port", bridge, port, "--", "set", "port", port, &tag])?;
-    } else if sys.ovs_get("port", port, &["tag"])?[0] != [vlan.clone()] {
+        sys.ovs().add_access_port(bridge, port, vlan)?;
+    } else if sys.ovs_get("port", port, &["tag"])?[0] != [vlan.to_string()] {
         ch.note(format!("setting VLAN {vlan} on port {port}"));
-        sys.vsctl(&["set", "port", port, &tag])?;
+        sys.ovs().set_vlan(port, vlan)?;
     }
     Ok(())
 }

@@ -9,12 +9,12 @@ use serde_json::Value;
 
 use crate::error::LabError;
 use crate::parse::{self, Link, Route};
+use palisade_ovs::Vsctl;
+
 use crate::runner::{argv, check, command_line, CommandRunner};
 
 /// Script that starts OVS when `ovs-vsctl show` does not answer.
 pub const OVS_CTL: &str = "/usr/share/openvswitch/scripts/ovs-ctl";
-/// Seconds an `ovs-vsctl` call may wait for the database.
-const OVS_TIMEOUT: &str = "--timeout=10";
 
 /// Command helpers over a runner.
 #[derive(Debug, Clone, Copy)]
@@ -131,27 +131,24 @@ impl<'a> Sys<'a> {
         })
     }
 
+    /// Open vSwitch's database, through the same runner.
+    pub fn ovs(&self) -> Vsctl<'a> {
+        Vsctl::new(self.runner)
+    }
+
     /// Runs `ovs-vsctl` with a timeout.
     pub fn vsctl(&self, args: &[&str]) -> Result<String, LabError> {
-        let mut parts = vec!["ovs-vsctl", OVS_TIMEOUT];
-        parts.extend_from_slice(args);
-        self.run(&parts)
+        Ok(self.ovs().run(args)?)
     }
 
     /// Whether OVS has a bridge called `bridge`.
     pub fn bridge_exists(&self, bridge: &str) -> Result<bool, LabError> {
-        let parts = ["ovs-vsctl", OVS_TIMEOUT, "br-exists", bridge];
-        let out = self.output(&parts)?;
-        match out.status.code() {
-            Some(0) => Ok(true),
-            Some(2) => Ok(false),
-            _ => Ok(check(&argv(&parts), out).map(|_| false)?),
-        }
+        Ok(self.ovs().bridge_exists(bridge)?)
     }
 
     /// Ports on `bridge` (which must exist).
     pub fn bridge_ports(&self, bridge: &str) -> Result<Vec<String>, LabError> {
-        Ok(self.vsctl(&["list-ports", bridge])?.lines().map(str::to_owned).collect())
+        Ok(self.ovs().ports(bridge)?)
     }
 
     /// The values of `columns` of OVS record `table`/`record`, each as an OVS set.

@@ -68,7 +68,7 @@ pub fn down(sys: Sys<'_>, state_dir: &Path, spec: &LabSpec, ch: &mut Changes<'_>
     let r = ovs.and_then(|()| {
         if sys.bridge_exists(&spec.bridge)? {
             ch.note(format!("deleting bridge {} with its ports, flows and groups", spec.bridge));
-            sys.vsctl(&["--if-exists", "del-br", &spec.bridge])?;
+            sys.ovs().del_bridge(&spec.bridge)?;
         }
         Ok(())
     });

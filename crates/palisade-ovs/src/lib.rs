@@ -10,6 +10,7 @@ mod fake;
 mod naming;
 mod ofctl;
 mod parse;
+mod vsctl;
 
 use std::fmt::Debug;
 
@@ -18,6 +19,7 @@ pub use naming::{NamingError, PortNaming, IFNAME_MAX};
 pub use ofctl::OfctlSwitch;
 pub use palisade_flows::{Installed, PortMap};
 pub use parse::{parse_dump_flows, parse_dump_groups, parse_interfaces, parse_ports_desc};
+pub use vsctl::Vsctl;
 
 /// Errors from the switch.
 #[derive(Debug, thiserror::Error)]

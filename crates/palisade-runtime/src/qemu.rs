@@ -11,7 +11,7 @@ use palisade_controller::{GuestRuntime, GuestState, GuestStatus, SymbolTable};
 use palisade_guest::initramfs::{NET_UP_MARKER, READY_MARKER};
 use palisade_guest::{Accel, AccelPolicy, Guest, GuestConfig, NicConfig};
 use palisade_host::chain;
-use palisade_ovs::PortNaming;
+use palisade_ovs::{PortNaming, Vsctl};
 use palisade_vmi::kallsyms::{self, AddressLayout, KernelSymbols};
 use palisade_vmi::{Gpa, RamFile, RamLayout, RamRegion};
 use tracing::{info, warn};
@@ -163,7 +163,7 @@ impl QemuGuests {
             self.owner.forget(guest.name());
             info!(vm = id, "guest stopped");
         }
-        if let Err(e) = palisade_host::run(&["ovs-vsctl", "--if-exists", "del-port", &self.config.bridge, &slot.tap]) {
+        if let Err(e) = Vsctl::system().del_port(&self.config.bridge, &slot.tap) {
             warn!(vm = id, error = %chain(&e), "could not remove the guest's port");
         }
     }
@@ -198,20 +198,7 @@ impl QemuGuests {
             warn!(guest = guest.name(), error = %e, "cannot record the guest's QEMU pid");
         }
         palisade_host::run(&["ip", "link", "set", &tap, "up"]).map_err(|e| chain(&e))?;
-        let tag = format!("tag={}", g.vlan);
-        palisade_host::run(&[
-            "ovs-vsctl",
-            "--may-exist",
-            "add-port",
-            &self.config.bridge,
-            &tap,
-            "--",
-            "set",
-            "port",
-            &tap,
-            &tag,
-        ])
-        .map_err(|e| chain(&e))?;
+        Vsctl::system().add_access_port(&self.config.bridge, &tap, g.vlan).map_err(|e| chain(&e))?;
         guest.wait_for_console(READY_MARKER, self.config.boot_timeout).map_err(|e| chain(&e))?;
         // Running means reachable: wait until the guest's init has configured its NIC.
         guest.wait_for_console(NET_UP_MARKER, self.config.boot_timeout).map_err(|e| chain(&e))?;

@@ -7,6 +7,7 @@ use palisade_model::{Inventory, Kind, Object, ObjectKey};
 use super::{sees_owner, visible, Controller, ServiceError};
 use crate::auth::Scope;
 
+/// How the API shows object `key`.
 fn view(key: &ObjectKey, obj: &Object) -> ObjectView {
     ObjectView {
         kind: key.kind,
@@ -15,8 +16,6 @@ fn view(key: &ObjectKey, obj: &Object) -> ObjectView {
         spec: obj.to_json(),
     }
 }
-
-/// True if `scope` may see the object.
 
 impl Controller {
     /// Objects the caller may see, optionally of one kind.
