@@ -185,7 +185,7 @@ fn measure_all(args: &Args, max: usize) -> anyhow::Result<()> {
     switch.commit(&["flow add priority=0,actions=NORMAL".to_owned()])?;
     for t in 1..=max {
         let path = PathBuf::from("/run/netns").join(format!("pbt-t{t}-web"));
-        let listener = palisade_scan::netns::run_in(&path, || TcpListener::bind((Ipv4Addr::UNSPECIFIED, OPEN_PORT)))??;
+        let listener = palisade_host::netns::run_in(&path, || TcpListener::bind((Ipv4Addr::UNSPECIFIED, OPEN_PORT)))??;
         std::thread::spawn(move || for _ in listener.incoming() {});
     }
     let kernel = KernelImage::fetch_cloud(&args.cache)?;

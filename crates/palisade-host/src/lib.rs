@@ -1,8 +1,11 @@
 //! The host Palisade runs on, as its crates all need it: running a host tool (`ip`, `ovs-vsctl`,
-//! `nft`, ...) and saying why it failed, and writing an error with its causes on one line.
+//! `nft`, ...) and saying why it failed, running code inside a network namespace ([`netns`]),
+//! and writing an error with its causes on one line.
 //! Owns no knowledge of what the tools do (callers build the arguments and read the output).
 
 #![forbid(unsafe_code)]
+
+pub mod netns;
 
 use std::fmt;
 use std::fs::{File, OpenOptions};

@@ -15,7 +15,8 @@
 pub mod diff;
 pub mod flows;
 pub mod manager;
-pub mod netns;
+/// Entering network namespaces, the host's one way (`palisade-host`).
+pub use palisade_host::netns;
 pub mod nmap;
 pub mod pool;
 pub mod portscan;

@@ -78,7 +78,7 @@ impl Load {
                 std::thread::spawn(move || {
                     let ns = plan.netns.clone();
                     let run = move || worker(&plan, i, &stop, &tally);
-                    let entered = palisade_scan::netns::run_in(&ns, run);
+                    let entered = palisade_host::netns::run_in(&ns, run);
                     entered.err().map(|e| format!("benign worker {i} could not enter {}: {e}", ns.display()))
                 })
             })

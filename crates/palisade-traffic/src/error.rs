@@ -88,7 +88,7 @@ pub enum TrafficError {
     },
     /// Code could not run inside a namespace.
     #[error("could not run inside the lab's namespace")]
-    Netns(#[from] palisade_scan::netns::NetnsError),
+    Netns(#[from] palisade_host::netns::NetnsError),
     /// A socket inside a namespace could not be opened.
     #[error("could not open {what} in namespace {netns}")]
     Socket {

@@ -320,7 +320,7 @@ fn attack(
         let (server, until) = (target.ip, start_ns + secs_ns);
         let stop = Arc::new(AtomicBool::new(false));
         let (answered, sent) =
-            palisade_scan::netns::run_in(client_ns, move || clients::probe(src, server, until, 60.0, seed, &stop))?;
+            palisade_host::netns::run_in(client_ns, move || clients::probe(src, server, until, 60.0, seed, &stop))?;
         let end_ns = now_ns();
         if interrupted.load(Ordering::Relaxed) {
             return Err(TrafficError::Interrupted);

@@ -33,7 +33,7 @@ impl Services {
     /// Opens the sockets inside `netns` (a path under `/run/netns`) and starts serving.
     pub fn start(netns: &Path) -> Result<Services, TrafficError> {
         let name = netns.display().to_string();
-        let (http, udp) = palisade_scan::netns::run_in(netns, || {
+        let (http, udp) = palisade_host::netns::run_in(netns, || {
             let http: Result<Vec<TcpListener>, (u16, std::io::Error)> =
                 HTTP_PORTS.iter().map(|&p| TcpListener::bind((Ipv4Addr::UNSPECIFIED, p)).map_err(|e| (p, e))).collect();
             (http, UdpSocket::bind((Ipv4Addr::UNSPECIFIED, UDP_PORT)))

@@ -15,7 +15,7 @@ use serde_json::Value;
 /// A TCP listener inside a lab VM's namespace (opened there from this process) that accepts forever.
 fn listen(netns: &str, port: u16) {
     let path = PathBuf::from("/run/netns").join(netns);
-    let listener = palisade_scan::netns::run_in(&path, move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
+    let listener = palisade_host::netns::run_in(&path, move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
         .expect("enter the VM's namespace")
         .expect("bind");
     std::thread::spawn(move || for _ in listener.incoming() {});

@@ -19,7 +19,7 @@ use serde_json::Value;
 /// exposed `/.git/HEAD` (what nmap's `http-git` script reports).
 fn serve(netns: &str, port: u16, banner: Arc<Mutex<String>>, git: bool) {
     let path = PathBuf::from("/run/netns").join(netns);
-    let listener = palisade_scan::netns::run_in(&path, move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
+    let listener = palisade_host::netns::run_in(&path, move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
         .expect("enter the VM's namespace")
         .expect("bind");
     std::thread::spawn(move || {
