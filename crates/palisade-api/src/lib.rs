@@ -20,6 +20,7 @@ pub mod events;
 pub mod flows;
 pub mod guests;
 pub mod objects;
+pub mod scans;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,10 @@ pub use guests::{GuestState, GuestStatus, MonitorState, MonitorStatus, SymbolEnt
 pub use objects::{
     AuditChange, AuditEntry, AuditOp, ObjectChange, ObjectOp, ObjectRef, ObjectView, Outcome, Reconciled, RuleChange,
     Status,
+};
+pub use scans::{
+    FailureReason, Finding, PortResult, PortState, Proto, ScanDiff, ScanRequest, ServiceInfo, TaskRecord, TaskState,
+    VersionChange,
 };
 
 /// The body of every error reply.

@@ -242,3 +242,65 @@ fn alerts_and_detectors() {
     };
     agrees("DetectorStatus", waiting, running);
 }
+
+#[test]
+fn scan_requests_and_tasks() {
+    let r = ScanRequest {
+        target: "alpha/web1".into(),
+        tcp: Some(vec![22, 80]),
+        udp: Some(vec![53]),
+        concurrency: Some(64),
+        timeout_ms: Some(500),
+        kind: Some(palisade_model::ScanKind::VulnScan),
+        service_detection: Some(false),
+        scripts: Some(vec!["http-git".into()]),
+    };
+    agrees("ScanRequest", r, ScanRequest { target: "alpha/web1".into(), ..ScanRequest::default() });
+    let port = |port, state| PortResult { proto: Proto::Tcp, port, state };
+    let failed = TaskRecord {
+        id: 7,
+        tenant: "alpha".into(),
+        target: "alpha/web1".into(),
+        kind: palisade_model::ScanKind::VulnScan,
+        state: TaskState::Failed,
+        reason: Some(FailureReason::NmapTimedOut),
+        detail: Some("the vuln-scan engine (nmap) failed: nmap did not finish within 300s and was stopped".into()),
+        started_ms: 1_700_000_000_000,
+        duration_ms: 301_000.5,
+        open: vec![port(80, PortState::Open)],
+        ports: vec![port(22, PortState::Closed), port(80, PortState::Open), port(81, PortState::OpenFiltered)],
+        services: vec![ServiceInfo {
+            proto: Proto::Tcp,
+            port: 80,
+            name: "http".into(),
+            product: "Apache httpd".into(),
+            version: "2.4.57".into(),
+            extra: "(Debian)".into(),
+        }],
+        findings: vec![Finding { proto: Proto::Tcp, port: 80, script: "http-git".into(), output: "Git repo".into() }],
+    };
+    let done = TaskRecord {
+        kind: palisade_model::ScanKind::PortScan,
+        state: TaskState::Done,
+        reason: None,
+        detail: None,
+        open: vec![],
+        ports: vec![],
+        services: vec![],
+        findings: vec![],
+        ..failed.clone()
+    };
+    agrees("ScanTask", failed, done);
+}
+
+/// The document lists every reason a task can fail with, in the words tenants get.
+#[test]
+fn scan_failure_reasons() {
+    let doc = doc();
+    let listed = doc["components"]["schemas"]["ScanTask"]["properties"]["reason"]["description"].as_str().unwrap();
+    for r in FailureReason::KNOWN {
+        assert!(listed.contains(&format!("`{r}`")), "ScanTask.reason does not list `{r}`");
+        let back: FailureReason = serde_json::from_value(json!(r.message())).unwrap();
+        assert_eq!(back, r);
+    }
+}

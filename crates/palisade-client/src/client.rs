@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use palisade_api::scans::{ScanRequest, TaskRecord};
 use palisade_api::{
     AlertPage, ApplyRequest, AuditEntry, DetectorStatus, ErrorBody, EventPage, FlowTable, GuestStatus, ObjectView,
     Outcome, Reconciled, Symbols,
@@ -168,19 +169,18 @@ impl Client {
         self.call("POST", "/v1/reconcile", None)
     }
 
-    /// Runs a port-scan task now (`{"target": "tenant/vm", "tcp": [...], ...}`) and returns
-    /// the finished task (issue #7).
-    pub fn scan_run(&self, request: Value) -> Result<Value, ClientError> {
-        self.call("POST", "/v1/scans", Some(request))
+    /// Runs a scan task now and returns the finished task (issue #7).
+    pub fn scan_run(&self, request: &ScanRequest) -> Result<TaskRecord, ClientError> {
+        self.call("POST", "/v1/scans", Some(json!(request)))
     }
 
     /// Runs scan policy `tenant/name` now; answers with its finished tasks.
-    pub fn scan_policy(&self, tenant: &str, name: &str) -> Result<Value, ClientError> {
+    pub fn scan_policy(&self, tenant: &str, name: &str) -> Result<Vec<TaskRecord>, ClientError> {
         self.call("POST", &format!("/v1/scans/policy/{}/{}", percent_encode(tenant), percent_encode(name)), None)
     }
 
-    /// Scan tasks the token may see.
-    pub fn scan_tasks(&self) -> Result<Value, ClientError> {
+    /// Scan tasks the token may see, oldest first.
+    pub fn scan_tasks(&self) -> Result<Vec<TaskRecord>, ClientError> {
         self.call("GET", "/v1/scans", None)
     }
 }

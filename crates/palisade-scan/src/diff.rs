@@ -1,49 +1,10 @@
 //! What changed between two scans of the same target: ports that opened or closed, services
 //! whose product or version changed, and script findings that appeared or went away.
 
-use serde::Serialize;
-
-use crate::nmap::{Finding, ServiceInfo};
 use crate::portscan::PortResult;
 use crate::service::TaskRecord;
 
-/// The difference between an earlier and a later scan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ScanDiff {
-    /// The earlier task.
-    pub from: u32,
-    /// The later task.
-    pub to: u32,
-    /// The target both scanned.
-    pub target: String,
-    /// Open in `to`, not in `from`.
-    pub opened: Vec<PortResult>,
-    /// Open in `from`, not in `to`.
-    pub closed: Vec<PortResult>,
-    /// Ports open in both whose identified product or version differs.
-    pub changed: Vec<VersionChange>,
-    /// Findings in `to`, not in `from` (same script, port and output).
-    pub new_findings: Vec<Finding>,
-    /// Findings in `from`, not in `to`.
-    pub gone_findings: Vec<Finding>,
-}
-
-/// A service whose product or version changed between two scans.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VersionChange {
-    /// Protocol.
-    pub proto: crate::portscan::Proto,
-    /// Port.
-    pub port: u16,
-    /// `product version` before.
-    pub from: String,
-    /// `product version` after.
-    pub to: String,
-}
-
-fn identity(s: &ServiceInfo) -> String {
-    format!("{} {} {}", s.name, s.product, s.version).split_whitespace().collect::<Vec<_>>().join(" ")
-}
+pub use palisade_api::scans::{ScanDiff, VersionChange};
 
 /// Why two tasks cannot be compared.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,12 +30,8 @@ pub fn diff(from: &TaskRecord, to: &TaskRecord) -> Result<ScanDiff, DiffError> {
             .iter()
             .filter_map(|after| {
                 let before = from.services.iter().find(|b| (b.proto, b.port) == (after.proto, after.port))?;
-                (identity(before) != identity(after)).then(|| VersionChange {
-                    proto: after.proto,
-                    port: after.port,
-                    from: identity(before),
-                    to: identity(after),
-                })
+                let (was, now) = (before.identity(), after.identity());
+                (was != now).then_some(VersionChange { proto: after.proto, port: after.port, from: was, to: now })
             })
             .collect(),
         new_findings: to.findings.iter().filter(|f| !from.findings.contains(f)).cloned().collect(),
@@ -85,8 +42,10 @@ pub fn diff(from: &TaskRecord, to: &TaskRecord) -> Result<ScanDiff, DiffError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nmap::{Finding, ServiceInfo};
     use crate::portscan::{PortState, Proto};
     use crate::service::TaskState;
+    use palisade_model::ScanKind;
 
     fn task(id: u32, target: &str, open: &[u16]) -> TaskRecord {
         let ports: Vec<PortResult> =
@@ -95,9 +54,10 @@ mod tests {
             id,
             tenant: "alpha".into(),
             target: target.into(),
-            kind: "port-scan".into(),
+            kind: ScanKind::PortScan,
             state: TaskState::Done,
             reason: None,
+            detail: None,
             started_ms: 0,
             duration_ms: 1.0,
             open: ports.clone(),

@@ -33,7 +33,7 @@ pub use manager::{FlowError, TaskFlows};
 pub use pool::{AddressPool, Endpoint, PoolError, TaskAddrs, DEFAULT_POOL};
 pub use portscan::{scan_in, PortResult, PortState, Proto, ScanReport, ScanSpec};
 pub use schedule::Scheduler;
-pub use service::{Profile, ScanService, TaskError, TaskRecord, TaskState};
+pub use service::{FailureReason, Profile, ScanService, TaskError, TaskRecord, TaskState};
 pub use space::{SpaceError, TaskSpace};
 pub use store::{StoreError, TaskStore};
 pub use task::{Naming, TaskId};

@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::portscan::{PortResult, PortState, Proto};
 
+pub use palisade_api::scans::{Finding, ServiceInfo};
+
 /// The script selection: `vuln` scripts that are safe, never one that contacts outside
 /// services, broadcasts, or could harm the target. `http-slowloris-check` is tagged safe but holds
 /// connections open for minutes to see whether the server gives in: a denial-of-service probe.
@@ -38,39 +40,6 @@ pub fn script_selection(names: &[String]) -> String {
     } else {
         format!("({OFFLINE_VULN_SCRIPTS}) and ({})", names.join(" or "))
     }
-}
-
-/// What one port runs, as nmap's service detection names it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ServiceInfo {
-    /// Protocol.
-    pub proto: Proto,
-    /// Port.
-    pub port: u16,
-    /// Service name (`http`, `ssh`).
-    pub name: String,
-    /// Product (`Apache httpd`), when identified.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub product: String,
-    /// Version (`2.4.57`), when identified.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub version: String,
-    /// Further detail (`(Debian)`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub extra: String,
-}
-
-/// One script's report about a port (or the host, with port 0).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Finding {
-    /// Protocol of the port (TCP for host scripts).
-    pub proto: Proto,
-    /// The port, 0 for a host-level script.
-    pub port: u16,
-    /// The script (`http-git`).
-    pub script: String,
-    /// What it reported.
-    pub output: String,
 }
 
 /// A parsed nmap report of one target.

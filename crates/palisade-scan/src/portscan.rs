@@ -21,42 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::netns::{run_in, NetnsError};
 
-/// Transport protocol of a probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    /// TCP connect.
-    Tcp,
-    /// UDP probe.
-    Udp,
-}
-
-/// What a probe found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PortState {
-    /// Connection accepted / datagram answered.
-    Open,
-    /// Connection refused.
-    Closed,
-    /// No answer within the timeout (TCP).
-    Filtered,
-    /// No answer within the timeout (UDP: open or filtered).
-    OpenFiltered,
-    /// The task space has no path there (its flows or routes forbid it).
-    Unreachable,
-}
-
-/// One probed port.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct PortResult {
-    /// Protocol.
-    pub proto: Proto,
-    /// Port.
-    pub port: u16,
-    /// Outcome.
-    pub state: PortState,
-}
+pub use palisade_api::scans::{PortResult, PortState, Proto};
 
 /// What to scan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,71 +6,31 @@
 //!              ─ pool.release
 //! ```
 //! Whatever step fails, everything made before it is removed and the task is recorded as
-//! failed with the reason. At start, the service removes what a crashed predecessor left
-//! (task namespaces, ports and flows).
+//! failed: its [`FailureReason`] (what tenants are told) from [`TaskError::reason`], and the
+//! error with its causes as the record's operator-only `detail` and in the log. At start, the
+//! service removes what a crashed predecessor left (task namespaces, ports and flows).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use palisade_host::{chain, ErrorChain};
 use palisade_model::inventory::Inventory;
 use palisade_model::ScanKind;
 use palisade_ovs::Switch;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::flows::{compile_task, Target};
-use crate::manager::TaskFlows;
-use crate::nmap::{nmap_in, Finding, NmapSpec, ServiceInfo};
+use crate::flows::{compile_task, Target, TargetError};
+use crate::manager::{FlowError, TaskFlows};
+use crate::nmap::{nmap_in, Finding, NmapError, NmapSpec, ServiceInfo};
 use crate::pool::{AddressPool, PoolError, TaskAddrs};
 use crate::portscan::{scan_in, PortResult, ScanSpec};
 use crate::space::{self, SpaceError, TaskSpace};
 use crate::store::{StoreError, TaskStore};
 use crate::task::{Naming, TaskId};
 
-/// The state of a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskState {
-    /// Running now (or cut short by a crash, until the next start marks it failed).
-    Running,
-    /// Finished; its findings are complete.
-    Done,
-    /// Failed; `reason` says why. Its space and flows were removed.
-    Failed,
-}
-
-/// A task as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskRecord {
-    /// Task id.
-    pub id: u32,
-    /// The tenant scanned.
-    pub tenant: String,
-    /// `tenant/vm`.
-    pub target: String,
-    /// `port-scan`.
-    pub kind: String,
-    /// Done or failed.
-    pub state: TaskState,
-    /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Start, ms since the epoch.
-    pub started_ms: i64,
-    /// Wall time of the whole task (setup, scan, teardown), ms.
-    pub duration_ms: f64,
-    /// The open ports found.
-    pub open: Vec<PortResult>,
-    /// Every probe's outcome.
-    pub ports: Vec<PortResult>,
-    /// What the open ports run (vuln-scan: nmap's service detection).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub services: Vec<ServiceInfo>,
-    /// What the vulnerability scripts reported (vuln-scan).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub findings: Vec<Finding>,
-}
+pub use palisade_api::scans::{FailureReason, TaskRecord, TaskState};
 
 /// What a scan probes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,15 +84,7 @@ struct Found {
     findings: Vec<Finding>,
 }
 
-/// The name a task kind is recorded under.
-pub fn kind_name(kind: ScanKind) -> &'static str {
-    match kind {
-        ScanKind::PortScan => "port-scan",
-        ScanKind::VulnScan => "vuln-scan",
-    }
-}
-
-/// Why a task could not run (it is recorded as failed with this reason).
+/// Why a task could not run (it is recorded as failed with [`TaskError::reason`]).
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     /// No address pair left.
@@ -141,15 +93,21 @@ pub enum TaskError {
     /// The space could not be made.
     #[error("could not create the task space")]
     Space(#[source] SpaceError),
+    /// The space was made but its port is not on the bridge.
+    #[error("the task space's port is not on the bridge")]
+    SpacePort(#[source] TargetError),
     /// The space could not be removed.
     #[error("could not remove the task space")]
     SpaceRemove(#[source] SpaceError),
     /// The switch could not be read or refused the flows.
     #[error("could not install the task's flows")]
-    Flows(#[source] crate::manager::FlowError),
+    Flows(#[source] FlowError),
+    /// The switch did not take the task's flows out.
+    #[error("could not remove the task's flows")]
+    FlowsRemove(#[source] FlowError),
     /// The target cannot be reached by a task (e.g. its port is not on the bridge).
     #[error("the target cannot be reached")]
-    Target(#[source] crate::flows::TargetError),
+    Target(#[source] TargetError),
     /// Reading the switch's ports failed.
     #[error("could not read the switch's ports")]
     Ports(#[source] palisade_ovs::OvsError),
@@ -158,22 +116,38 @@ pub enum TaskError {
     Engine(#[source] crate::portscan::EngineError),
     /// nmap failed.
     #[error("the vuln-scan engine (nmap) failed")]
-    Nmap(#[source] crate::nmap::NmapError),
+    Nmap(#[source] NmapError),
     /// The task store failed.
     #[error("could not record the task")]
     Store(#[source] StoreError),
 }
 
-/// Formats an error with its causes, for a task's recorded reason.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
+impl TaskError {
+    /// What tenants are told about this failure (the causes are the operator's).
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            Self::Pool(_) => FailureReason::NoFreeAddress,
+            Self::Space(_) | Self::SpacePort(_) => FailureReason::SpaceCreate,
+            Self::SpaceRemove(_) => FailureReason::SpaceRemove,
+            Self::Flows(_) => FailureReason::FlowsRefused,
+            Self::FlowsRemove(_) => FailureReason::FlowsRemove,
+            Self::Target(TargetError::NoPort(_) | TargetError::PortMissing(_)) => FailureReason::TargetNotAttached,
+            Self::Target(_) => FailureReason::TargetUnreachable,
+            Self::Ports(_) => FailureReason::SwitchUnreadable,
+            Self::Engine(_) => FailureReason::EngineFailed,
+            Self::Nmap(NmapError::Timeout(_)) => FailureReason::NmapTimedOut,
+            Self::Nmap(_) => FailureReason::NmapFailed,
+            Self::Store(_) => FailureReason::StoreFailed,
+        }
     }
-    s
+}
+
+/// Records `e` as `rec`'s failure: the reason for everyone, the error with its causes as the
+/// operator's `detail`.
+fn fail(rec: &mut TaskRecord, e: &TaskError) {
+    rec.state = TaskState::Failed;
+    rec.reason = Some(e.reason());
+    rec.detail = Some(chain(e));
 }
 
 /// The scan service of one bridge.
@@ -230,9 +204,10 @@ impl ScanService {
             id: id.0,
             tenant: target.tenant.to_string(),
             target: target.key(),
-            kind: kind_name(profile.kind).to_owned(),
+            kind: profile.kind,
             state: TaskState::Running,
             reason: None,
+            detail: None,
             started_ms,
             duration_ms: 0.0,
             open: Vec::new(),
@@ -241,7 +216,7 @@ impl ScanService {
             findings: Vec::new(),
         };
         if let Err(e) = self.store.put(&rec) {
-            warn!(task = %id, error = %chain(&e), "could not record the task's start");
+            warn!(task = %id, error = %ErrorChain(&e), "could not record the task's start");
         }
         match self.run_task(id, target, profile) {
             Ok(found) => {
@@ -252,17 +227,16 @@ impl ScanService {
                 rec.findings = found.findings;
             }
             Err(e) => {
-                rec.state = TaskState::Failed;
-                rec.reason = Some(chain(&e));
-                warn!(task = %id, target = %rec.target, reason = %chain(&e), "scan task failed");
+                warn!(task = %id, target = %rec.target, error = %ErrorChain(&e), "scan task failed");
+                fail(&mut rec, &e);
             }
         }
         rec.duration_ms = started.elapsed().as_secs_f64() * 1e3;
         info!(task = %id, target = %rec.target, open = rec.open.len(), ms = rec.duration_ms, "scan task finished");
         if let Err(e) = self.store.put(&rec) {
-            warn!(task = %id, error = %chain(&e), "could not record the task's result");
-            rec.state = TaskState::Failed;
-            rec.reason = Some(chain(&TaskError::Store(e)));
+            let e = TaskError::Store(e);
+            warn!(task = %id, error = %ErrorChain(&e), "could not record the task's result");
+            fail(&mut rec, &e);
         }
         rec
     }
@@ -275,7 +249,12 @@ impl ScanService {
         let released = Release { service: self, addrs };
         let space = TaskSpace::create(&self.naming, id, addrs, &self.bridge).map_err(TaskError::Space)?;
         let ports = self.flows.switch().ports().map_err(TaskError::Ports)?;
-        let rules = compile_task(id, &addrs, space.name(), target, net, &ports).map_err(TaskError::Target)?;
+        let rules = compile_task(id, &addrs, space.name(), target, net, &ports).map_err(|e| match e {
+            TargetError::PortMissing(port) if port == space.name() => {
+                TaskError::SpacePort(TargetError::PortMissing(port))
+            }
+            other => TaskError::Target(other),
+        })?;
         self.flows.setup(id, &rules).map_err(TaskError::Flows)?;
         let scanned = match profile.kind {
             ScanKind::PortScan => {
@@ -305,7 +284,7 @@ impl ScanService {
             }
         };
         let (down, removed) = teardown(&self.flows, id, space);
-        let (down, removed) = (down.map_err(TaskError::Flows), removed.map_err(TaskError::SpaceRemove));
+        let (down, removed) = (down.map_err(TaskError::FlowsRemove), removed.map_err(TaskError::SpaceRemove));
         drop(released);
         let found = scanned?;
         down?;
@@ -326,11 +305,7 @@ impl ScanService {
 
 /// Tears a task down: its flows (one bundle) and its space. The two do not depend on each other,
 /// so they run at once; each result is returned.
-pub fn teardown(
-    flows: &TaskFlows,
-    id: TaskId,
-    space: TaskSpace,
-) -> (Result<(), crate::manager::FlowError>, Result<(), SpaceError>) {
+pub fn teardown(flows: &TaskFlows, id: TaskId, space: TaskSpace) -> (Result<(), FlowError>, Result<(), SpaceError>) {
     std::thread::scope(|s| {
         let removed = s.spawn(move || space.remove());
         let down = flows.teardown(id);
@@ -349,5 +324,82 @@ impl Drop for Release<'_> {
         if let Err(e) = self.service.pool().release(&self.addrs) {
             warn!(error = %e, "task addresses were not in the pool");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+    use crate::portscan::EngineError;
+
+    fn record() -> TaskRecord {
+        TaskRecord {
+            id: 1,
+            tenant: "alpha".into(),
+            target: "alpha/web1".into(),
+            kind: ScanKind::VulnScan,
+            state: TaskState::Running,
+            reason: None,
+            detail: None,
+            started_ms: 0,
+            duration_ms: 0.0,
+            open: Vec::new(),
+            ports: Vec::new(),
+            services: Vec::new(),
+            findings: Vec::new(),
+        }
+    }
+
+    fn ovs_failed() -> palisade_ovs::OvsError {
+        palisade_ovs::OvsError::Failed {
+            command: "ovs-ofctl dump-ports-desc pal0".into(),
+            stderr: "no such bridge".into(),
+        }
+    }
+
+    #[test]
+    fn each_task_error_names_its_reason() {
+        let space = || SpaceError::Failed { command: "ip netns add pst-00000001".into(), stderr: "File exists".into() };
+        let cases = [
+            (TaskError::Pool(PoolError::Exhausted("100.64.0.0/30".parse().unwrap())), FailureReason::NoFreeAddress),
+            (TaskError::Space(space()), FailureReason::SpaceCreate),
+            (TaskError::SpacePort(TargetError::PortMissing("pst-00000001".into())), FailureReason::SpaceCreate),
+            (TaskError::SpaceRemove(space()), FailureReason::SpaceRemove),
+            (TaskError::Flows(FlowError::Duplicate(TaskId(1))), FailureReason::FlowsRefused),
+            (TaskError::FlowsRemove(FlowError::Read(ovs_failed())), FailureReason::FlowsRemove),
+            (TaskError::Target(TargetError::PortMissing("pa-web1".into())), FailureReason::TargetNotAttached),
+            (TaskError::Target(TargetError::NoPort("alpha/web1".into())), FailureReason::TargetNotAttached),
+            (TaskError::Target(TargetError::NoGatewayMac("alpha/web1".into())), FailureReason::TargetUnreachable),
+            (TaskError::Ports(ovs_failed()), FailureReason::SwitchUnreadable),
+            (TaskError::Engine(EngineError::Empty), FailureReason::EngineFailed),
+            (TaskError::Nmap(NmapError::Timeout(VULN_SCAN_TIMEOUT)), FailureReason::NmapTimedOut),
+            (TaskError::Nmap(NmapError::Empty), FailureReason::NmapFailed),
+            (TaskError::Store(StoreError::Sqlite(rusqlite::Error::InvalidQuery)), FailureReason::StoreFailed),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(error.reason(), reason, "{error}");
+        }
+    }
+
+    /// Tenants read the reason; the command, its output and paths stay in the operator's detail.
+    #[test]
+    fn a_failure_tells_tenants_the_reason_and_the_operator_the_causes() {
+        let e = TaskError::Nmap(NmapError::Exit {
+            status: std::process::ExitStatus::from_raw(256),
+            stderr: "Failed to open /usr/share/nmap/nse_main.lua".into(),
+        });
+        let mut rec = record();
+
+        fail(&mut rec, &e);
+
+        assert_eq!((rec.state, rec.reason.clone()), (TaskState::Failed, Some(FailureReason::NmapFailed)));
+        let detail = rec.detail.clone().unwrap_or_default();
+        assert!(detail.starts_with("the vuln-scan engine (nmap) failed: nmap exited with"), "{detail}");
+        assert!(detail.contains("/usr/share/nmap/nse_main.lua"), "{detail}");
+        let tenant = serde_json::to_string(&rec.for_tenant()).unwrap();
+        assert!(tenant.contains(r#""reason":"the vuln-scan engine (nmap) failed""#), "{tenant}");
+        assert!(!tenant.contains("nse_main") && !tenant.contains("detail"), "{tenant}");
     }
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use common::{listen, sh, Bed, BRIDGE};
 use palisade_model::{merge_file, Inventory};
 use palisade_ovs::{OfctlSwitch, Switch};
-use palisade_scan::{AddressPool, Naming, Profile, ScanService, Target, TaskState, TaskStore, DEFAULT_POOL};
+use palisade_scan::{
+    AddressPool, FailureReason, Naming, Profile, ScanService, Target, TaskState, TaskStore, DEFAULT_POOL,
+};
 
 fn target(inv: &Inventory, tenant: &str) -> Target {
     Target::resolve(inv, &tenant.parse().unwrap(), &"web1".parse().unwrap()).unwrap()
@@ -32,9 +34,10 @@ fn tasks_find_their_own_tenants_ports_and_failures_leave_nothing() {
         id: 7,
         tenant: "alpha".into(),
         target: "alpha/web1".into(),
-        kind: "port-scan".into(),
+        kind: palisade_model::ScanKind::PortScan,
         state: TaskState::Running,
         reason: None,
+        detail: None,
         started_ms: 0,
         duration_ms: 0.0,
         open: vec![],
@@ -45,7 +48,7 @@ fn tasks_find_their_own_tenants_ports_and_failures_leave_nothing() {
     store.put(&cut).unwrap();
     let svc = ScanService::start(BRIDGE, switch.clone(), Naming::new("pst-s").unwrap(), pool, store).unwrap();
     let old = svc.task(7).unwrap().unwrap();
-    assert_eq!((old.state, old.reason.as_deref()), (TaskState::Failed, Some(palisade_scan::store::INTERRUPTED)));
+    assert_eq!((old.state, old.reason), (TaskState::Failed, Some(FailureReason::EngineStopped)));
     assert!(!sh(&["ip", "netns", "list"]).contains("pst-s000000ff"));
     assert!(switch.installed().unwrap().flows.keys().all(|c| !c.is_task()));
     svc.check_pool(&inv).unwrap();
@@ -71,7 +74,9 @@ fn tasks_find_their_own_tenants_ports_and_failures_leave_nothing() {
     gone.port = "pst-missing".to_owned();
     let f = svc.run(&gone, &profile);
     assert_eq!(f.state, TaskState::Failed);
-    assert_eq!(f.reason.as_deref(), Some("the target cannot be reached: port pst-missing is not on the bridge"));
+    assert_eq!(f.reason, Some(FailureReason::TargetNotAttached));
+    let detail = f.detail.as_deref().unwrap_or_default();
+    assert_eq!(detail, "the target cannot be reached: port pst-missing is not on the bridge");
     assert!(!sh(&["ip", "netns", "list"]).contains("pst-s"), "no task namespace remains");
     assert!(!sh(&["ovs-vsctl", "list-ports", BRIDGE]).contains("pst-s"), "no task port remains");
     assert!(switch.installed().unwrap().flows.keys().all(|c| !c.is_task()), "no task flow remains");

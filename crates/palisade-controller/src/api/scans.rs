@@ -1,39 +1,19 @@
 //! `/v1/scans`: Type 2 scan tasks (issue #7). A task runs in its own task space and reaches
-//! exactly one VM; a tenant token may scan and list only its own tenant's VMs.
+//! exactly one VM; a tenant token may scan and list only its own tenant's VMs. A failed task's
+//! reason is for everyone; its `detail` (the error chain: commands, their output) only for the
+//! admin token ([`shown`]), and in the log.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use palisade_api::scans::{ScanRequest, TaskRecord};
 use palisade_model::{Inventory, Object, ObjectKey};
 use palisade_scan::{Profile, Target, TargetError};
-use serde::Deserialize;
 use tracing::error;
 
 use super::{blocking, scope, ApiError, AppState};
 use crate::auth::Scope;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RunBody {
-    /// `tenant/vm`.
-    target: String,
-    /// TCP ports (default: Palisade's port-scan profile).
-    tcp: Option<Vec<u16>>,
-    /// UDP ports (default none).
-    udp: Option<Vec<u16>>,
-    /// Probes in flight at once (1-1024).
-    concurrency: Option<usize>,
-    /// Per-probe timeout in ms (1-10000).
-    timeout_ms: Option<u64>,
-    /// `port-scan` (default) or `vuln-scan` (nmap with service detection and offline-safe
-    /// vulnerability scripts).
-    kind: Option<palisade_model::ScanKind>,
-    /// vuln-scan: identify services and versions (default true).
-    service_detection: Option<bool>,
-    /// vuln-scan: only these scripts of the offline-safe set (default all of it).
-    scripts: Option<Vec<String>>,
-}
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, msg)
@@ -48,7 +28,16 @@ fn inventory(st: &AppState, scope: &Scope) -> Inventory {
     st.controller.inventory(scope)
 }
 
-fn profile(body: &RunBody) -> Result<Profile, ApiError> {
+/// A task as `scope` may see it: tenants are not shown the operator's `detail`.
+fn shown(scope: &Scope, task: TaskRecord) -> TaskRecord {
+    if *scope == Scope::Admin {
+        task
+    } else {
+        task.for_tenant()
+    }
+}
+
+fn profile(body: &ScanRequest) -> Result<Profile, ApiError> {
     let mut p = Profile::default();
     if let Some(tcp) = &body.tcp {
         p.tcp.clone_from(tcp);
@@ -111,7 +100,7 @@ fn engine(st: &AppState) -> Result<std::sync::Arc<palisade_scan::ScanService>, A
 pub(super) async fn run(
     State(st): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<RunBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<ScanRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let scope = scope(&st, &headers)?;
     let Json(body) = body.map_err(|e| bad(format!("request body: {}", e.body_text())))?;
@@ -126,12 +115,8 @@ pub(super) async fn run(
         other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
     })?;
     let scans = engine(&st)?;
-    let mut record = blocking(move || Ok(scans.run(&target, &profile))).await?;
-    if scope != Scope::Admin {
-        // Tenants get the reason's first sentence; the chain (commands, their output) is logged.
-        record.reason = record.reason.map(|r| r.split(": ").next().unwrap_or_default().to_owned());
-    }
-    Ok(Json(record).into_response())
+    let record = blocking(move || Ok(scans.run(&target, &profile))).await?;
+    Ok(Json(shown(&scope, record)).into_response())
 }
 
 /// `POST /v1/scans/policy/{tenant}/{name}`: runs a `scan` policy now against every VM it
@@ -159,27 +144,51 @@ pub(super) async fn run_policy(
     let scans = engine(&st)?;
     let targets = palisade_scan::schedule::targets(&inv, &tenant_name, &spec)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    let mut records = blocking(move || Ok(palisade_scan::schedule::run_targets(&scans, &targets, &spec))).await?;
-    if scope != Scope::Admin {
-        for r in &mut records {
-            r.reason = r.reason.take().map(|r| r.split(": ").next().unwrap_or_default().to_owned());
-        }
-    }
+    let records = blocking(move || Ok(palisade_scan::schedule::run_targets(&scans, &targets, &spec))).await?;
+    let records: Vec<TaskRecord> = records.into_iter().map(|r| shown(&scope, r)).collect();
     Ok(Json(records).into_response())
 }
 
 /// `GET /v1/scans`: the tasks the caller may see, oldest first.
 pub(super) async fn list(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let scope = scope(&st, &headers)?;
-    let Some(scans) = st.scans.clone() else { return Ok(Json(Vec::<()>::new()).into_response()) };
-    let mut tasks = scans.tasks(scope.tenant().map(|t| t.as_str())).map_err(|e| {
+    let Some(scans) = st.scans.clone() else { return Ok(Json(Vec::<TaskRecord>::new()).into_response()) };
+    let tasks = scans.tasks(scope.tenant().map(|t| t.as_str())).map_err(|e| {
         error!(error = %e, cause = ?std::error::Error::source(&e).map(ToString::to_string), "reading scan tasks failed");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the controller log")
     })?;
-    if scope != Scope::Admin {
-        for t in &mut tasks {
-            t.reason = t.reason.take().map(|r| r.split(": ").next().unwrap_or_default().to_owned());
-        }
-    }
+    let tasks: Vec<TaskRecord> = tasks.into_iter().map(|t| shown(&scope, t)).collect();
     Ok(Json(tasks).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use palisade_api::scans::{FailureReason, TaskState};
+
+    use super::*;
+
+    #[test]
+    fn only_the_admin_token_is_shown_a_failed_tasks_detail() {
+        let task = TaskRecord {
+            id: 3,
+            tenant: "alpha".into(),
+            target: "alpha/web1".into(),
+            kind: palisade_model::ScanKind::PortScan,
+            state: TaskState::Failed,
+            reason: Some(FailureReason::SpaceCreate),
+            detail: Some("could not create the task space: `ip netns add pst-00000003` failed: File exists".into()),
+            started_ms: 0,
+            duration_ms: 2.0,
+            open: Vec::new(),
+            ports: Vec::new(),
+            services: Vec::new(),
+            findings: Vec::new(),
+        };
+
+        let tenant = shown(&Scope::Tenant("alpha".parse().unwrap()), task.clone());
+        let admin = shown(&Scope::Admin, task.clone());
+
+        assert_eq!((tenant.reason.clone(), tenant.detail), (Some(FailureReason::SpaceCreate), None));
+        assert_eq!(admin, task);
+    }
 }

@@ -1,8 +1,10 @@
 //! `palisade scan`: Type 2 scan tasks (issue #7).
 
 use anyhow::{bail, Context};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Subcommand;
-use serde_json::{json, Value};
+use palisade_api::scans::{FailureReason, PortResult, ScanRequest, TaskRecord, TaskState};
+use palisade_model::ScanKind;
 
 use super::{client, print, Cli};
 
@@ -29,8 +31,12 @@ pub(crate) enum ScanCmd {
         timeout_ms: Option<u64>,
         /// `port-scan` (Palisade's own scanner, fast) or `vuln-scan` (nmap with service
         /// detection and the offline-safe `vuln` scripts, inside the task space).
-        #[arg(long, default_value = "port-scan", value_parser = ["port-scan", "vuln-scan"])]
-        kind: String,
+        #[arg(
+            long,
+            default_value = "port-scan",
+            value_parser = PossibleValuesParser::new(["port-scan", "vuln-scan"]).try_map(|s| scan_kind(&s))
+        )]
+        kind: ScanKind,
         /// vuln-scan: skip service and version detection (faster; no versions to diff).
         #[arg(long)]
         no_service_detection: bool,
@@ -77,82 +83,83 @@ fn ports(s: &str) -> anyhow::Result<Vec<u16>> {
     Ok(out)
 }
 
-fn open_ports(task: &Value) -> String {
-    let list: Vec<String> = task["open"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| format!("{}/{}", p["port"], p["proto"].as_str().unwrap_or("")))
-        .collect();
-    if list.is_empty() {
+/// `--kind`'s value.
+fn scan_kind(s: &str) -> Result<ScanKind, String> {
+    match s {
+        "port-scan" => Ok(ScanKind::PortScan),
+        "vuln-scan" => Ok(ScanKind::VulnScan),
+        other => Err(format!("`{other}` is neither port-scan nor vuln-scan")),
+    }
+}
+
+/// `port/proto`.
+fn port(p: &PortResult) -> String {
+    format!("{}/{}", p.port, p.proto.as_str())
+}
+
+fn open_ports(task: &TaskRecord) -> String {
+    if task.open.is_empty() {
         "-".to_owned()
     } else {
-        list.join(",")
+        task.open.iter().map(port).collect::<Vec<_>>().join(",")
     }
+}
+
+/// Why a failed task failed, as the controller recorded it.
+fn reason(task: &TaskRecord) -> String {
+    task.reason.as_ref().map_or_else(|| "the controller recorded no reason".to_owned(), FailureReason::to_string)
 }
 
 pub(crate) fn run(cli: &Cli, cmd: &ScanCmd) -> anyhow::Result<()> {
     let c = client(cli)?;
     match cmd {
         ScanCmd::Run { target, tcp, udp, concurrency, timeout_ms, kind, no_service_detection, scripts } => {
-            let mut req = json!({ "target": target, "kind": kind });
-            if *no_service_detection {
-                req["service_detection"] = json!(false);
-            }
-            if !scripts.is_empty() {
-                req["scripts"] = json!(scripts);
-            }
-            if let Some(t) = tcp {
-                req["tcp"] = json!(ports(t)?);
-            }
-            if let Some(u) = udp {
-                req["udp"] = json!(ports(u)?);
-            }
-            if let Some(n) = concurrency {
-                req["concurrency"] = json!(n);
-            }
-            if let Some(t) = timeout_ms {
-                req["timeout_ms"] = json!(t);
-            }
-            let task = c.scan_run(req)?;
+            let req = ScanRequest {
+                target: target.clone(),
+                tcp: tcp.as_deref().map(ports).transpose()?,
+                udp: udp.as_deref().map(ports).transpose()?,
+                concurrency: *concurrency,
+                timeout_ms: *timeout_ms,
+                kind: Some(*kind),
+                service_detection: no_service_detection.then_some(false),
+                scripts: (!scripts.is_empty()).then(|| scripts.clone()),
+            };
+            let task = c.scan_run(&req)?;
             print(cli, &task, print_task);
-            if task["state"] == "failed" {
-                bail!("scan task {} failed: {}", task["id"], task["reason"].as_str().unwrap_or("no reason given"));
+            if task.state == TaskState::Failed {
+                bail!("scan task {} failed: {}", task.id, reason(&task));
             }
         }
         ScanCmd::Policy { policy } => {
             let (tenant, name) = policy.split_once('/').context("the policy is `tenant/name`")?;
             let tasks = c.scan_policy(tenant, name)?;
-            print(cli, &tasks, |v| v.as_array().into_iter().flatten().for_each(print_task));
-            let failed = tasks.as_array().into_iter().flatten().filter(|t| t["state"] == "failed").count();
+            print(cli, &tasks, |tasks| tasks.iter().for_each(print_task));
+            let failed = tasks.iter().filter(|t| t.state == TaskState::Failed).count();
             if failed > 0 {
                 bail!("{failed} of the policy's scan tasks failed (see their reasons above)");
             }
         }
         ScanCmd::Diff { from, to } => {
-            let tasks: Vec<palisade_scan::TaskRecord> =
-                serde_json::from_value(c.scan_tasks()?).context("reading the task list")?;
+            let tasks = c.scan_tasks()?;
             let find =
                 |id: u32| tasks.iter().find(|t| t.id == id).with_context(|| format!("there is no scan task {id}"));
             let d = palisade_scan::diff(find(*from)?, find(*to)?)?;
-            let v = serde_json::to_value(&d)?;
-            print(cli, &v, |_| {
+            print(cli, &d, |d| {
                 println!("{} task {} -> task {}", d.target, d.from, d.to);
-                let proto = |p: palisade_scan::Proto| if p == palisade_scan::Proto::Tcp { "tcp" } else { "udp" };
                 for p in &d.opened {
-                    println!("  + {}/{} opened", p.port, proto(p.proto));
+                    println!("  + {} opened", port(p));
                 }
                 for p in &d.closed {
-                    println!("  - {}/{} closed", p.port, proto(p.proto));
+                    println!("  - {} closed", port(p));
                 }
                 for c in &d.changed {
-                    println!("  ~ {}/{} {} -> {}", c.port, proto(c.proto), c.from, c.to);
+                    println!("  ~ {}/{} {} -> {}", c.port, c.proto.as_str(), c.from, c.to);
                 }
                 for f in &d.new_findings {
-                    println!("  + finding {} on {}/{}", f.script, f.port, proto(f.proto));
+                    println!("  + finding {} on {}/{}", f.script, f.port, f.proto.as_str());
                 }
                 for f in &d.gone_findings {
-                    println!("  - finding {} on {}/{}", f.script, f.port, proto(f.proto));
+                    println!("  - finding {} on {}/{}", f.script, f.port, f.proto.as_str());
                 }
                 let quiet = d.changed.is_empty() && d.new_findings.is_empty() && d.gone_findings.is_empty();
                 if d.opened.is_empty() && d.closed.is_empty() && quiet {
@@ -161,16 +168,16 @@ pub(crate) fn run(cli: &Cli, cmd: &ScanCmd) -> anyhow::Result<()> {
             });
         }
         ScanCmd::Tasks => {
-            let v = c.scan_tasks()?;
-            print(cli, &v, |v| {
+            let tasks = c.scan_tasks()?;
+            print(cli, &tasks, |tasks| {
                 println!("{:<6} {:<20} {:<7} {:>9}  OPEN", "ID", "TARGET", "STATE", "MS");
-                for t in v.as_array().into_iter().flatten() {
+                for t in tasks {
                     println!(
                         "{:<6} {:<20} {:<7} {:>9.0}  {}",
-                        t["id"],
-                        t["target"].as_str().unwrap_or(""),
-                        t["state"].as_str().unwrap_or(""),
-                        t["duration_ms"].as_f64().unwrap_or(0.0),
+                        t.id,
+                        t.target,
+                        t.state.as_str(),
+                        t.duration_ms,
                         open_ports(t)
                     );
                 }
@@ -180,32 +187,25 @@ pub(crate) fn run(cli: &Cli, cmd: &ScanCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A task's human form: id, target, state, open ports with their services, findings.
-fn print_task(t: &Value) {
-    println!(
-        "task {} {} {} ({:.0} ms)",
-        t["id"],
-        t["target"].as_str().unwrap_or(""),
-        t["state"].as_str().unwrap_or(""),
-        t["duration_ms"].as_f64().unwrap_or(0.0)
-    );
-    let services = t["services"].as_array().cloned().unwrap_or_default();
-    for p in t["open"].as_array().into_iter().flatten() {
-        let service = services.iter().find(|s| s["port"] == p["port"] && s["proto"] == p["proto"]);
-        let what = service.map_or_else(String::new, |s| {
-            let text = |k: &str| s[k].as_str().unwrap_or("").to_owned();
-            format!("  {} {} {} {}", text("name"), text("product"), text("version"), text("extra"))
-        });
-        println!("  {}/{} open{}", p["port"], p["proto"].as_str().unwrap_or(""), what.trim_end());
+/// A task's human form: id, target, state, open ports with their services, findings, and why it
+/// failed (with the operator's detail when the token is shown it).
+fn print_task(t: &TaskRecord) {
+    println!("task {} {} {} ({:.0} ms)", t.id, t.target, t.state.as_str(), t.duration_ms);
+    if t.state == TaskState::Failed {
+        println!("  failed: {}", reason(t));
     }
-    for f in t["findings"].as_array().into_iter().flatten() {
-        println!(
-            "  finding {} on {}/{}:",
-            f["script"].as_str().unwrap_or(""),
-            f["port"],
-            f["proto"].as_str().unwrap_or("")
-        );
-        for line in f["output"].as_str().unwrap_or("").lines() {
+    if let Some(detail) = &t.detail {
+        println!("  detail: {detail}");
+    }
+    for p in &t.open {
+        let service = t.services.iter().find(|s| (s.proto, s.port) == (p.proto, p.port));
+        let what =
+            service.map_or_else(String::new, |s| format!("  {} {} {} {}", s.name, s.product, s.version, s.extra));
+        println!("  {} open{}", port(p), what.trim_end());
+    }
+    for f in &t.findings {
+        println!("  finding {} on {}/{}:", f.script, f.port, f.proto.as_str());
+        for line in f.output.lines() {
             println!("    {}", line.trim());
         }
     }
