@@ -11,6 +11,7 @@
 //!   guests    GuestStatus, MonitorStatus, Symbols (SymbolEntry)
 //!   events    MonitorEvent, EventPage
 //!   alerts    AlertRecord (Deviation), AlertPage, DetectorStatus (WatchState, Phase)
+//!   scans     ScanRequest, TaskRecord (PortResult, ServiceInfo, Finding, FailureReason), ScanDiff
 //! ```
 
 #![forbid(unsafe_code)]
