@@ -10,7 +10,7 @@ use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use palisade_nad::{extract_file, Config, Features, Report, Row, RowSink, RunError, Seconds};
+use palisade_nad::{extract_file, Config, Features, Position, Report, Row, RowSink, RunError, Seconds};
 
 use palisade_nad::labels::{Labels, LabelsError};
 
@@ -129,12 +129,19 @@ impl RowSink for Collect {
 }
 
 /// Computes `vm`'s rows from `pcap` (windows of `window`) and joins them with `labels`.
-/// Returns the series and what the extractor saw (its warnings are worth showing).
-pub fn load(pcap: &Path, labels_path: &Path, vm: IpAddr, window: Seconds) -> Result<(Series, Report), DataError> {
+/// Returns the series and what the extractor saw (its warnings are worth showing); `progress`
+/// hears how far the pass over the capture has got.
+pub fn load(
+    pcap: &Path,
+    labels_path: &Path,
+    vm: IpAddr,
+    window: Seconds,
+    progress: &mut dyn FnMut(Position),
+) -> Result<(Series, Report), DataError> {
     let labels = Labels::read(labels_path)?;
     let cfg = Config { vms: vec![vm], window, reorder: Seconds::from_secs(1), series: palisade_nad::Series::Bounded };
     let mut rows = Collect::default();
-    let report = extract_file(pcap, &cfg, &mut rows).map_err(DataError::Features)?;
+    let report = extract_file(pcap, &cfg, &mut rows, progress).map_err(DataError::Features)?;
     let series = join(&rows.0, &labels, window, labels_path)?;
     Ok((series, report))
 }

@@ -13,11 +13,14 @@
 
 use std::collections::BTreeMap;
 
+use palisade_nad::{BadSeconds, Seconds};
+
 use crate::baseline::{IsolationForest, Stability};
 use crate::data::{Series, F, FEATURE_NAMES};
 use crate::metrics::{self, Confusion, RocPoint};
 use crate::nn::{Net, NetConfig};
 use crate::norm::Normalizer;
+use crate::plot::Curve;
 use crate::train::{self, EpochReport, TrainConfig, TrainError};
 use crate::windows::Windows;
 
@@ -81,6 +84,13 @@ pub struct Model {
     pub iforest: IsolationForest,
 }
 
+impl Model {
+    /// The window length it was trained on (the length its input windows must have).
+    pub fn window(&self) -> Result<Seconds, DetectError> {
+        self.meta.window.parse().map_err(DetectError::ModelWindow)
+    }
+}
+
 /// Why a detector could not be trained or evaluated.
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
@@ -110,6 +120,9 @@ pub enum DetectError {
     /// Training failed.
     #[error(transparent)]
     Train(#[from] TrainError),
+    /// The model's metadata names a window length that is not one.
+    #[error("the model's window length is not a number of seconds")]
+    ModelWindow(#[source] BadSeconds),
     /// Nothing to evaluate.
     #[error("no window to score at or after {from} s (the series ends at {last} s, and a window needs {steps} steps)")]
     NothingToScore {
@@ -266,7 +279,7 @@ pub struct Evaluation {
 
 impl Evaluation {
     /// Every scored window as CSV: `window_start,label,attack,lstm_nad,stability_2018,isolation_forest`.
-    pub fn scores_csv(&self, window: palisade_nad::Seconds) -> String {
+    pub fn scores_csv(&self, window: Seconds) -> String {
         let mut s = String::from("window_start,label,attack,lstm_nad,stability_2018,isolation_forest\n");
         for i in 0..self.starts.len() {
             s += &format!(
@@ -280,6 +293,18 @@ impl Evaluation {
             );
         }
         s
+    }
+
+    /// The ROC curves of all three detectors, LSTM-NAD first, for [`crate::plot::roc_svg`].
+    pub fn curves(&self) -> Vec<Curve<'_>> {
+        [
+            ("LSTM-NAD", &self.lstm_nad),
+            ("stability_2018 (reconstructed)", &self.stability_2018),
+            ("isolation_forest", &self.isolation_forest),
+        ]
+        .into_iter()
+        .map(|(name, r)| Curve { name, points: &r.roc, auc: r.roc_auc })
+        .collect()
     }
 }
 

@@ -1,11 +1,11 @@
 //! Palisade's network anomaly detector (issue #6): LSTM-NAD over the 11 traffic features of
 //! `palisade-nad`, its two baselines, training, evaluation and the model file.
-//! Owns the network, the metrics and `palisade nad train|eval|detect`; not feature extraction.
+//! Owns the network, the metrics and the model files; not feature extraction (`palisade-nad`),
+//! nor the command line (`palisade nad train|eval|detect`, parsed and printed by `palisade`).
 
 #![forbid(unsafe_code)]
 
 pub mod baseline;
-pub mod cli;
 pub mod data;
 pub mod detect;
 pub mod detector;

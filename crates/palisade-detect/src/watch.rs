@@ -130,11 +130,7 @@ fn pause(stop: &AtomicBool, d: Duration) -> bool {
 /// Loads the model in `dir` with `threshold` (if any) instead of its own, and its window length.
 pub fn load_model(dir: &Path, threshold: Option<f64>) -> Result<(Model, Seconds), String> {
     let mut model = store::load(dir).map_err(|e| format!("cannot load the model: {e}"))?;
-    let window: Seconds = model
-        .meta
-        .window
-        .parse()
-        .map_err(|_| format!("the model's window length `{}` is not a number of seconds", model.meta.window))?;
+    let window = model.window().map_err(|e| format!("{e} (`{}`)", model.meta.window))?;
     if let Some(t) = threshold {
         model.meta.threshold = t;
     }

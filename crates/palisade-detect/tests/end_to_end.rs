@@ -5,13 +5,14 @@ mod support;
 
 use std::path::Path;
 
-use palisade_detect::cli::{self, DetectArgs, EvalArgs, LabelledCapture, Output, TrainArgs};
 use palisade_detect::data;
+use palisade_detect::detect::Scorer;
 use palisade_detect::detector::{evaluate, train_model, TrainOptions};
 use palisade_detect::nn::NetConfig;
+use palisade_detect::plot::roc_svg;
 use palisade_detect::store;
 use palisade_detect::train::TrainConfig;
-use palisade_nad::Seconds;
+use palisade_nad::{extract_file, Config, Seconds};
 use support::{scenario, T0, VM};
 
 fn opts(train_until: u64, epochs: usize) -> TrainOptions {
@@ -30,9 +31,14 @@ fn opts(train_until: u64, epochs: usize) -> TrainOptions {
 fn loaded_scenario(windows: u64, seed: u64) -> (tempfile::TempDir, data::Series) {
     let dir = tempfile::tempdir().unwrap();
     scenario(dir.path(), windows, seed);
-    let (series, _) =
-        data::load(&dir.path().join("capture.pcap"), &dir.path().join("labels.csv"), VM.into(), Seconds::from_secs(1))
-            .unwrap();
+    let (series, _) = data::load(
+        &dir.path().join("capture.pcap"),
+        &dir.path().join("labels.csv"),
+        VM.into(),
+        Seconds::from_secs(1),
+        &mut |_| {},
+    )
+    .unwrap();
     (dir, series)
 }
 
@@ -122,44 +128,27 @@ fn damaged_model_files_are_refused_without_panicking() {
     assert!(e.contains("unusable network configuration"), "{e}");
 }
 
+/// What `palisade nad train` then `eval --roc --scores` do, through the library: the model
+/// directory's files, one scores line per scored window, one ROC curve per detector.
 #[test]
-fn cli_train_then_eval_writes_model_files_and_a_roc_plot() {
+fn train_then_eval_writes_model_files_scores_and_a_roc_plot() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     scenario(d, 300, 3);
-    let train = TrainArgs {
-        data: LabelledCapture { pcap: d.join("capture.pcap"), labels: d.join("labels.csv"), vm: VM.into() },
-        window: Seconds::from_secs(1),
-        train_until: Seconds::from_secs(T0 + 200),
-        model: d.join("model"),
-        epochs: 2,
-        steps: 4,
-        seed: 1,
-        batch: 32,
-        lr: 1e-3,
-        dropout: 0.2,
-        val_fraction: 0.2,
-        period: Seconds::from_secs(100),
-        slots: 10,
-        trees: 20,
-        threads: 2,
-    };
-    cli::train(&train).unwrap();
+    let (series, _) =
+        data::load(&d.join("capture.pcap"), &d.join("labels.csv"), VM.into(), Seconds::from_secs(1), &mut |_| {})
+            .unwrap();
+    let model = train_model(&series, "10.0.0.5", &opts(T0 + 200, 2), |_| {}).unwrap();
+    store::save(&model, &d.join("model")).unwrap();
     for f in ["model.safetensors", "model.json", "baselines.json"] {
         assert!(d.join("model").join(f).is_file(), "{f}");
     }
-    let eval = EvalArgs {
-        model: d.join("model"),
-        data: LabelledCapture { pcap: d.join("capture.pcap"), labels: d.join("labels.csv"), vm: VM.into() },
-        from: Seconds::from_secs(T0 + 200),
-        output: Output::Json,
-        roc: Some(d.join("roc.svg")),
-        scores: Some(d.join("scores.csv")),
-        threads: 2,
-    };
-    cli::eval(&eval).unwrap();
+    let model = store::load(&d.join("model")).unwrap();
+    let window = model.window().unwrap();
+    assert_eq!(window, Seconds::from_secs(1));
+    let ev = evaluate(&model, &series, (T0 + 200) * 1_000_000_000, 2).unwrap();
     // One line per scored window (the 100 from --from on), labels as in labels.csv.
-    let scores = std::fs::read_to_string(d.join("scores.csv")).unwrap();
+    let scores = ev.scores_csv(window);
     let lines: Vec<&str> = scores.lines().collect();
     assert_eq!(lines[0], "window_start,label,attack,lstm_nad,stability_2018,isolation_forest");
     assert_eq!(lines.len(), 101);
@@ -169,7 +158,7 @@ fn cli_train_then_eval_writes_model_files_and_a_roc_plot() {
         assert!(labels.contains(&format!("\n{},{},{}\n", f[0], f[1], f[2])), "{l}");
         assert!(f[3..].iter().all(|v| v.parse::<f64>().is_ok()), "{l}");
     }
-    let svg = std::fs::read_to_string(d.join("roc.svg")).unwrap();
+    let svg = roc_svg("ROC", &ev.curves());
     assert_eq!(svg.matches("<polyline").count(), 3, "one curve per detector");
     assert!(svg.contains("LSTM-NAD (AUC") && svg.contains("stability_2018") && svg.contains("isolation_forest"));
 }
@@ -181,7 +170,7 @@ fn bad_inputs_are_errors_that_say_what_is_wrong() {
     scenario(d, 60, 4);
     let pcap = d.join("capture.pcap");
     let load = |labels: &Path| {
-        data::load(&pcap, labels, VM.into(), Seconds::from_secs(1)).map(|_| ()).unwrap_err().to_string()
+        data::load(&pcap, labels, VM.into(), Seconds::from_secs(1), &mut |_| {}).map(|_| ()).unwrap_err().to_string()
     };
     std::fs::write(d.join("bad.csv"), "window_start,label,attack\n1700000000,0,\n1700000001,yes,\n").unwrap();
     let e = load(&d.join("bad.csv"));
@@ -190,7 +179,7 @@ fn bad_inputs_are_errors_that_say_what_is_wrong() {
     let e = load(&d.join("short.csv"));
     assert!(e.contains("short.csv has no label for window 1700000001 (59 windows"), "{e}");
     // Training needs T + 1 windows before the split, and abnormal ones among them.
-    let (series, _) = data::load(&pcap, &d.join("labels.csv"), VM.into(), Seconds::from_secs(1)).unwrap();
+    let (series, _) = data::load(&pcap, &d.join("labels.csv"), VM.into(), Seconds::from_secs(1), &mut |_| {}).unwrap();
     let e = train_model(&series, "vm", &opts(T0 + 3, 1), |_| {}).unwrap_err().to_string();
     assert!(e.starts_with("only 3 windows start before --train-until; need at least 5"), "{e}");
     let e = train_model(&series, "vm", &opts(T0 + 19, 1), |_| {}).unwrap_err().to_string();
@@ -225,16 +214,17 @@ fn detect_alerts_on_exactly_the_windows_eval_flags_naming_the_deviating_features
     let ev = evaluate(&model, &series, T0 * 1_000_000_000, 1).unwrap();
     let flagged = (ev.lstm_nad.confusion.tp + ev.lstm_nad.confusion.fp) as usize;
     assert!(flagged > 0);
-    let args = DetectArgs {
-        model: d.join("m"),
-        vm: VM.into(),
-        pcap: Some(d.join("capture.pcap")),
-        iface: None,
-        duration: None,
-        every: false,
-    };
+    // What `palisade nad detect --pcap` does: the saved model, its windows, rows scored as
+    // they close.
+    let model = store::load(&d.join("m")).unwrap();
+    let window = model.window().unwrap();
+    let cfg =
+        Config { vms: vec![VM.into()], window, reorder: Seconds::from_secs(1), series: palisade_nad::Series::Bounded };
     let mut out = Vec::new();
-    let (scored, alerts) = cli::detect(&args, &mut out).unwrap();
+    let mut scorer = Scorer::new(&model, window, &mut out, false);
+    extract_file(&d.join("capture.pcap"), &cfg, &mut scorer, &mut |_| {}).unwrap();
+    let (scored, alerts) = (scorer.scored, scorer.alerts);
+    drop(scorer);
     assert_eq!(scored as usize, ev.windows);
     assert_eq!(alerts as usize, flagged);
     let lines: Vec<serde_json::Value> =

@@ -2,7 +2,8 @@
 //! time window (`shared/specs/nad-features.md`), from pcap/pcapng files and live interfaces.
 //! Owns capture reading and writing, packet decoding, the extractor and the `labels.csv` format
 //! of labelled windows; not the detector (`palisade-detect`), nor making datasets
-//! (`palisade-traffic`).
+//! (`palisade-traffic`), nor the command line: `palisade nad features` (the `palisade` binary)
+//! parses, shows progress and prints the [`Report`]; this crate returns values and typed errors.
 //!
 //! ```text
 //!  file ──► capture (pcap | pcapng: 256 KiB reads, parsed in place) ──┐
@@ -21,20 +22,19 @@
 
 pub mod build;
 pub mod capture;
-pub mod cli;
 pub mod decode;
 mod error;
 pub mod features;
 pub mod labels;
 pub mod live;
-mod progress;
 mod report;
 mod run;
 
 pub use capture::{CaptureReader, Frame, LinkType, ReadStats, Stop};
 pub use decode::{decode, Decoded, IpPacket, Malformed, Transport};
 pub use error::{ConfigError, ReadError, RunError};
-pub use features::{Config, ExtractStats, Extractor, Features, Format, Row, RowSink, RowWriter, Seconds, Series};
-pub use progress::Progress;
+pub use features::{
+    BadSeconds, Config, ExtractStats, Extractor, Features, Format, Row, RowSink, RowWriter, Seconds, Series,
+};
 pub use report::Report;
-pub use run::{extract, extract_bytes, extract_file, open_file, PassError};
+pub use run::{extract, extract_bytes, extract_file, open_file, PassError, Position};

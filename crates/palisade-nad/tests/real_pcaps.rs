@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use palisade_nad::{extract, open_file, Config, Progress, Row, Seconds, Series};
+use palisade_nad::{extract, open_file, Config, Row, Seconds, Series};
 
 /// A checked-in capture; a missing one fails the test naming the path.
 fn capture(name: &str) -> PathBuf {
@@ -143,7 +143,7 @@ fn extracted(path: &PathBuf, vms: &[&str], window: &str) -> Vec<Row> {
     };
     let (mut reader, _) = open_file(path).expect("open capture");
     let mut rows: Vec<Row> = Vec::new();
-    let report = extract(&mut reader, &cfg, &mut rows, &Progress::hidden()).expect("extract");
+    let report = extract(&mut reader, &cfg, &mut rows, &mut |_| {}).expect("extract");
     assert!(report.stop.is_none(), "{path:?}: {:?}", report.stop);
     assert_eq!(report.extract.late, 0);
     rows

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use rustc_hash::FxHashMap;
 
 pub use output::{Format, RowWriter};
-pub use seconds::Seconds;
+pub use seconds::{BadSeconds, Seconds};
 pub use window::Features;
 
 use crate::capture::Frame;

@@ -10,7 +10,7 @@ pub const HEADER: &str = "vm,window_start,access_port,ip_entro,service_port_entr
 packet_per_ip,ip_count,syn_per_ip,bytes_per_ip,syn_count";
 
 /// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
     /// Comma-separated values with a header line.
     #[default]

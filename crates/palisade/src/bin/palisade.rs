@@ -15,6 +15,12 @@ use palisade_lab::Lab;
 mod alerts;
 #[path = "palisade/events.rs"]
 mod events;
+#[path = "palisade/nad.rs"]
+mod nad;
+#[path = "palisade/nad_detect.rs"]
+mod nad_detect;
+#[path = "palisade/nad_features.rs"]
+mod nad_features;
 #[path = "palisade/nad_gen.rs"]
 mod nad_gen;
 #[path = "palisade/scan.rs"]
@@ -106,7 +112,7 @@ enum Cmd {
     /// Network anomaly detection: the 11 traffic features per VM and time window, from a
     /// capture file or a live interface (`palisade nad features --help`), and the LSTM-NAD
     /// detector (`palisade nad train|eval --help`).
-    Nad(palisade_nad::cli::NadCommand),
+    Nad(nad::NadArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -284,13 +290,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Cmd::Lab(cmd) => lab(cli, cmd)?,
         Cmd::Vmi(cmd) => vmi(cli, cmd)?,
         Cmd::Scan(cmd) => scan::run(cli, cmd)?,
-        Cmd::Nad(cmd) => match nad_gen::parse(cmd) {
-            Some(g) => nad_gen::run(&g)?,
-            None => match palisade_detect::cli::alerts_args(cmd) {
-                Some(a) => alerts::run(cli, &a)?,
-                None => palisade_detect::cli::run_nad(cmd)?,
-            },
-        },
+        Cmd::Nad(words) => nad::run(cli, words)?,
     }
     Ok(())
 }

@@ -4,11 +4,49 @@
 use std::io::Write;
 use std::time::Duration;
 
+use clap::Args;
 use palisade_api::AlertRecord;
 use palisade_client::Client;
-use palisade_detect::cli::{AlertsArgs, Output};
 
 use super::Cli;
+
+/// Arguments of `palisade nad alerts`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct AlertsArgs {
+    /// Only this VM's alerts: `name` (a tenant token's VM) or `tenant/name`.
+    #[arg(long, value_name = "VM")]
+    pub(crate) vm: Option<String>,
+    /// Only this tenant's alerts (the admin token; a tenant token sees only its own anyway).
+    #[arg(long, value_name = "TENANT")]
+    pub(crate) tenant: Option<String>,
+    /// Keep printing new alerts as they are raised (until Ctrl-C).
+    #[arg(long)]
+    pub(crate) follow: bool,
+    /// Only alerts with an id above this.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) after: u64,
+    /// List the live detectors (phase, model, port, windows scored, alerts) instead.
+    #[arg(long, conflicts_with_all = ["follow", "after"])]
+    pub(crate) detectors: bool,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Human)]
+    pub(crate) output: Output,
+    /// The controller's URL.
+    #[arg(long, env = "PALISADE_URL", default_value = "http://127.0.0.1:7683")]
+    pub(crate) url: String,
+    /// Bearer token.
+    #[arg(long, env = "PALISADE_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+}
+
+/// Output format of `palisade nad alerts` and `palisade nad eval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Output {
+    /// A table.
+    Human,
+    /// One JSON document.
+    Json,
+}
 
 /// How often `--follow` asks for new alerts.
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);

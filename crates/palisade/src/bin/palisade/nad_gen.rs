@@ -1,29 +1,13 @@
 //! `palisade nad generate` and `palisade nad dataset synth`: the arguments of the capture and
 //! dataset generators (`palisade-traffic`), and what they print.
 
-use std::io::IsTerminal;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, FromArgMatches, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use clap::{Args, Subcommand};
 use palisade_traffic::benchmark::{self, GenConfig};
 use palisade_traffic::synth::{self, AttackKind, SynthConfig};
-
-/// The generators' subcommands of `palisade nad`.
-#[derive(Debug, Subcommand)]
-pub(crate) enum GenCmd {
-    /// Write a seeded synthetic capture for benchmarks (TCP/UDP/ICMP, VMs 10.0.0.1.., many peers).
-    ///
-    /// Example: palisade nad generate --out /tmp/bench.pcap --packets 10000000 --peers 10000
-    #[command(verbatim_doc_comment)]
-    Generate(GenerateArgs),
-    /// Make labelled datasets for the detector (see `palisade nad dataset synth --help`).
-    #[command(subcommand)]
-    Dataset(DatasetCmd),
-}
 
 /// `palisade nad dataset` subcommands.
 #[derive(Debug, Subcommand)]
@@ -41,7 +25,7 @@ pub(crate) enum DatasetCmd {
     /// VM's own NTP/HTTPS fetches, a health check every 30 s and now and then a benign surge
     /// (flash crowd, labelled 0). Attacks are real captures built into the program
     /// (CIC-DDoS2019 SYN and HTTP floods, ESnet masscan TCP/UDP and nmap; their origins are in
-    /// crates/palisade-nad/testdata/pcaps/README.md) with the victim rewritten to the VM, the
+    /// crates/palisade-traffic/testdata/pcaps/README.md) with the victim rewritten to the VM, the
     /// attackers to generated addresses, times mapped into the episode and checksums updated.
     /// Held-back kinds (default http_flood and masscan_udp) appear only after train_until:
     /// unseen attacks, as in the paper.
@@ -116,33 +100,15 @@ pub(crate) struct GenerateArgs {
     pub(crate) seed: u64,
 }
 
-/// The generators' command, if the words after `palisade nad` name one. `palisade nad` as a
-/// whole (the extractor's and the detector's subcommands too) parses them, so its help lists
-/// every subcommand; a usage error or `--help` prints and exits, as clap does.
-pub(crate) fn parse(cmd: &palisade_nad::cli::NadCommand) -> Option<GenCmd> {
-    let base = palisade_detect::cli::nad_command();
-    let (about, long_about) = (base.get_about().cloned(), base.get_long_about().cloned());
-    let mut command = GenCmd::augment_subcommands(base);
-    if let Some(about) = about {
-        command = command.about(about);
-    }
-    if let Some(long_about) = long_about {
-        command = command.long_about(long_about);
-    }
-    let argv = std::iter::once(std::ffi::OsString::from("palisade nad")).chain(cmd.args.iter().cloned());
-    let matches = command.try_get_matches_from(argv).unwrap_or_else(|e| e.exit());
-    GenCmd::from_arg_matches(&matches).ok()
-}
-
-/// Runs a generator command.
-pub(crate) fn run(cmd: &GenCmd) -> anyhow::Result<()> {
+/// Runs `palisade nad dataset ...`.
+pub(crate) fn dataset(cmd: &DatasetCmd) -> anyhow::Result<()> {
     match cmd {
-        GenCmd::Generate(a) => generate(a),
-        GenCmd::Dataset(DatasetCmd::Synth(a)) => synthesize(a),
+        DatasetCmd::Synth(a) => synthesize(a),
     }
 }
 
-fn generate(a: &GenerateArgs) -> anyhow::Result<()> {
+/// Runs `palisade nad generate`.
+pub(crate) fn generate(a: &GenerateArgs) -> anyhow::Result<()> {
     let cfg = GenConfig { packets: a.packets, vms: a.vms, peers: a.peers, rate: a.rate, seed: a.seed, snaplen: 96 };
     let failed = || format!("cannot write generated capture {}", a.out.display());
     let file = std::fs::File::create(&a.out).with_context(failed)?;
@@ -170,7 +136,7 @@ pub(crate) fn synth_config(a: &SynthArgs) -> Result<SynthConfig, synth::DatasetE
 fn synthesize(a: &SynthArgs) -> anyhow::Result<()> {
     let cfg = synth_config(a)?;
     let started = std::time::Instant::now();
-    let bar = progress_bar();
+    let bar = super::nad::progress_bar("{spinner} [{elapsed_precise}] {wide_bar} {msg} ETA {eta}");
     let s = synth::synthesize(&cfg, &mut |p| {
         bar.set_length(p.span_s);
         bar.set_position(p.at_s);
@@ -207,32 +173,12 @@ fn synthesize(a: &SynthArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A bar on stderr when it is a terminal, else one that draws nothing.
-fn progress_bar() -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg} ETA {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.enable_steady_tick(Duration::from_millis(250));
-    bar
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
 
+    use super::super::nad::{NadCli, NadCmd};
     use super::*;
-
-    /// `palisade nad` with only the generators' subcommands.
-    #[derive(Debug, Parser)]
-    #[command(name = "palisade nad")]
-    struct Nad {
-        #[command(subcommand)]
-        cmd: GenCmd,
-    }
 
     #[test]
     fn synth_arguments_build_the_configuration_and_name_a_bad_kind() {
@@ -241,7 +187,7 @@ mod tests {
         let parse = |extra: &[&str]| {
             let mut argv = vec!["palisade nad", "dataset", "synth", "--out", out.to_str().unwrap()];
             argv.extend_from_slice(extra);
-            let GenCmd::Dataset(DatasetCmd::Synth(a)) = Nad::try_parse_from(argv).expect("arguments").cmd else {
+            let NadCmd::Dataset(DatasetCmd::Synth(a)) = NadCli::try_parse_from(argv).expect("arguments").command else {
                 panic!("not dataset synth")
             };
             synth_config(&a)
