@@ -20,7 +20,8 @@ use palisade_guest::{Guest, GuestConfig, KernelImage, NicConfig};
 use palisade_lab::{HostRole, HostSpec, Lab, LabSpec, PortType};
 use palisade_model::{merge_file, Inventory};
 use palisade_ovs::{OfctlSwitch, Switch};
-use palisade_scan::{AddressPool, Naming, Profile, ScanService, Target, TaskState, TaskStore, DEFAULT_POOL};
+use palisade_scan::{AddressPool, Naming, Profile, ScanService, Target, TaskState, DEFAULT_POOL};
+use palisade_store::SqliteStore;
 
 /// Arguments of `table2`.
 #[derive(Debug, clap::Args)]
@@ -271,7 +272,8 @@ fn sample_peak(stop: Arc<AtomicBool>, peak: Arc<AtomicU64>) -> std::thread::Join
 
 fn multitask(args: &Args, inv: &Inventory, switch: Arc<dyn Switch>, n: usize) -> anyhow::Result<Measured> {
     let pool = AddressPool::new(DEFAULT_POOL.parse()?)?;
-    let svc = ScanService::start(BRIDGE, switch, Naming::new("pbt-k")?, pool, TaskStore::open_in_memory()?)?;
+    let svc =
+        ScanService::start(BRIDGE, switch, Naming::new("pbt-k")?, pool, Arc::new(SqliteStore::open_in_memory()?))?;
     svc.check_pool(inv)?;
     // The scanner VMs' profile (examples/guest_portscan.rs): 64 probes in flight, 2 s timeout.
     let profile = Profile { tcp: (1..=args.ports).collect(), concurrency: 64, timeout_ms: 2000, ..Profile::default() };

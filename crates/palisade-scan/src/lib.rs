@@ -2,7 +2,8 @@
 //!
 //! Owns the reserved address pool, the task rules (the paper's S1–S3/R1–R3) and their reference
 //! counting, task spaces (a namespace joined to OVS by a veth) and the built-in port scanner,
-//! whose sockets are opened inside a task's namespace. Does not own policies or storage.
+//! whose sockets are opened inside a task's namespace, and what a stored task record means.
+//! Does not own policies or storage: task records are kept in the controller's `palisade-store`.
 //!
 //! ```text
 //!  engine (one process) ── thread setns(task ns) ── sockets ─▶ task space ─ vport ─┐
@@ -20,10 +21,10 @@ pub use palisade_host::netns;
 pub mod nmap;
 pub mod pool;
 pub mod portscan;
+pub mod records;
 pub mod schedule;
 pub mod service;
 pub mod space;
-pub mod store;
 pub mod task;
 
 pub use diff::{diff, DiffError, ScanDiff};
@@ -32,8 +33,8 @@ pub use ipnet::Ipv4Net;
 pub use manager::{FlowError, TaskFlows};
 pub use pool::{AddressPool, Endpoint, PoolError, TaskAddrs, DEFAULT_POOL};
 pub use portscan::{scan_in, PortResult, PortState, Proto, ScanReport, ScanSpec};
+pub use records::RecordError;
 pub use schedule::Scheduler;
 pub use service::{FailureReason, Profile, ScanService, TaskError, TaskRecord, TaskState};
 pub use space::{SpaceError, TaskSpace};
-pub use store::{StoreError, TaskStore};
 pub use task::{Naming, TaskId};

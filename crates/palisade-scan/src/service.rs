@@ -26,8 +26,8 @@ use crate::manager::{FlowError, TaskFlows};
 use crate::nmap::{nmap_in, Finding, NmapError, NmapSpec, ServiceInfo};
 use crate::pool::{AddressPool, PoolError, TaskAddrs};
 use crate::portscan::{scan_in, PortResult, ScanSpec};
+use crate::records::{RecordError, TaskRecords};
 use crate::space::{self, SpaceError, TaskSpace};
-use crate::store::{StoreError, TaskStore};
 use crate::task::{Naming, TaskId};
 
 pub use palisade_api::scans::{FailureReason, TaskRecord, TaskState};
@@ -119,7 +119,7 @@ pub enum TaskError {
     Nmap(#[source] NmapError),
     /// The task store failed.
     #[error("could not record the task")]
-    Store(#[source] StoreError),
+    Store(#[source] RecordError),
 }
 
 impl TaskError {
@@ -158,21 +158,23 @@ pub struct ScanService {
     flows: TaskFlows,
     pool: Mutex<AddressPool>,
     next: AtomicU32,
-    store: TaskStore,
+    store: TaskRecords,
 }
 
 impl ScanService {
     /// A service on `bridge` through `switch`, with task names from `naming` and addresses from
-    /// `pool`, recording tasks in `store`. Removes whatever a previous service left behind and
-    /// marks the tasks it left running as failed.
+    /// `pool`, recording tasks in the controller's `store`. Removes whatever a previous service
+    /// left behind, marks the tasks it left running as failed, and numbers new tasks after the
+    /// stored ones.
     pub fn start(
         bridge: &str,
         switch: Arc<dyn Switch>,
         naming: Naming,
         pool: AddressPool,
-        store: TaskStore,
+        store: Arc<dyn palisade_store::Store>,
     ) -> Result<Self, TaskError> {
         let flows = TaskFlows::new(switch);
+        let store = TaskRecords::new(store);
         let interrupted = store.fail_interrupted().map_err(TaskError::Store)?;
         if interrupted > 0 {
             warn!(tasks = interrupted, "scan tasks were cut short by a crash; marked failed");
@@ -293,12 +295,12 @@ impl ScanService {
     }
 
     /// Tasks recorded, oldest first; `tenant` limits them to one tenant's.
-    pub fn tasks(&self, tenant: Option<&str>) -> Result<Vec<TaskRecord>, StoreError> {
+    pub fn tasks(&self, tenant: Option<&str>) -> Result<Vec<TaskRecord>, RecordError> {
         self.store.list(tenant)
     }
 
     /// One task, if recorded.
-    pub fn task(&self, id: u32) -> Result<Option<TaskRecord>, StoreError> {
+    pub fn task(&self, id: u32) -> Result<Option<TaskRecord>, RecordError> {
         self.store.get(id)
     }
 }
@@ -376,7 +378,13 @@ mod tests {
             (TaskError::Engine(EngineError::Empty), FailureReason::EngineFailed),
             (TaskError::Nmap(NmapError::Timeout(VULN_SCAN_TIMEOUT)), FailureReason::NmapTimedOut),
             (TaskError::Nmap(NmapError::Empty), FailureReason::NmapFailed),
-            (TaskError::Store(StoreError::Sqlite(rusqlite::Error::InvalidQuery)), FailureReason::StoreFailed),
+            (
+                TaskError::Store(RecordError::Store(palisade_store::StoreError::SchemaTooNew {
+                    found: 5,
+                    supported: 4,
+                })),
+                FailureReason::StoreFailed,
+            ),
         ];
         for (error, reason) in cases {
             assert_eq!(error.reason(), reason, "{error}");

@@ -10,7 +10,8 @@ use std::time::Instant;
 use common::{listen, sh, Bed, Host, BRIDGE};
 use palisade_model::{merge_file, Inventory};
 use palisade_ovs::{OfctlSwitch, Switch};
-use palisade_scan::{AddressPool, Naming, Profile, ScanService, Target, TaskState, TaskStore, DEFAULT_POOL};
+use palisade_scan::{AddressPool, Naming, Profile, ScanService, Target, TaskState, DEFAULT_POOL};
+use palisade_store::SqliteStore;
 
 const TENANTS: usize = 5;
 const TASKS_PER_TENANT: usize = 4;
@@ -61,7 +62,7 @@ fn twenty_concurrent_tasks_across_five_same_ip_tenants() {
         switch.clone(),
         Naming::new("pst-m").unwrap(),
         pool,
-        TaskStore::open_in_memory().unwrap(),
+        Arc::new(SqliteStore::open_in_memory().unwrap()),
     )
     .unwrap();
     svc.check_pool(&inv).unwrap();

@@ -9,9 +9,8 @@ use std::sync::Arc;
 use common::{listen, sh, Bed, BRIDGE};
 use palisade_model::{merge_file, Inventory};
 use palisade_ovs::{OfctlSwitch, Switch};
-use palisade_scan::{
-    AddressPool, FailureReason, Naming, Profile, ScanService, Target, TaskState, TaskStore, DEFAULT_POOL,
-};
+use palisade_scan::{AddressPool, FailureReason, Naming, Profile, ScanService, Target, TaskState, DEFAULT_POOL};
+use palisade_store::{SqliteStore, Store, StoredScanTask};
 
 fn target(inv: &Inventory, tenant: &str) -> Target {
     Target::resolve(inv, &tenant.parse().unwrap(), &"web1".parse().unwrap()).unwrap()
@@ -28,8 +27,8 @@ fn tasks_find_their_own_tenants_ports_and_failures_leave_nothing() {
     switch.commit(&[format!("flow add cookie={stale},priority=4000,in_port=1,actions=drop")]).unwrap();
 
     let pool = AddressPool::new(DEFAULT_POOL.parse().unwrap()).unwrap();
-    // ... and its store a task it was running when it died.
-    let store = TaskStore::open_in_memory().unwrap();
+    // ... and the controller's store a task it was running when it died.
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
     let cut = palisade_scan::TaskRecord {
         id: 7,
         tenant: "alpha".into(),
@@ -45,8 +44,16 @@ fn tasks_find_their_own_tenants_ports_and_failures_leave_nothing() {
         services: vec![],
         findings: vec![],
     };
-    store.put(&cut).unwrap();
-    let svc = ScanService::start(BRIDGE, switch.clone(), Naming::new("pst-s").unwrap(), pool, store).unwrap();
+    store
+        .put_scan_task(&StoredScanTask {
+            id: 7,
+            tenant: cut.tenant.clone(),
+            state: "running".into(),
+            started_unix_ms: 0,
+            body: serde_json::to_value(&cut).unwrap(),
+        })
+        .unwrap();
+    let svc = ScanService::start(BRIDGE, switch.clone(), Naming::new("pst-s").unwrap(), pool, store.clone()).unwrap();
     let old = svc.task(7).unwrap().unwrap();
     assert_eq!((old.state, old.reason), (TaskState::Failed, Some(FailureReason::EngineStopped)));
     assert!(!sh(&["ip", "netns", "list"]).contains("pst-s000000ff"));

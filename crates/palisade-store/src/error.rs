@@ -143,6 +143,26 @@ pub enum StoreError {
         source: serde_json::Error,
     },
 
+    /// Writing a scan task failed; the previously stored version of it (if any) is intact.
+    #[error("failed to record scan task {id} in the store")]
+    PutScanTask {
+        /// The task.
+        id: u64,
+        /// Backend error.
+        #[source]
+        source: BackendError,
+    },
+
+    /// A stored scan task is not valid JSON.
+    #[error("the stored scan task {id} is corrupt")]
+    CorruptScanTask {
+        /// The task.
+        id: u64,
+        /// Parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+
     /// `record_applied` was given two owners with the same cookie.
     #[error("cannot record the applied state: flow cookie {cookie:#x} appears more than once")]
     DuplicateCookie {

@@ -1,5 +1,5 @@
-//! Owns the controller's durable state: the desired-state objects, the audit log of every commit, and the record of what the reconciler last applied.
-//! Does not own meaning: objects are opaque JSON documents keyed by (kind, tenant, name); policy semantics live in `palisade-model`, OVS in `palisade-ovs`.
+//! Owns the controller's durable state: the desired-state objects, the audit log of every commit, the record of what the reconciler last applied, security events and scan tasks.
+//! Does not own meaning: objects are opaque JSON documents keyed by (kind, tenant, name), events and scan tasks opaque bodies with the columns they are looked up by; policy semantics live in `palisade-model`, OVS in `palisade-ovs`, scan records in `palisade-scan`.
 //! [`Store`] names no backend type, so a PostgreSQL backend can implement it later; [`SqliteStore`] (one WAL-mode file) is the implementation today.
 //!
 //! ```text
@@ -8,6 +8,7 @@
 //!                              │ audit    : one entry per rev   │ ──audit(tenant)──▶ API (filtered)
 //!                              │ applied  : rev + flow owners   │ ◀──record_applied()── reconciler
 //!                              │ events, alerts : per tenant/VM │ ◀──append_*()── monitors, detectors
+//!                              │ scan_tasks : per tenant, state │ ◀──put_scan_task()── scan service
 //!                              └────────────────────────────────┘
 //! ```
 //!
@@ -24,7 +25,7 @@ pub use error::{BackendError, StoreError};
 pub use sqlite::SqliteStore;
 pub use types::{
     Actor, AppliedOwner, AuditEntry, AuditMutation, AuditOp, EventStream, Mutation, ObjectKey, StoredEvent,
-    StoredObject,
+    StoredObject, StoredScanTask,
 };
 
 /// The controller's durable state, independent of the backend that keeps it.
@@ -84,4 +85,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Write scan task `task.id`, replacing the stored one with that id (a task is written when
+    /// it starts and again when it ends).
+    fn put_scan_task(&self, task: &StoredScanTask) -> Result<(), StoreError>;
+
+    /// Scan task `id`, if stored.
+    fn scan_task(&self, id: u64) -> Result<Option<StoredScanTask>, StoreError>;
+
+    /// Up to `limit` scan tasks with an id above `after`, by id; with `tenant`, only that
+    /// tenant's, and with `state`, only those in that state.
+    fn scan_tasks(
+        &self,
+        tenant: Option<&str>,
+        state: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredScanTask>, StoreError>;
+
+    /// The highest scan task id stored, `0` when none: a new task's id comes after it.
+    fn last_scan_task_id(&self) -> Result<u64, StoreError>;
 }

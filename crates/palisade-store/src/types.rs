@@ -175,3 +175,21 @@ impl EventStream {
         }
     }
 }
+
+/// One scan task (issue #7) as stored: the columns the store filters on, and the record itself.
+///
+/// The store does not interpret `state` or `body`; the scan service owns their meaning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredScanTask {
+    /// Task id, chosen by the scan service (see
+    /// [`Store::last_scan_task_id`](crate::Store::last_scan_task_id)).
+    pub id: u64,
+    /// The tenant scanned; a tenant reads only its own tasks.
+    pub tenant: String,
+    /// The task's state as the scan service names it, e.g. `"running"`.
+    pub state: String,
+    /// When the task started, in Unix milliseconds (the caller's clock).
+    pub started_unix_ms: i64,
+    /// The task record, opaque to the store.
+    pub body: Value,
+}

@@ -7,6 +7,7 @@ mod applied;
 mod commit;
 mod events;
 mod read;
+mod scans;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use crate::error::StoreError;
-use crate::types::{Actor, AppliedOwner, AuditEntry, EventStream, Mutation, StoredEvent, StoredObject};
+use crate::types::{Actor, AppliedOwner, AuditEntry, EventStream, Mutation, StoredEvent, StoredObject, StoredScanTask};
 use crate::Store;
 
 /// How long a write waits for another connection (e.g. a backup tool) to release the file.
@@ -148,6 +149,28 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         events::events(&self.conn(), stream, tenant, vm, after, limit)
+    }
+
+    fn put_scan_task(&self, task: &StoredScanTask) -> Result<(), StoreError> {
+        scans::put(&self.conn(), task)
+    }
+
+    fn scan_task(&self, id: u64) -> Result<Option<StoredScanTask>, StoreError> {
+        scans::task(&self.conn(), id)
+    }
+
+    fn scan_tasks(
+        &self,
+        tenant: Option<&str>,
+        state: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredScanTask>, StoreError> {
+        scans::tasks(&self.conn(), tenant, state, after, limit)
+    }
+
+    fn last_scan_task_id(&self) -> Result<u64, StoreError> {
+        scans::last_id(&self.conn())
     }
 }
 

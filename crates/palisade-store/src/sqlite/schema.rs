@@ -77,6 +77,18 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX alerts_tenant ON alerts (tenant, vm, id);
     "#,
+    // 4: scan tasks and their findings (issue #7), per tenant; were a file of their own before.
+    r#"
+    CREATE TABLE scan_tasks (
+        id              INTEGER PRIMARY KEY CHECK (id >= 0),
+        tenant          TEXT    NOT NULL,
+        state           TEXT    NOT NULL,
+        started_unix_ms INTEGER NOT NULL,
+        body_json       TEXT    NOT NULL
+    ) STRICT;
+    CREATE INDEX scan_tasks_tenant ON scan_tasks (tenant, id);
+    CREATE INDEX scan_tasks_state ON scan_tasks (state, id);
+    "#,
 ];
 
 /// Schema version this build creates and understands.
@@ -137,10 +149,37 @@ mod tests {
         migrate(&mut conn).unwrap();
 
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
-        for table in ["revisions", "objects", "audit_mutations", "applied_state", "applied_owners", "events", "alerts"]
-        {
+        let tables = ["revisions", "objects", "audit_mutations", "applied_state", "applied_owners", "events", "alerts"];
+        for table in tables.into_iter().chain(["scan_tasks"]) {
             assert!(table_exists(&conn, table), "missing table {table}");
         }
+    }
+
+    /// Issue #14: scan tasks moved into the main store as step 4; a version-3 file keeps its rows.
+    #[test]
+    fn a_version_3_database_gains_scan_tasks_and_keeps_its_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_with(&mut conn, &MIGRATIONS[..3]).unwrap();
+        conn.execute("INSERT INTO alerts (tenant, vm, body_json) VALUES ('alpha', 'web1', '{}')", []).unwrap();
+        assert!(!table_exists(&conn, "scan_tasks"));
+
+        migrate(&mut conn).unwrap();
+
+        assert_eq!(user_version(&conn).unwrap(), 4);
+        assert!(table_exists(&conn, "scan_tasks"));
+        let alerts: i64 = conn.query_row("SELECT count(*) FROM alerts", [], |r| r.get(0)).unwrap();
+        assert_eq!(alerts, 1);
+    }
+
+    #[test]
+    fn a_version_5_database_is_refused_by_this_build() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", 5).unwrap();
+
+        let err = migrate(&mut conn).unwrap_err();
+
+        assert!(matches!(err, StoreError::SchemaTooNew { found: 5, supported: 4 }), "{err:?}");
+        assert!(!table_exists(&conn, "scan_tasks"), "nothing may be created in a newer database");
     }
 
     #[test]

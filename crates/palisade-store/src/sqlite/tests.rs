@@ -172,3 +172,39 @@ fn global_and_tenant_objects_with_the_same_kind_and_name_are_distinct_rows() {
     );
     assert!(dup.is_err(), "the unique key index must reject a second global row");
 }
+
+fn scan_task(id: u64) -> StoredScanTask {
+    StoredScanTask {
+        id,
+        tenant: "alpha".into(),
+        state: "done".into(),
+        started_unix_ms: 5,
+        body: json!({ "id": id, "open": [] }),
+    }
+}
+
+#[test]
+fn corrupt_scan_task_body_is_reported_with_its_id_not_a_panic() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    store.put_scan_task(&scan_task(3)).unwrap();
+    store.put_scan_task(&scan_task(4)).unwrap();
+    store.conn().execute("UPDATE scan_tasks SET body_json = '{\"open\": [' WHERE id = 4", []).unwrap();
+
+    let one = store.scan_task(4).unwrap_err();
+    let all = store.scan_tasks(None, None, 0, 10).unwrap_err();
+
+    assert!(matches!(one, StoreError::CorruptScanTask { id: 4, .. }), "{one:?}");
+    assert!(matches!(all, StoreError::CorruptScanTask { id: 4, .. }), "{all:?}");
+    assert_eq!(one.to_string(), "the stored scan task 4 is corrupt");
+    assert_eq!(store.scan_task(3).unwrap(), Some(scan_task(3)), "the sound row still reads");
+}
+
+#[test]
+fn a_scan_task_id_beyond_sqlite_integers_is_refused_not_wrapped() {
+    let store = SqliteStore::open_in_memory().unwrap();
+
+    let err = store.put_scan_task(&scan_task(u64::MAX)).unwrap_err();
+
+    assert!(matches!(err, StoreError::PutScanTask { id: u64::MAX, .. }), "{err:?}");
+    assert_eq!(store.last_scan_task_id().unwrap(), 0);
+}

@@ -12,7 +12,7 @@ use palisade_controller::{api, Controller, Scope, Tokens};
 use palisade_guest::AccelPolicy;
 use palisade_ovs::{OfctlSwitch, PortNaming};
 use palisade_runtime::{QemuGuests, RuntimeConfig};
-use palisade_scan::{AddressPool, Naming, ScanService, Scheduler, TaskStore};
+use palisade_scan::{AddressPool, Naming, ScanService, Scheduler};
 use palisade_store::SqliteStore;
 use tracing::{info, warn};
 
@@ -22,7 +22,8 @@ use tracing::{info, warn};
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// SQLite database holding desired state, applied state and the audit log.
+    /// SQLite database holding desired state, applied state, the audit log, monitor events,
+    /// anomaly alerts and scan tasks.
     #[arg(long, env = "PALISADE_DB", default_value = "/var/lib/palisade/palisade.db")]
     db: PathBuf,
     /// Token file: {"admin": "...", "tenants": {"alpha": "..."}}.
@@ -58,8 +59,8 @@ struct Args {
     /// Prefix of task space names (namespaces and ports): 1-7 characters of [a-z0-9-].
     #[arg(long, env = "PALISADE_SCAN_PREFIX", default_value = "pt-")]
     scan_prefix: String,
-    /// SQLite database of scan tasks and findings (default: `scans.db` beside `--db`).
-    #[arg(long, env = "PALISADE_SCAN_DB")]
+    /// No longer read: scan tasks are kept in `--db` (issue #14). Kept only to refuse it loudly.
+    #[arg(long, env = "PALISADE_SCAN_DB", hide = true)]
     scan_db: Option<PathBuf>,
     /// Directory of anomaly-detection models: `anomaly` policies name its subdirectories
     /// (each written by `palisade nad train --model`).
@@ -85,6 +86,13 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(old) = &args.scan_db {
+        anyhow::bail!(
+            "--scan-db (PALISADE_SCAN_DB) is no longer supported: scan tasks are kept in the main store (--db); \
+             remove the option (the tasks in {} are not read or imported)",
+            old.display()
+        );
+    }
     let tokens = Tokens::load(&args.tokens).context("loading tokens")?;
     if let Some(dir) = args.db.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -121,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
         .with_event_sink(events)
         .with_event_sink(Arc::new(palisade_controller::monitors::StoreEvents(store.clone())));
     let controller = Arc::new(
-        Controller::open(store, Arc::new(switch))
+        Controller::open(store.clone(), Arc::new(switch))
             .context("loading desired state")?
             .with_guests(Arc::new(guests.clone()))
             .with_detectors(detectors.clone())
@@ -157,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    let scans = start_scans(&args).context("starting the scan engine")?;
+    let scans = start_scans(&args, store).context("starting the scan engine")?;
     spawn_scan_scheduler(controller.clone(), scans.clone());
 
     let listener =
@@ -174,15 +182,14 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Type 2 scan engine on the controller's bridge (issue #7). It first removes the task
-/// spaces and flows a previous, crashed controller left behind.
-fn start_scans(args: &Args) -> anyhow::Result<Arc<ScanService>> {
+/// The Type 2 scan engine on the controller's bridge (issue #7), recording its tasks in the
+/// controller's store. It first removes the task spaces and flows a previous, crashed
+/// controller left behind.
+fn start_scans(args: &Args, store: Arc<dyn palisade_store::Store>) -> anyhow::Result<Arc<ScanService>> {
     let naming = Naming::new(&args.scan_prefix)?;
     let pool = AddressPool::new(args.scan_pool)?;
     let ports = PortNaming::new(&args.port_prefix)?;
     let switch = Arc::new(OfctlSwitch::new(args.bridge.clone()).with_naming(ports));
-    let db = args.scan_db.clone().unwrap_or_else(|| args.db.with_file_name("scans.db"));
-    let store = TaskStore::open(&db).with_context(|| format!("opening scan task store {}", db.display()))?;
     Ok(Arc::new(ScanService::start(&args.bridge, switch, naming, pool, store)?))
 }
 
