@@ -29,24 +29,14 @@ pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 struct AppState {
     controller: Arc<Controller>,
     tokens: Arc<Tokens>,
-    /// Type 2 scanning (issue #7); absent when the controller does not run the engine.
-    scans: Option<Arc<palisade_scan::ScanService>>,
 }
 
 /// Largest request body accepted: policy files for thousands of policies run to a few MB.
 pub const MAX_BODY_BYTES: usize = 32 << 20;
 
-/// Builds the router.
+/// Builds the router over `controller` and the services it was given (guests, detectors,
+/// scans: see [`Controller::with_guests`] and its siblings).
 pub fn router(controller: Arc<Controller>, tokens: Arc<Tokens>) -> Router {
-    router_with_scans(controller, tokens, None)
-}
-
-/// Builds the router, serving `/v1/scans` with `scans` (Type 2 access, issue #7).
-pub fn router_with_scans(
-    controller: Arc<Controller>,
-    tokens: Arc<Tokens>,
-    scans: Option<Arc<palisade_scan::ScanService>>,
-) -> Router {
     let v1 = Router::new()
         .route("/apply", post(apply))
         .route("/objects", get(list))
@@ -69,7 +59,7 @@ pub fn router_with_scans(
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .nest("/v1", v1)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(AppState { controller, tokens, scans })
+        .with_state(AppState { controller, tokens })
 }
 
 #[derive(Debug)]

@@ -21,6 +21,7 @@ use crate::auth::Scope;
 use crate::metrics::Metrics;
 
 mod anomaly;
+mod scans;
 mod views;
 mod vmi;
 
@@ -93,6 +94,8 @@ pub struct Controller {
     switch: Arc<dyn Switch>,
     guests: Arc<dyn GuestRuntime>,
     detectors: Arc<dyn crate::anomaly::DetectorRuntime>,
+    /// Type 2 scanning (issue #7); absent when this controller does not run the engine.
+    scans: Option<Arc<palisade_scan::ScanService>>,
     /// Address ranges this controller uses itself (what for, range): no subdomain may overlap.
     reserved: Vec<(String, ipnet::Ipv4Net)>,
     state: Mutex<StateCell>,
@@ -197,6 +200,7 @@ impl Controller {
             switch,
             guests: Arc::new(NoGuests),
             detectors: Arc::new(crate::anomaly::NoDetectors),
+            scans: None,
             reserved: Vec::new(),
             state: Mutex::new(StateCell(State { inventory, revision, view: None, epoch: 0 })),
             metrics: Metrics::default(),

@@ -85,7 +85,7 @@ fn profile(body: &ScanRequest) -> Result<Profile, ApiError> {
 
 /// The scan engine, if this controller runs one and its pool is clear of every tenant subnet.
 fn engine(st: &AppState) -> Result<std::sync::Arc<palisade_scan::ScanService>, ApiError> {
-    let scans = st.scans.clone().ok_or_else(unavailable)?;
+    let scans = st.controller.scans().ok_or_else(unavailable)?;
     if let Err(e) = scans.check_pool(&inventory(st, &Scope::Admin)) {
         error!(error = %e, "the task address pool overlaps a tenant subnet; scanning refused");
         return Err(ApiError::new(
@@ -152,7 +152,7 @@ pub(super) async fn run_policy(
 /// `GET /v1/scans`: the tasks the caller may see, oldest first.
 pub(super) async fn list(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let scope = scope(&st, &headers)?;
-    let Some(scans) = st.scans.clone() else { return Ok(Json(Vec::<TaskRecord>::new()).into_response()) };
+    let Some(scans) = st.controller.scans() else { return Ok(Json(Vec::<TaskRecord>::new()).into_response()) };
     let tasks = scans.tasks(scope.tenant().map(|t| t.as_str())).map_err(|e| {
         error!(error = %e, cause = ?std::error::Error::source(&e).map(ToString::to_string), "reading scan tasks failed");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the controller log")

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::Parser;
 use palisade_controller::anomaly::LiveDetectors;
-use palisade_controller::{api, Controller, Scope, Tokens};
+use palisade_controller::{api, Controller, Tokens};
 use palisade_guest::AccelPolicy;
 use palisade_ovs::{OfctlSwitch, PortNaming};
 use palisade_runtime::{QemuGuests, RuntimeConfig};
@@ -128,11 +128,13 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("opening the controller state in {}", state_dir.display()))?
         .with_event_sink(events)
         .with_event_sink(Arc::new(palisade_controller::monitors::StoreEvents(store.clone())));
+    let scans = start_scans(&args, store.clone()).context("starting the scan engine")?;
     let controller = Arc::new(
-        Controller::open(store.clone(), Arc::new(switch))
+        Controller::open(store, Arc::new(switch))
             .context("loading desired state")?
             .with_guests(Arc::new(guests.clone()))
             .with_detectors(detectors.clone())
+            .with_scans(scans)
             .with_reserved("the scan task address pool (--scan-pool)", args.scan_pool),
     );
 
@@ -165,13 +167,12 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    let scans = start_scans(&args, store).context("starting the scan engine")?;
-    spawn_scan_scheduler(controller.clone(), scans.clone());
+    spawn_scan_scheduler(controller.clone());
 
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     info!(listen = %args.listen, bridge = %args.bridge, db = %args.db.display(), "palisaded started");
-    axum::serve(listener, api::router_with_scans(controller, Arc::new(tokens), Some(scans)))
+    axum::serve(listener, api::router(controller, Arc::new(tokens)))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving the API")?;
@@ -194,15 +195,15 @@ fn start_scans(args: &Args, store: Arc<dyn palisade_store::Store>) -> anyhow::Re
 }
 
 /// Runs the `scan` policies that are due, checking every 10 seconds (issue #7).
-fn spawn_scan_scheduler(controller: Arc<Controller>, scans: Arc<ScanService>) {
+fn spawn_scan_scheduler(controller: Arc<Controller>) {
     let scheduler = Arc::new(Scheduler::default());
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(10)).await;
-            let (c, s, sch) = (controller.clone(), scans.clone(), scheduler.clone());
+            let (c, sch) = (controller.clone(), scheduler.clone());
             let ran = tokio::task::spawn_blocking(move || {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                palisade_scan::schedule::run_due(&c.inventory(&Scope::Admin), &s, &sch, now).len()
+                c.run_due_scans(&sch, now)
             })
             .await;
             if let Err(e) = ran {
