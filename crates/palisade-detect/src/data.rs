@@ -15,39 +15,10 @@ use palisade_nad::{extract_file, Config, Features, Position, Report, Row, RowSin
 use palisade_nad::labels::{Labels, LabelsError};
 
 /// Number of features per window.
-pub const F: usize = 11;
+pub const F: usize = Features::COUNT;
 
 /// Feature names in column (and model input) order.
-pub const FEATURE_NAMES: [&str; F] = [
-    "access_port",
-    "ip_entro",
-    "service_port_entro",
-    "syn_rate",
-    "bps",
-    "pps",
-    "packet_per_ip",
-    "ip_count",
-    "syn_per_ip",
-    "bytes_per_ip",
-    "syn_count",
-];
-
-/// The features as an array in [`FEATURE_NAMES`] order.
-pub fn feature_array(f: &Features) -> [f64; F] {
-    [
-        f.access_port,
-        f.ip_entro,
-        f.service_port_entro,
-        f.syn_rate,
-        f.bps,
-        f.pps,
-        f.packet_per_ip,
-        f.ip_count as f64,
-        f.syn_per_ip,
-        f.bytes_per_ip,
-        f.syn_count as f64,
-    ]
-}
+pub const FEATURE_NAMES: [&str; F] = Features::NAMES;
 
 /// A labelled, hole-free series of windows.
 #[derive(Debug, Clone)]
@@ -168,7 +139,7 @@ pub fn join(rows: &[Row], labels: &Labels, window: Seconds, labels_path: &Path) 
     let mut s =
         Series { window, starts: Vec::new(), features: vec![[0.0; F]; n], labels: Vec::new(), attacks: Vec::new() };
     for r in rows {
-        s.features[((r.window_start_ns - first) / w) as usize] = feature_array(&r.features);
+        s.features[((r.window_start_ns - first) / w) as usize] = r.features.values();
     }
     let mut missing = Vec::new();
     for k in 0..n {

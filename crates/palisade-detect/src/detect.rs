@@ -8,7 +8,7 @@ use std::io::{self, Write};
 
 use palisade_nad::{Row, RowSink, Seconds};
 
-use crate::data::{feature_array, F, FEATURE_NAMES};
+use crate::data::{F, FEATURE_NAMES};
 use crate::detector::Model;
 use crate::nn::Work;
 
@@ -79,7 +79,7 @@ impl<'m, W: Write> Scorer<'m, W> {
     /// them); returns the scored window once `T` rows have been seen.
     pub fn push(&mut self, row: &Row) -> io::Result<Option<Alert>> {
         let t = self.model.net.cfg.steps;
-        let raw = feature_array(&row.features);
+        let raw = row.features.values();
         let norm = self.model.meta.norm.apply(&raw);
         if self.recent.len() == t {
             self.recent.pop_front();

@@ -3,11 +3,12 @@
 
 use std::io::{self, Write};
 
-use super::{Row, RowSink, Seconds};
+use super::{Features, Row, RowSink, Seconds};
 
-/// The spec's column order.
-pub const HEADER: &str = "vm,window_start,access_port,ip_entro,service_port_entro,syn_rate,bps,pps,\
-packet_per_ip,ip_count,syn_per_ip,bytes_per_ip,syn_count";
+/// The spec's columns: the VM, the window's start, then [`Features::NAMES`].
+fn header() -> String {
+    format!("vm,window_start,{}", Features::NAMES.join(","))
+}
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,7 +36,7 @@ impl<W: Write> RowWriter<W> {
     /// CSV header at once.
     pub fn new(mut out: W, format: Format, window: Seconds, vms: &[std::net::IpAddr]) -> io::Result<Self> {
         if format == Format::Csv {
-            writeln!(out, "{HEADER}")?;
+            writeln!(out, "{}", header())?;
         }
         let labels = vms.iter().map(ToString::to_string).collect();
         Ok(RowWriter { out, format, window, labels, flush_each: false, line: String::with_capacity(256) })
@@ -55,45 +56,27 @@ impl<W: Write> RowWriter<W> {
 
     fn render(&mut self, r: &Row) {
         use std::fmt::Write as _;
-        let f = &r.features;
         let vm = self.labels.get(r.vm_index).map_or_else(|| r.vm.to_string(), Clone::clone);
         let start = self.window.format_instant(r.window_start_ns);
+        let values = r.features.values();
         self.line.clear();
         // Writing to a String cannot fail.
-        let _ = match self.format {
-            Format::Csv => writeln!(
-                self.line,
-                "{vm},{start},{},{},{},{},{},{},{},{},{},{},{}",
-                f.access_port,
-                f.ip_entro,
-                f.service_port_entro,
-                f.syn_rate,
-                f.bps,
-                f.pps,
-                f.packet_per_ip,
-                f.ip_count,
-                f.syn_per_ip,
-                f.bytes_per_ip,
-                f.syn_count
-            ),
-            Format::Jsonl => writeln!(
-                self.line,
-                "{{\"vm\":\"{vm}\",\"window_start\":{start},\"access_port\":{},\"ip_entro\":{},\
-                 \"service_port_entro\":{},\"syn_rate\":{},\"bps\":{},\"pps\":{},\"packet_per_ip\":{},\
-                 \"ip_count\":{},\"syn_per_ip\":{},\"bytes_per_ip\":{},\"syn_count\":{}}}",
-                f.access_port,
-                f.ip_entro,
-                f.service_port_entro,
-                f.syn_rate,
-                f.bps,
-                f.pps,
-                f.packet_per_ip,
-                f.ip_count,
-                f.syn_per_ip,
-                f.bytes_per_ip,
-                f.syn_count
-            ),
-        };
+        match self.format {
+            Format::Csv => {
+                let _ = write!(self.line, "{vm},{start}");
+                for v in values {
+                    let _ = write!(self.line, ",{v}");
+                }
+                self.line.push('\n');
+            }
+            Format::Jsonl => {
+                let _ = write!(self.line, "{{\"vm\":\"{vm}\",\"window_start\":{start}");
+                for (name, v) in Features::NAMES.iter().zip(values) {
+                    let _ = write!(self.line, ",\"{name}\":{v}");
+                }
+                self.line.push_str("}\n");
+            }
+        }
     }
 }
 

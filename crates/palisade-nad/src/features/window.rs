@@ -30,6 +30,44 @@ pub struct Features {
     pub syn_count: u64,
 }
 
+impl Features {
+    /// How many features a window has.
+    pub const COUNT: usize = 11;
+
+    /// Their names, in output column (and model input) order: the spec's.
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "access_port",
+        "ip_entro",
+        "service_port_entro",
+        "syn_rate",
+        "bps",
+        "pps",
+        "packet_per_ip",
+        "ip_count",
+        "syn_per_ip",
+        "bytes_per_ip",
+        "syn_count",
+    ];
+
+    /// The values in [`Features::NAMES`] order; the two counts as `f64` (exact below 2^53,
+    /// and printed the same way as the integers).
+    pub fn values(&self) -> [f64; Self::COUNT] {
+        [
+            self.access_port,
+            self.ip_entro,
+            self.service_port_entro,
+            self.syn_rate,
+            self.bps,
+            self.pps,
+            self.packet_per_ip,
+            self.ip_count as f64,
+            self.syn_per_ip,
+            self.bytes_per_ip,
+            self.syn_count as f64,
+        ]
+    }
+}
+
 /// Counters of one VM in one window.
 #[derive(Debug, Default)]
 pub(crate) struct WindowCounts {
