@@ -311,21 +311,33 @@ impl FakeMemory {
     }
 }
 
-impl PhysMemory for FakeMemory {
-    fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemoryError> {
-        let pages = self.pages();
-        for (off, start, n) in self.layout.pieces(gpa, buf.len())? {
+impl FakeMemory {
+    /// The pieces of `len` bytes at `gpa` as (page number, offset in the page, offset in the
+    /// caller's buffer, length), each within one fake page.
+    fn page_pieces(&self, gpa: Gpa, len: usize) -> Result<Vec<(u64, usize, usize, usize)>, MemoryError> {
+        let mut out = Vec::new();
+        for (off, start, n) in self.layout.pieces(gpa, len)? {
             let mut done = 0;
             while done < n {
                 let o = off + done as u64;
                 let in_page = (o % FAKE_PAGE) as usize;
                 let k = (FAKE_PAGE as usize - in_page).min(n - done);
-                let dst = &mut buf[start + done..start + done + k];
-                match pages.get(&(o / FAKE_PAGE)) {
-                    Some(p) => dst.copy_from_slice(&p[in_page..in_page + k]),
-                    None => dst.fill(0),
-                }
+                out.push((o / FAKE_PAGE, in_page, start + done, k));
                 done += k;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl PhysMemory for FakeMemory {
+    fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let pages = self.pages();
+        for (page, in_page, at, k) in self.page_pieces(gpa, buf.len())? {
+            let dst = &mut buf[at..at + k];
+            match pages.get(&page) {
+                Some(p) => dst.copy_from_slice(&p[in_page..in_page + k]),
+                None => dst.fill(0),
             }
         }
         Ok(())
@@ -333,16 +345,9 @@ impl PhysMemory for FakeMemory {
 
     fn write(&self, gpa: Gpa, buf: &[u8]) -> Result<(), MemoryError> {
         let mut pages = self.pages();
-        for (off, start, n) in self.layout.pieces(gpa, buf.len())? {
-            let mut done = 0;
-            while done < n {
-                let o = off + done as u64;
-                let in_page = (o % FAKE_PAGE) as usize;
-                let k = (FAKE_PAGE as usize - in_page).min(n - done);
-                let page = pages.entry(o / FAKE_PAGE).or_insert_with(|| vec![0; FAKE_PAGE as usize].into_boxed_slice());
-                page[in_page..in_page + k].copy_from_slice(&buf[start + done..start + done + k]);
-                done += k;
-            }
+        for (page, in_page, at, k) in self.page_pieces(gpa, buf.len())? {
+            let page = pages.entry(page).or_insert_with(|| vec![0; FAKE_PAGE as usize].into_boxed_slice());
+            page[in_page..in_page + k].copy_from_slice(&buf[at..at + k]);
         }
         Ok(())
     }
