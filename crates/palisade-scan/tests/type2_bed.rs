@@ -9,13 +9,14 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{listen, sh, Bed, Capture, BRIDGE};
+use common::{listen, sh, Bed, BRIDGE};
 use palisade_model::{merge_file, Inventory};
 use palisade_ovs::{OfctlSwitch, Switch};
 use palisade_scan::{
     compile_task, scan_in, AddressPool, Naming, PortState, Proto, ScanSpec, Target, TaskFlows, TaskId, TaskSpace,
     DEFAULT_POOL,
 };
+use palisade_testkit::Capture;
 
 struct Task {
     id: TaskId,
@@ -170,10 +171,10 @@ fn same_ip_tenants_each_reach_only_their_own_vm() {
     // Nobody but the target saw a packet from a task space.
     for cap in bystanders {
         let port = cap.port.clone();
-        let packets = cap.stop();
+        let packets = cap.stop(&["-e"]);
         assert!(packets.is_empty(), "{port} saw task traffic: {packets:?}");
     }
-    let seen = target_capture.stop();
+    let seen = target_capture.stop(&["-e"]);
     assert!(seen.iter().any(|l| l.contains(&format!("{vport_a}."))), "the capture works: {seen:?}");
     assert!(
         seen.iter().all(|l| l.contains("02:00:00:65:01:01")),

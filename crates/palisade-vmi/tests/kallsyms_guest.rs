@@ -12,31 +12,19 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use palisade_guest::initramfs;
 use palisade_guest::{Guest, GuestConfig, KernelImage};
 use palisade_vmi::kallsyms::{self, KallsymsError, KernelSymbols, Reject};
 use palisade_vmi::{Gpa, MemoryError, PhysMemory, RamFile, RamLayout, RamRegion};
 
 const MEM_MIB: u64 = 512;
 const IOMEM: &str = "PALISADE-IOMEM";
-const TIMEOUT: Duration = Duration::from_secs(300);
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("PALISADE_GUEST_CACHE")
-        .map_or_else(|| PathBuf::from(palisade_guest::DEFAULT_CACHE_DIR), PathBuf::from)
-}
+use palisade_testkit::guest::TIMEOUT;
 
 /// The kernel and an initramfs whose workload prints the kernel's physical range and idles.
 fn images() -> (KernelImage, PathBuf) {
-    let qemu = std::process::Command::new("qemu-system-x86_64").arg("--version").output();
-    assert!(
-        qemu.is_ok_and(|o| o.status.success()),
-        "qemu-system-x86_64 cannot be run: apt-get install qemu-system-x86"
-    );
     let workload = vec![format!("grep 'Kernel code' /proc/iomem | sed 's/^/{IOMEM} /'"), "sleep 3600".to_owned()];
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kallsyms-guest.cpio");
-    let (kernel, _) =
-        initramfs::cloud_images(&cache_dir(), workload, false, &out).unwrap_or_else(|e| panic!("guest images: {e:#?}"));
+    let kernel = palisade_testkit::guest::images(workload, &out);
     (kernel, out)
 }
 

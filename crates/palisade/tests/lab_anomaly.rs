@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{nix_is_root, Env};
+use common::{is_root, Env};
 use serde_json::Value;
 
 const VM: &str = "198.18.1.10";
@@ -54,7 +54,7 @@ fn detectors(env: &Env) -> Vec<Value> {
 
 #[test]
 fn an_anomaly_policy_raises_live_alerts_for_attacks_in_the_lab() {
-    assert!(nix_is_root(), "this test needs root (CI runs as root)");
+    assert!(is_root(), "this test needs root (CI runs as root)");
     let tmp = tempfile::tempdir().expect("tempdir");
     let env = Env::new("a", 17707, tmp.path().join("lab"));
     let url = env.url();

@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{nix_is_root, Env};
+use common::{is_root, Env};
 use serde_json::Value;
 
 /// The guest's name on the host: `<bridge>-<tenant>-<vm>`.
@@ -113,7 +113,7 @@ fn guest_kallsyms(dir: &Path) -> Vec<String> {
 
 #[test]
 fn guest_vm_boots_from_policy_and_its_symbols_come_from_memory() {
-    assert!(nix_is_root(), "this test needs root (CI runs as root)");
+    assert!(is_root(), "this test needs root (CI runs as root)");
     let tmp = tempfile::tempdir().expect("tempdir");
     let env = Env::new("g", 17703, tmp.path().join("lab"));
     let guest_yaml = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/guest.yaml").display().to_string();

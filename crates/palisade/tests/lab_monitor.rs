@@ -14,7 +14,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{nix_is_root, Env};
+use common::{is_root, Env};
 use serde_json::Value;
 
 fn guest(env: &Env) -> Value {
@@ -96,7 +96,7 @@ fn follow(env: &Env, after: u64, n: usize) -> Vec<Value> {
 
 #[test]
 fn monitor_policy_blocks_records_switches_live_and_stops_on_delete() {
-    assert!(nix_is_root(), "this test needs root (CI runs as root)");
+    assert!(is_root(), "this test needs root (CI runs as root)");
     let tmp = tempfile::tempdir().expect("tempdir");
     let env = Env::new("m", 17704, tmp.path().join("lab"));
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");

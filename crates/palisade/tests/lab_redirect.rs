@@ -7,7 +7,7 @@ use std::process::Command;
 
 mod common;
 
-use common::{nix_is_root, Env};
+use common::{is_root, Env};
 
 fn set_link(netns: &str, up: bool) {
     let st = Command::new("ip")
@@ -34,7 +34,7 @@ fn redirect_age(dump: &str) -> f64 {
 
 #[test]
 fn redirect_through_appliance_in_the_lab() {
-    assert!(nix_is_root(), "this test needs root (CI runs as root)");
+    assert!(is_root(), "this test needs root (CI runs as root)");
     let tmp = tempfile::tempdir().expect("tempdir");
     let env = Env::new("r", 17701, tmp.path().join("lab"));
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");

@@ -2,15 +2,18 @@
 //! the same IP in both tenants — through a task space, finds that tenant's open port only,
 //! and leaves no task namespace, port or flow; the other hosts capture no task packet.
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 mod common;
 
-use common::{nix_is_root, Env};
+use common::{is_root, Env};
+use palisade_testkit::Capture;
 use serde_json::Value;
+
+/// The scan task address pool (the lab's default): what the bystanders' captures look for.
+const POOL: &str = "net 100.64.0.0/10";
 
 /// A TCP listener inside a lab VM's namespace (opened there from this process) that accepts forever.
 fn listen(netns: &str, port: u16) {
@@ -19,45 +22,6 @@ fn listen(netns: &str, port: u16) {
         .expect("enter the VM's namespace")
         .expect("bind");
     std::thread::spawn(move || for _ in listener.incoming() {});
-}
-
-struct Capture {
-    child: Child,
-    file: PathBuf,
-    port: String,
-}
-
-impl Capture {
-    fn start(dir: &Path, port: &str) -> Capture {
-        let file = dir.join(format!("{port}.pcap"));
-        let mut child = Command::new("tcpdump")
-            .args(["-nn", "-U", "-i", port, "-w"])
-            .arg(&file)
-            .arg("net 100.64.0.0/10")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tcpdump runs");
-        let mut line = String::new();
-        BufReader::new(child.stderr.as_mut().expect("stderr")).read_line(&mut line).expect("tcpdump says");
-        assert!(line.contains("listening on"), "tcpdump on {port}: {line}");
-        Capture { child, file, port: port.to_owned() }
-    }
-
-    /// The packets captured so far (tcpdump writes each at once, `-U`).
-    fn seen(&self) -> Vec<String> {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let out = Command::new("tcpdump").args(["-nn", "-r"]).arg(&self.file).output().expect("tcpdump reads");
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
-    }
-
-    fn packets(mut self) -> Vec<String> {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-        let out = Command::new("tcpdump").args(["-nn", "-r"]).arg(&self.file).output().expect("tcpdump reads");
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
-    }
 }
 
 fn open_ports(task: &Value) -> Vec<u64> {
@@ -70,7 +34,7 @@ fn token(env: &Env, who: &str) -> String {
 
 #[test]
 fn scans_reach_each_tenants_own_vm_through_task_spaces() {
-    assert!(nix_is_root(), "this test needs root (CI runs as root)");
+    assert!(is_root(), "this test needs root (CI runs as root)");
     let tmp = tempfile::tempdir().expect("tempdir");
     let env = Env::new("s", 17702, tmp.path().join("lab"));
     let _ = env.palisade(&["lab", "down"]);
@@ -81,10 +45,10 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
     listen(&env.ns("beta-web1"), 8082);
     let bystanders: Vec<Capture> = ["pa-web2", "pg-alpha-web", "pg-beta-web", "pa-fw1"]
         .iter()
-        .map(|p| Capture::start(tmp.path(), &env.iface(p)))
+        .map(|p| Capture::start(tmp.path(), &env.iface(p), POOL))
         .collect();
     // beta/web2 is a bystander until beta's subdomain policy is run below (it targets web2 too).
-    let beta_web2 = Capture::start(tmp.path(), &env.iface("pb-web2"));
+    let beta_web2 = Capture::start(tmp.path(), &env.iface("pb-web2"), POOL);
 
     // Both tenants scanned at once, each with its own token.
     let (alpha_token, beta_token) = (token(&env, "alpha"), token(&env, "beta"));
@@ -112,7 +76,7 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
         }
     }
     for cap in &bystanders {
-        let seen = cap.seen();
+        let seen = cap.seen(&[]);
         assert!(seen.is_empty(), "{} saw a VM's late packets to the scan pool: {seen:?}", cap.port);
     }
 
@@ -153,7 +117,7 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
     let scheduled = scheduled.expect("the scheduled alpha scan ran within 20 s");
     assert_eq!((scheduled["target"].as_str(), open_ports(&scheduled)), (Some("alpha/web1"), vec![8081]), "{scheduled}");
 
-    let seen = beta_web2.packets();
+    let seen = beta_web2.stop(&[]);
     assert!(seen.is_empty(), "pb-web2 saw task traffic before any task targeted it: {seen:?}");
     // Run beta's policy now: it targets beta's subdomain `web`, so one task per VM there.
     let run: Value =
@@ -230,7 +194,7 @@ fn scans_reach_each_tenants_own_vm_through_task_spaces() {
     // No other host saw a packet from a task space.
     for cap in bystanders {
         let port = cap.port.clone();
-        let packets = cap.packets();
+        let packets = cap.stop(&[]);
         assert!(packets.is_empty(), "{port} saw task traffic: {packets:?}");
     }
     // Nothing of the tasks remains: namespaces, ports, flows.

@@ -10,7 +10,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{nix_is_root, Env};
+use common::{is_root, Env};
 use serde_json::Value;
 
 const VM: &str = "198.18.1.10";
@@ -57,7 +57,7 @@ fn features(env: &Env, pcap: &Path) -> BTreeMap<u64, BTreeMap<String, f64>> {
 
 #[test]
 fn lab_traffic_makes_a_labelled_capture_the_detector_reads() {
-    assert!(nix_is_root(), "this test needs root (CI runs as root)");
+    assert!(is_root(), "this test needs root (CI runs as root)");
     let tmp = tempfile::tempdir().expect("tempdir");
     let env = Env::new("f", 17706, tmp.path().join("lab"));
     let _ = env.palisade(&["lab", "down"]);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{nix_is_root, Env};
+use common::{is_root, Env};
 use serde_json::Value;
 
 /// A small web server inside a lab VM's namespace: `Server: <banner>`, and with `git` an
@@ -73,7 +73,7 @@ fn scripts(task: &Value) -> Vec<String> {
 
 #[test]
 fn vuln_scans_find_each_tenants_own_services_and_versions() {
-    assert!(nix_is_root(), "this test needs root (CI runs as root)");
+    assert!(is_root(), "this test needs root (CI runs as root)");
     assert!(Command::new("nmap").arg("--version").output().is_ok_and(|o| o.status.success()), "nmap is installed");
     let tmp = tempfile::tempdir().expect("tempdir");
     let env = Env::new("v", 17705, tmp.path().join("lab"));

@@ -14,28 +14,12 @@ use palisade_guest::{GuestConfig, KernelImage};
 /// Boot to the ready marker under TCG takes a few seconds; this leaves room for a loaded CI box.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The kernel cache: `PALISADE_GUEST_CACHE` or the crate's default.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("PALISADE_GUEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(palisade_guest::DEFAULT_CACHE_DIR))
-}
+#[allow(unused_imports)] // each test binary uses some of the shared fixtures
+pub use palisade_testkit::guest::{cache_dir, require_qemu};
 
 pub fn init_tracing() {
     let _ =
         tracing_subscriber::fmt().with_env_filter("palisade_guest=info").with_ansi(false).with_test_writer().try_init();
-}
-
-/// Fails the test unless QEMU can be run.
-pub fn require_qemu() {
-    let out = std::process::Command::new("qemu-system-x86_64").arg("--version").output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        other => panic!(
-            "qemu-system-x86_64 cannot be run ({other:?}); install it with `apt-get install qemu-system-x86` \
-             (scripts/setup.sh)"
-        ),
-    }
 }
 
 /// The cloud kernel, fetched once per test binary.

@@ -36,12 +36,7 @@ pub fn vm(t: &str, n: u8, gateway: Option<&str>) -> HostSpec {
     }
 }
 
-/// Runs a command that must succeed and returns its stdout.
-pub fn sh(argv: &[&str]) -> String {
-    let out = Command::new(argv[0]).args(&argv[1..]).output().expect("spawn");
-    assert!(out.status.success(), "{argv:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use palisade_testkit::sh;
 
 /// Installs the plain L2 flow the controller would otherwise provide.
 pub fn add_normal_flow(bridge: &str) {

@@ -4,20 +4,14 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::Path;
 
-use palisade_guest::initramfs;
-use palisade_guest::{AccelPolicy, Guest, GuestConfig};
+use palisade_guest::Guest;
 use palisade_vmi::{Gpa, RamFile, RamLayout, RamRegion};
 
-pub const MEM_MIB: u64 = 512;
-pub const TIMEOUT: Duration = Duration::from_secs(300);
+pub use palisade_testkit::guest::TIMEOUT;
 
-fn cache_dir() -> PathBuf {
-    std::env::var_os("PALISADE_GUEST_CACHE")
-        .map_or_else(|| PathBuf::from(palisade_guest::DEFAULT_CACHE_DIR), PathBuf::from)
-}
+pub const MEM_MIB: u64 = 512;
 
 /// A booted guest and its own /proc/kallsyms dump (taken before anything was injected).
 pub struct TestGuest {
@@ -28,20 +22,8 @@ pub struct TestGuest {
 impl TestGuest {
     /// Boots a TCG guest with `vcpus` vCPUs running `workload`; returns once `marker` shows.
     pub fn boot(name: &str, vcpus: u32, workload: Vec<String>, marker: &str) -> TestGuest {
-        let qemu = std::process::Command::new("qemu-system-x86_64").arg("--version").output();
-        assert!(
-            qemu.is_ok_and(|o| o.status.success()),
-            "qemu-system-x86_64 cannot be run: apt-get install qemu-system-x86"
-        );
-        let initrd = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("monitor-{name}.cpio"));
-        let (kernel, _) = initramfs::cloud_images(&cache_dir(), workload, false, &initrd)
-            .unwrap_or_else(|e| panic!("guest images: {e:#?}"));
-        let mut config = GuestConfig::new(format!("mon-{name}-{}", std::process::id()), &kernel.vmlinuz, &initrd);
-        config.memory_mib = MEM_MIB;
-        config.vcpus = vcpus;
-        config.accel = AccelPolicy::Tcg;
-        let mut guest = Guest::start(&config).unwrap_or_else(|e| panic!("start: {e:#?}"));
-        let dump = guest.kallsyms_dump(TIMEOUT).unwrap_or_else(|e| panic!("kallsyms dump: {e:#?}"));
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let (guest, dump) = palisade_testkit::guest::boot(&format!("mon-{name}"), vcpus, MEM_MIB, workload, tmp);
         let kallsyms_lines = dump.lines().filter(|l| !l.trim().is_empty()).count();
         let mut tg = TestGuest { guest, kallsyms_lines };
         tg.wait(marker);

@@ -4,10 +4,9 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 pub const BRIDGE: &str = "pst-br0";
@@ -53,21 +52,10 @@ pub const HOSTS: [(&str, u16, &str, &str, bool); 6] = [
     ("pst-b-gw", 102, "02:00:00:66:01:01", "198.18.1.1", false),
 ];
 
-pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use palisade_testkit::{is_root, sh};
 
 fn quiet(args: &[&str]) {
     let _ = Command::new(args[0]).args(&args[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status();
-}
-
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
 }
 
 /// One host of a bed: namespace (= root port name), VLAN, MAC, IP, whether it has a default route.
@@ -156,38 +144,4 @@ pub fn listen(ns: &str, port: u16) -> Arc<Mutex<Vec<SocketAddr>>> {
         }
     });
     peers
-}
-
-/// A tcpdump on a root-namespace port, writing to a file; `count` stops it and reads it back.
-pub struct Capture {
-    child: Child,
-    file: PathBuf,
-    pub port: String,
-}
-
-impl Capture {
-    pub fn start(dir: &Path, port: &str, filter: &str) -> Capture {
-        let file = dir.join(format!("{port}.pcap"));
-        let mut child = Command::new("tcpdump")
-            .args(["-nn", "-U", "-i", port, "-w"])
-            .arg(&file)
-            .arg(filter)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tcpdump runs");
-        let mut line = String::new();
-        BufReader::new(child.stderr.as_mut().expect("stderr")).read_line(&mut line).expect("tcpdump says");
-        assert!(line.contains("listening on"), "tcpdump on {port}: {line}");
-        Capture { child, file, port: port.to_owned() }
-    }
-
-    /// Stops the capture and returns the packets it holds.
-    pub fn stop(mut self) -> Vec<String> {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        quiet(&["kill", "-INT", &self.child.id().to_string()]);
-        let _ = self.child.wait();
-        let text = sh(&["tcpdump", "-nn", "-e", "-r", &self.file.display().to_string()]);
-        text.lines().map(str::to_owned).collect()
-    }
 }

@@ -7,22 +7,16 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::Path;
 
-use palisade_guest::initramfs;
-use palisade_guest::{AccelPolicy, Guest, GuestConfig};
+use palisade_guest::Guest;
 use palisade_vmi::{Gpa, RamFile, RamLayout, RamRegion};
 
+pub use palisade_testkit::guest::TIMEOUT;
+
 pub const MEM_MIB: u64 = 512;
-pub const TIMEOUT: Duration = Duration::from_secs(300);
 /// Printed on the console when the workload's read(2) loop starts.
 pub const LOOP_MARKER: &str = "PALISADE-VMI-LOOP";
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("PALISADE_GUEST_CACHE")
-        .map_or_else(|| PathBuf::from(palisade_guest::DEFAULT_CACHE_DIR), PathBuf::from)
-}
 
 /// A workload calling read(2) every 20 ms: `iterations` times, or forever if `None`.
 pub fn read_loop(iterations: Option<u32>) -> Vec<String> {
@@ -48,21 +42,9 @@ impl TestGuest {
     /// Boots a TCG guest with `vcpus` vCPUs running `workload` after its kallsyms dump; returns
     /// once the workload has started.
     pub fn boot(name: &str, vcpus: u32, workload: Vec<String>) -> TestGuest {
-        let qemu = std::process::Command::new("qemu-system-x86_64").arg("--version").output();
-        assert!(
-            qemu.is_ok_and(|o| o.status.success()),
-            "qemu-system-x86_64 cannot be run: apt-get install qemu-system-x86"
-        );
-        let initrd = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("vmi-{name}.cpio"));
-        let (kernel, _) = initramfs::cloud_images(&cache_dir(), workload, false, &initrd)
-            .unwrap_or_else(|e| panic!("guest images: {e:#?}"));
-        let mut config = GuestConfig::new(format!("vmi-{name}-{}", std::process::id()), &kernel.vmlinuz, &initrd);
-        config.memory_mib = MEM_MIB;
-        config.vcpus = vcpus;
         // TCG with `-cpu max`: the 5-level paging path is the one to prove.
-        config.accel = AccelPolicy::Tcg;
-        let mut guest = Guest::start(&config).unwrap_or_else(|e| panic!("start: {e:#?}"));
-        let dump = guest.kallsyms_dump(TIMEOUT).unwrap_or_else(|e| panic!("kallsyms dump: {e:#?}"));
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let (mut guest, dump) = palisade_testkit::guest::boot(&format!("vmi-{name}"), vcpus, MEM_MIB, workload, tmp);
         let mut symbols = HashMap::new();
         for line in dump.lines() {
             let mut w = line.split_whitespace();

@@ -116,10 +116,4 @@ impl Drop for Env {
     }
 }
 
-/// True when running as root.
-pub fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
+pub use palisade_testkit::is_root;

@@ -1,0 +1,52 @@
+//! A small real guest for the introspection and monitor tests: Debian's cloud kernel and a
+//! busybox initramfs (both fetched with apt into the guest cache), RAM in a /dev/shm file,
+//! TCG. A missing QEMU fails the test loudly: CI runs as root with qemu-system-x86 installed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use palisade_guest::{initramfs, AccelPolicy, Guest, GuestConfig, KernelImage};
+
+/// Long enough for a TCG boot and a kallsyms dump on a loaded 2-core CI machine.
+pub const TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The kernel and busybox cache: `PALISADE_GUEST_CACHE` or palisade-guest's default.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("PALISADE_GUEST_CACHE")
+        .map_or_else(|| PathBuf::from(palisade_guest::DEFAULT_CACHE_DIR), PathBuf::from)
+}
+
+/// Fails the test unless QEMU can be run.
+pub fn require_qemu() {
+    let out = std::process::Command::new("qemu-system-x86_64").arg("--version").output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        other => panic!(
+            "qemu-system-x86_64 cannot be run ({other:?}); install it with `apt-get install qemu-system-x86` \
+             (scripts/setup.sh)"
+        ),
+    }
+}
+
+/// The cloud kernel and an initramfs without a NIC running `workload`, written to `initrd`.
+pub fn images(workload: Vec<String>, initrd: &Path) -> KernelImage {
+    require_qemu();
+    let (kernel, _) = initramfs::cloud_images(&cache_dir(), workload, false, initrd)
+        .unwrap_or_else(|e| panic!("guest images: {e:#?}"));
+    kernel
+}
+
+/// Boots guest `name` under TCG (`-cpu max`, so 5-level paging where the kernel uses it) with
+/// `vcpus` vCPUs and `memory_mib` of RAM, running `workload`; returns it with the guest's own
+/// /proc/kallsyms dump, taken before the workload starts. `tmp` holds the initramfs.
+pub fn boot(name: &str, vcpus: u32, memory_mib: u64, workload: Vec<String>, tmp: &Path) -> (Guest, String) {
+    let initrd = tmp.join(format!("{name}.cpio"));
+    let kernel = images(workload, &initrd);
+    let mut config = GuestConfig::new(format!("{name}-{}", std::process::id()), &kernel.vmlinuz, &initrd);
+    config.memory_mib = memory_mib;
+    config.vcpus = vcpus;
+    config.accel = AccelPolicy::Tcg;
+    let mut guest = Guest::start(&config).unwrap_or_else(|e| panic!("start: {e:#?}"));
+    let dump = guest.kallsyms_dump(TIMEOUT).unwrap_or_else(|e| panic!("kallsyms dump: {e:#?}"));
+    (guest, dump)
+}
