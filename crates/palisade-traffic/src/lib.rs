@@ -27,7 +27,6 @@ pub mod dataset;
 mod error;
 mod output;
 mod plan;
-mod rng;
 mod services;
 pub mod synth;
 mod tools;
