@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use palisade_detect::baseline::IsolationForest;
 use palisade_detect::nn::{Net, NetConfig, Work};
-use palisade_detect::rng::Rng;
 use palisade_detect::train::{score, train, TrainConfig};
 use palisade_detect::windows::Windows;
+use palisade_rng::Rng;
 
 const F: usize = 11;
 
@@ -21,7 +21,7 @@ fn series(rows: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
     let mut y = Vec::with_capacity(rows);
     for r in 0..rows {
         let day = (r % 1440) as f64 / 1440.0 * std::f64::consts::TAU;
-        let abnormal = rng.uniform() < 0.05;
+        let abnormal = rng.unit() < 0.05;
         for f in 0..F {
             let mut v = (day + f as f64).sin() + 0.3 * rng.normal();
             if abnormal && f % 3 == 0 {

@@ -13,7 +13,6 @@ pub mod metrics;
 pub mod nn;
 pub mod norm;
 pub mod plot;
-pub mod rng;
 pub mod store;
 pub mod train;
 pub mod watch;

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use crate::metrics::roc_auc;
 use crate::nn::{Adam, Net, NetConfig, Work};
-use crate::rng::Rng;
 use crate::windows::Windows;
+use palisade_rng::Rng;
 
 /// How to train.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

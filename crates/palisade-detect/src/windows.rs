@@ -1,7 +1,7 @@
 //! Sliding windows over one VM's normalised feature series: window `i` is the `T` rows ending
 //! at row `i` and carries row `i`'s label (the paper labels a sequence by its last window).
 
-use crate::rng::Rng;
+use palisade_rng::Rng;
 
 /// A normalised series and the windows to use from it.
 #[derive(Debug, Clone)]

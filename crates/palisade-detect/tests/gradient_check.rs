@@ -2,7 +2,7 @@
 //! parameter of a small network (both LSTMs, the dense layers, with and without dropout).
 
 use palisade_detect::nn::{Net, NetConfig, Work};
-use palisade_detect::rng::Rng;
+use palisade_rng::Rng;
 
 fn small() -> NetConfig {
     NetConfig { features: 3, steps: 4, lstm1: 5, lstm2: 4, dense1: 6, dense2: 3, dropout: 0.3 }

@@ -239,24 +239,17 @@ mod tests {
     #[test]
     fn seeded_mutations_never_panic_and_errors_point_at_a_real_line() {
         let seed = b"window_start,label,attack\r\n1700000000,0,\n1700000060,1,syn_flood\n1700000120.5,1,\n";
-        // SplitMix64 (test-only): which mutations, fixed by the seed.
-        let mut state = 6u64;
-        let mut below = |n: usize| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((u128::from(z ^ (z >> 31)) * n as u128) >> 64) as usize
-        };
+        // Which mutations, fixed by the seed.
+        let mut rng = palisade_rng::Rng::new(6);
         let alphabet = b"0123456789,.-_\r\n\"ax\xff\xef\xbb\xbf ";
         let mut accepted = 0;
         for _ in 0..4000 {
             let mut b = seed.to_vec();
-            for _ in 0..1 + below(4) {
-                let at = below(b.len() + 1);
-                match below(3) {
-                    0 if at < b.len() => b[at] = alphabet[below(alphabet.len())],
-                    1 => b.insert(at, alphabet[below(alphabet.len())]),
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(b.len() + 1);
+                match rng.below(3) {
+                    0 if at < b.len() => b[at] = alphabet[rng.below(alphabet.len())],
+                    1 => b.insert(at, alphabet[rng.below(alphabet.len())]),
                     _ => b.truncate(at),
                 }
             }

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use palisade_nad::build::{ethernet, ip_packet, sll, sll2, PcapWriter, PcapngWriter, L4};
 use palisade_nad::decode::tcp_flags::{ACK, SYN};
 use palisade_nad::{extract_bytes, CaptureReader, Config, LinkType, ReadError, Row, Seconds, Series, Stop};
+use palisade_rng::Rng;
 
 const T0: u64 = 1_700_000_000_000_000_000;
 const S: u64 = 1_000_000_000;
@@ -196,18 +197,6 @@ fn malformed_packets_are_counted_by_reason_and_reported() {
     );
 }
 
-/// SplitMix64, seeded: the same mutations every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 #[test]
 fn mutated_captures_never_panic_seeded() {
     let mut seeds = vec![
@@ -221,18 +210,19 @@ fn mutated_captures_never_panic_seeded() {
         w.enhanced(0, ts, wire, &sll2(&p)).expect("mem");
     }
     seeds.push(w.into_inner().expect("mem"));
-    let mut rng = Rng(4);
+    // Seeded: the same mutations every run.
+    let mut rng = Rng::new(4);
     // A mutated timestamp can jump decades, and every window between the first and the last
     // packet is a row (as the spec says): a long window keeps that to thousands of rows.
     let cfg = Config { window: Seconds::from_secs(1_000_000), ..cfg(&["10.0.0.5", "fd00::5", "10.0.0.9"]) };
     for round in 0..3000 {
         let mut b = seeds[round % seeds.len()].clone();
-        for _ in 0..1 + rng.next() % 8 {
-            let at = (rng.next() % b.len() as u64) as usize;
-            match rng.next() % 3 {
-                0 => b[at] = rng.next() as u8,
+        for _ in 0..1 + rng.below(8) {
+            let at = rng.below(b.len());
+            match rng.below(3) {
+                0 => b[at] = rng.next_u64() as u8,
                 1 => b.truncate(at),
-                _ => b[at] ^= 1 << (rng.next() % 8),
+                _ => b[at] ^= 1 << rng.below(8),
             }
             if b.is_empty() {
                 break;

@@ -9,7 +9,7 @@ use palisade_nad::build::{ethernet, ip_packet, PcapWriter, L4};
 use palisade_nad::decode::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 use palisade_nad::LinkType;
 
-use crate::rng::Rng;
+use palisade_rng::Rng;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ const SERVICES: [u16; 8] = [80, 443, 22, 8080, 3306, 25, 6379, 5432];
 
 /// Writes the capture; returns the bytes written.
 pub fn generate<W: Write>(out: W, cfg: &GenConfig) -> io::Result<u64> {
-    let mut rng = Rng::from_state(cfg.seed);
+    let mut rng = Rng::new(cfg.seed);
     let mut w =
         PcapWriter::new(io::BufWriter::with_capacity(1 << 20, out), LinkType::ETHERNET, cfg.snaplen, false, false)?;
     let vms = vm_addrs(cfg.vms.max(1));
@@ -52,7 +52,7 @@ pub fn generate<W: Write>(out: W, cfg: &GenConfig) -> io::Result<u64> {
     let mut written = 24u64;
     let arp = [0xffu8, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 9, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1];
     for _ in 0..cfg.packets {
-        ts += gap / 2 + rng.below(gap.max(1));
+        ts += gap / 2 + rng.below_u64(gap.max(1));
         let roll = rng.below(100);
         let frame: Vec<u8>;
         let wire: u32;
@@ -60,8 +60,8 @@ pub fn generate<W: Write>(out: W, cfg: &GenConfig) -> io::Result<u64> {
             frame = arp.to_vec();
             wire = 60;
         } else {
-            let vm = vms[rng.below(vms.len() as u64) as usize];
-            let peer_n = rng.below(u64::from(cfg.peers.max(1))) as u32;
+            let vm = vms[rng.below(vms.len())];
+            let peer_n = rng.below_u64(u64::from(cfg.peers.max(1))) as u32;
             let (vm, peer) = if roll < 3 {
                 // IPv6 traffic of the same hosts: not the VMs' IPv4 addresses, so ignored.
                 let v6 =
@@ -73,7 +73,7 @@ pub fn generate<W: Write>(out: W, cfg: &GenConfig) -> io::Result<u64> {
                 (vm, IpAddr::V4(Ipv4Addr::from(0x6400_0000 + peer_n)))
             };
             let inbound = rng.below(100) < 55;
-            let service = SERVICES[rng.below(SERVICES.len() as u64) as usize];
+            let service = SERVICES[rng.below(SERVICES.len())];
             let ephemeral = 32768 + rng.below(28000) as u16;
             let kind = rng.below(100);
             let (l4, len) = if kind < 75 {
@@ -85,14 +85,13 @@ pub fn generate<W: Write>(out: W, cfg: &GenConfig) -> io::Result<u64> {
                     16..=55 => ACK,
                     _ => PSH | ACK,
                 };
-                let len =
-                    if flags == PSH | ACK { 66 + rng.below(1449) as usize } else { 40 + 12 * rng.below(2) as usize };
+                let len = if flags == PSH | ACK { 66 + rng.below(1449) } else { 40 + 12 * rng.below(2) };
                 let (s, d) = if inbound { (ephemeral, service) } else { (service, ephemeral) };
                 (L4::Tcp(s, d, flags), len)
             } else if kind < 95 {
                 let port = if rng.below(100) < 60 { 53 } else { 1024 + rng.below(60000) as u16 };
                 let (s, d) = if inbound { (ephemeral, port) } else { (port, ephemeral) };
-                (L4::Udp(s, d), 28 + 16 + rng.below(500) as usize)
+                (L4::Udp(s, d), 28 + 16 + rng.below(500))
             } else {
                 (L4::Icmp, 84)
             };

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use palisade_rng::Rng;
 use socket2::{Domain, Socket, Type};
 
-use crate::plan::{daily_rate, Rng};
+use crate::plan::daily_rate;
 use crate::services::{HTTP_PORTS, PATHS, UDP_PORT};
 
 /// Nanoseconds since the Unix epoch on the host clock (the clock tcpdump stamps packets with).
@@ -136,21 +137,21 @@ fn worker(plan: &LoadPlan, index: u64, stop: &AtomicBool, tally: &Tally) {
     if index == WORKERS {
         return health(plan, stop, tally);
     }
-    let mut rng = Rng::new(plan.seed, 100 + index);
+    let mut rng = Rng::stream(plan.seed, 100 + index);
     let end_ns = plan.start_ns + plan.seconds * 1_000_000_000;
     let mut at = plan.start_ns;
     loop {
         let t = at.saturating_sub(plan.start_ns) as f64 / 1e9;
         let w = ((t as u64) / plan.window_s) as usize;
         let rate = daily_rate(t, plan.period_s as f64, plan.peak) * plan.noise.get(w).copied().unwrap_or(1.0);
-        let gap = -(1.0 - rng.f64()).ln() / (rate / WORKERS as f64).max(1e-3);
+        let gap = rng.exp(1.0 / (rate / WORKERS as f64).max(1e-3));
         at += (gap * 1e9) as u64;
         if at >= end_ns || !sleep_until(at, stop) {
             return;
         }
         // Clients' shares are skewed: a few busy ones, a long tail.
-        let src = plan.pool[((rng.f64().powi(2)) * plan.pool.len() as f64) as usize];
-        let pick = rng.f64();
+        let src = plan.pool[((rng.unit().powi(2)) * plan.pool.len() as f64) as usize];
+        let pick = rng.unit();
         let ok = if pick < 0.70 {
             http_get(src, SocketAddr::from((plan.server, HTTP_PORTS[0])), PATHS[rng.range(0, 5) as usize])
         } else if pick < 0.78 {
@@ -220,12 +221,12 @@ const PROBES: [&str; 12] = [
 /// `until_ns` (runs on the calling thread, which must be inside the client namespace).
 /// Returns how many were answered (404) and how many were sent.
 pub fn probe(src: Ipv4Addr, server: Ipv4Addr, until_ns: u64, rate: f64, seed: u64, stop: &AtomicBool) -> (u64, u64) {
-    let mut rng = Rng::new(seed, 7);
+    let mut rng = Rng::stream(seed, 7);
     let (mut answered, mut sent) = (0, 0);
     let mut at = now_ns();
     while at < until_ns && sleep_until(at, stop) {
-        let path = format!("/{}{}", PROBES[rng.range(0, PROBES.len() as u64 - 1) as usize], rng.range(0, 999));
-        let path = if rng.f64() < 0.5 { path } else { format!("/{}", PROBES[rng.range(0, 11) as usize]) };
+        let path = format!("/{}{}", PROBES[rng.below(PROBES.len())], rng.range(0, 999));
+        let path = if rng.unit() < 0.5 { path } else { format!("/{}", PROBES[rng.below(PROBES.len())]) };
         sent += 1;
         if http_get(src, SocketAddr::from((server, HTTP_PORTS[0])), &path) {
             answered += 1;

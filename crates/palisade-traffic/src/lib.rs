@@ -27,12 +27,10 @@ pub mod dataset;
 mod error;
 mod output;
 mod plan;
-mod rng;
 mod services;
 pub mod synth;
 mod tools;
 
-use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -40,9 +38,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use dataset::DatasetHeader;
+pub use dataset::{DatasetHeader, KindCount, Part};
 pub use error::TrafficError;
-pub use output::{Benign, Counts, KindCount, Part, Summary};
+pub use output::{Benign, Counts, Summary};
 pub use plan::{daily_rate, Kind, Planned, Ran};
 
 use clients::{now_ns, Load, LoadPlan};
@@ -234,17 +232,7 @@ pub fn run(cfg: &TrafficConfig, interrupted: &AtomicBool, say: &mut dyn FnMut(&s
     let names: Vec<Option<&str>> = labels.iter().map(|l| l.map(Kind::name)).collect();
     palisade_nad::labels::write(&cfg.out, start_s, cfg.window_s, &names).map_err(TrafficError::Labels)?;
     let split = (half / cfg.window_s) as usize;
-    let (tr, te) = (Part::of(&labels[..split]), Part::of(&labels[split..]));
-    let mut kinds: BTreeMap<Kind, KindCount> = Kind::ALL
-        .into_iter()
-        .map(|k| (k, KindCount { held_back: held.contains(&k), ..KindCount::default() }))
-        .collect();
-    for r in &ran {
-        kinds.entry(r.kind).or_default().episodes += 1;
-    }
-    for (k, c) in &mut kinds {
-        c.windows = tr.per_kind.get(k).unwrap_or(&0) + te.per_kind.get(k).unwrap_or(&0);
-    }
+    let counted = dataset::count(&labels, split, Kind::ALL, &held, ran.iter().map(|r| r.kind));
     let capture_bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let summary = Summary {
         header: DatasetHeader {
@@ -265,12 +253,12 @@ pub fn run(cfg: &TrafficConfig, interrupted: &AtomicBool, say: &mut dyn FnMut(&s
             packets: trimmed.kept,
             capture_bytes,
             packets_outside: trimmed.outside,
-            abnormal_windows: tr.abnormal_windows + te.abnormal_windows,
+            abnormal_windows: counted.abnormal_windows(),
             empty_windows,
-            train: tr,
-            test: te,
+            train: counted.train,
+            test: counted.test,
         },
-        kinds,
+        kinds: counted.kinds,
         benign: Benign { peak_rate: cfg.peak_rate, clients: client_pool, requests, failed, served },
         episodes: ran,
     };

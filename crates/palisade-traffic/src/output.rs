@@ -12,7 +12,7 @@ use palisade_nad::build::PcapWriter;
 use palisade_nad::CaptureReader;
 use serde::Serialize;
 
-use crate::dataset::DatasetHeader;
+use crate::dataset::{DatasetHeader, KindCount, Part};
 use crate::error::TrafficError;
 use crate::plan::{Kind, Ran};
 
@@ -49,42 +49,9 @@ pub struct Counts {
     /// stalls of the machine or the switch; the features see them as they are).
     pub empty_windows: Vec<u64>,
     /// The training part (before `train_until`).
-    pub train: Part,
+    pub train: Part<Kind>,
     /// The test part (from `train_until` on).
-    pub test: Part,
-}
-
-/// One part of the split.
-#[derive(Debug, Clone, Serialize)]
-pub struct Part {
-    /// Windows.
-    pub windows: u64,
-    /// Windows labelled 1.
-    pub abnormal_windows: u64,
-    /// Abnormal windows per kind.
-    pub per_kind: BTreeMap<Kind, u64>,
-}
-
-impl Part {
-    /// Counts `labels`.
-    pub fn of(labels: &[Option<Kind>]) -> Part {
-        let mut per_kind = BTreeMap::new();
-        for k in labels.iter().flatten() {
-            *per_kind.entry(*k).or_default() += 1;
-        }
-        Part { windows: labels.len() as u64, abnormal_windows: per_kind.values().sum(), per_kind }
-    }
-}
-
-/// One kind's share of the dataset.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct KindCount {
-    /// Episodes.
-    pub episodes: u64,
-    /// Windows labelled with it.
-    pub windows: u64,
-    /// Whether it is held back for the test part.
-    pub held_back: bool,
+    pub test: Part<Kind>,
 }
 
 /// The benign load.

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use palisade_rng::Rng;
 use serde::Serialize;
 
 use crate::error::TrafficError;
@@ -59,42 +60,6 @@ impl fmt::Display for Kind {
     }
 }
 
-/// A small seeded generator (SplitMix64): the same seed gives the same schedule and load.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator for `seed`, decorrelated per `stream`.
-    pub fn new(seed: u64, stream: u64) -> Self {
-        Rng(seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F))
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-
-    /// Standard normal (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u = self.f64().max(1e-12);
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * self.f64()).cos()
-    }
-}
-
 /// One attack episode as planned: which kind, when (seconds after the start) and how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Planned {
@@ -131,7 +96,7 @@ pub fn schedule(
     if train.is_empty() {
         return Err(TrafficError::NothingToTrain);
     }
-    let mut rng = Rng::new(seed, 1);
+    let mut rng = Rng::stream(seed, 1);
     let all: Vec<Kind> = train.iter().chain(held).copied().collect();
     let mut out = Vec::new();
     for (part, from, to, kinds) in
@@ -147,11 +112,9 @@ pub fn schedule(
         }
         // Every kind once in a seeded order, then seeded picks.
         let mut order: Vec<Kind> = kinds.to_vec();
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.range(0, i as u64) as usize);
-        }
+        rng.shuffle(&mut order);
         while order.len() < count {
-            order.push(kinds[rng.range(0, kinds.len() as u64 - 1) as usize]);
+            order.push(kinds[rng.below(kinds.len())]);
         }
         let slot = len / count as u64;
         for (i, kind) in order.into_iter().enumerate() {
@@ -177,7 +140,7 @@ pub fn daily_rate(t_s: f64, period_s: f64, peak: f64) -> f64 {
 /// A seeded noise factor per window (log-normal, sigma 0.2, smoothed over neighbours) that
 /// multiplies the daily rate, so no two days look alike.
 pub fn noise(seed: u64, windows: usize) -> Vec<f64> {
-    let mut rng = Rng::new(seed, 2);
+    let mut rng = Rng::stream(seed, 2);
     let raw: Vec<f64> = (0..windows).map(|_| rng.normal()).collect();
     (0..windows)
         .map(|i| {

@@ -5,7 +5,7 @@
 //! normal behaviour from normal windows, apart from LSTM-NAD's supervised loss).
 
 use crate::data::F;
-use crate::rng::Rng;
+use palisade_rng::Rng;
 
 /// A node: a split, or a leaf holding how many training points reached it.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -106,7 +106,7 @@ fn grow(
         if hi <= lo {
             continue;
         }
-        let value = lo + (hi - lo) * rng.uniform() as f32;
+        let value = lo + (hi - lo) * rng.unit() as f32;
         let value = if value <= lo { hi } else { value };
         let mut mid = 0;
         for k in 0..idx.len() {

@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn matmul_matches_the_definition_for_odd_shapes() {
-        let mut rng = crate::rng::Rng::new(3);
+        let mut rng = palisade_rng::Rng::new(3);
         for &(m, k, n) in &[(1, 1, 1), (3, 5, 7), (2, 75, 256), (5, 256, 75), (33, 64, 41), (4, 640, 9)] {
             let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rng.normal() as f32).collect();

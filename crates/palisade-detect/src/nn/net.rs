@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use super::kernels::{matmul_acc, sigmoid, transpose};
 use super::lstm::{self, LstmCache, LstmDims};
-use crate::rng::Rng;
+use palisade_rng::Rng;
 
 /// Sizes and dropout of the network.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -152,7 +152,7 @@ impl Net {
         let mut rng = Rng::derive(seed, &[0x1417]);
         let mut fill = |r: Range<usize>, bound: f64, p: &mut [f32]| {
             for v in &mut p[r] {
-                *v = ((rng.uniform() * 2.0 - 1.0) * bound) as f32;
+                *v = ((rng.unit() * 2.0 - 1.0) * bound) as f32;
             }
         };
         fill(lay.l1_w.clone(), 1.0 / (cfg.lstm1 as f64).sqrt(), &mut p);
@@ -305,7 +305,7 @@ fn mask(p: f32, rng: Option<&mut Rng>, a: &mut [f32], m: &mut Vec<f32>) {
     fit(m, a.len());
     let keep = 1.0 / (1.0 - p);
     for (v, mv) in a.iter_mut().zip(m.iter_mut()) {
-        *mv = if rng.uniform() < f64::from(p) { 0.0 } else { keep };
+        *mv = if rng.unit() < f64::from(p) { 0.0 } else { keep };
         *v *= *mv;
     }
 }

@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use palisade_detect::rng::Rng;
+use palisade_rng::Rng;
 
 /// Start of the scenario (Unix seconds).
 pub const T0: u64 = 1_700_000_000;
@@ -109,7 +109,7 @@ pub fn scenario(dir: &Path, windows: u64, seed: u64) {
                 p.tcp(tick(50), ip, sport, VM, 80, ACK, 100);
                 p.tcp(tick(50), VM, 80, ip, sport, ACK, 1000);
             }
-            if rng.uniform() < 0.5 {
+            if rng.unit() < 0.5 {
                 p.udp(tick(50), ip, 5353, VM, 53, 40);
                 p.udp(tick(50), VM, 53, ip, 5353, 80);
             }

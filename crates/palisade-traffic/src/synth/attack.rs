@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::{CaptureOrigin, CaptureSource, DatasetError};
 use super::packet::{adjust, be16, ones_sum, pseudo_sum, Packet, SNAPLEN};
-use crate::rng::Rng;
+use palisade_rng::Rng;
 
 /// An attack kind; its name is what `labels.csv` says in the `attack` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -22,7 +22,7 @@ use palisade_nad::decode::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 use serde::Serialize;
 
 use super::packet::{header_frame, Packet};
-use crate::rng::{Rng, Zipf};
+use palisade_rng::{Rng, Zipf};
 
 /// Mean sessions per minute at the cycle's average level.
 const SESSIONS_PER_MIN: f64 = 8.0;
@@ -109,7 +109,7 @@ pub(crate) fn plan_surges(seed: u64, start_ns: u64, end_ns: u64, per_day: f64) -
         .map(|_| {
             let duration_ns = rng.range(15, 60) * 60_000_000_000;
             let room = (end_ns - start_ns).saturating_sub(duration_ns);
-            Surge { start_ns: start_ns + rng.below(room + 1), duration_ns, factor: rng.uniform(2.0, 4.0) }
+            Surge { start_ns: start_ns + rng.below_u64(room + 1), duration_ns, factor: rng.uniform(2.0, 4.0) }
         })
         .collect();
     v.sort_by_key(|s| s.start_ns);
@@ -139,8 +139,8 @@ impl Background {
         let mut seen = HashSet::new();
         let mut clients = Vec::with_capacity(CLIENTS);
         while clients.len() < CLIENTS {
-            let net = CLIENT_NETS[rng.below(CLIENT_NETS.len() as u64) as usize];
-            let addr = Ipv4Addr::from(u32::from(net) << 24 | (rng.next() as u32 & 0x00ff_ffff));
+            let net = CLIENT_NETS[rng.below(CLIENT_NETS.len())];
+            let addr = Ipv4Addr::from(u32::from(net) << 24 | (rng.next_u64() as u32 & 0x00ff_ffff));
             if addr.octets()[3] == 0 || addr.octets()[3] == 255 || !seen.insert(addr) {
                 continue;
             }
@@ -175,13 +175,13 @@ impl Background {
             self.web(t, Client { addr: MONITOR, rtt_ns: 300_000 }, 80, false);
             t += check;
         }
-        self.noise = 0.85 * self.noise + 0.5268 * self.rng.gauss();
+        self.noise = 0.85 * self.noise + 0.5268 * self.rng.normal();
         let mid_s = (s / 2 + e / 2) as f64 / 1e9;
         let secs = (e - s) as f64 / 1e9;
         let surge: f64 = self.surges.iter().map(|x| x.multiplier(s / 2 + e / 2)).product();
         let mean = SESSIONS_PER_MIN / 60.0 * secs * level(mid_s) * (0.12 * self.noise).exp() * surge;
         for _ in 0..self.rng.poisson(mean) {
-            let t = s + self.rng.below(e - s);
+            let t = s + self.rng.below_u64(e - s);
             self.session(t);
         }
         for p in self.scratch.drain(..) {
@@ -214,8 +214,8 @@ impl Background {
         } else if roll < 0.94 {
             self.icmp(t, c);
         } else if roll < 0.99 {
-            let server = UPSTREAM[self.rng.below(UPSTREAM.len() as u64) as usize];
-            let up = Client { addr: server, rtt_ns: 2_000_000 + self.rng.below(30_000_000) };
+            let server = UPSTREAM[self.rng.below(UPSTREAM.len())];
+            let up = Client { addr: server, rtt_ns: 2_000_000 + self.rng.below_u64(30_000_000) };
             if self.rng.chance(0.5) {
                 self.ntp(t, up);
             } else {
@@ -227,16 +227,16 @@ impl Background {
     }
 
     fn conv(&mut self, c: Client, port: u16, outbound: bool) -> Conv {
-        let eph = 32768 + self.rng.below(28232) as u16;
+        let eph = 32768 + self.rng.below_u64(28232) as u16;
         let (client, server) = if outbound { (self.vm, c.addr) } else { (c.addr, self.vm) };
-        let ip_id = self.rng.next() as u16;
+        let ip_id = self.rng.next_u64() as u16;
         Conv {
             client,
             server,
             cport: eph,
             sport: port,
-            cseq: self.rng.next() as u32,
-            sseq: self.rng.next() as u32,
+            cseq: self.rng.next_u64() as u32,
+            sseq: self.rng.next_u64() as u32,
             ip_id,
         }
     }
@@ -259,13 +259,13 @@ impl Background {
         cv.tcp(out, t, false, SYN | ACK, 0, 20);
         t += c.rtt_ns;
         cv.tcp(out, t, true, ACK, 0, 0);
-        let requests = if self.rng.chance(0.25) { 2 + self.rng.below(3) } else { 1 };
+        let requests = if self.rng.chance(0.25) { 2 + self.rng.below_u64(3) } else { 1 };
         for r in 0..requests {
             if r > 0 {
                 t += (self.rng.exp(1.5) * 1e9) as u64 + c.rtt_ns;
             }
             t += 150_000;
-            let req = 180 + self.rng.below(700) as usize;
+            let req = 180 + self.rng.below(700);
             cv.tcp(&mut self.scratch, t, true, PSH | ACK, req, 0);
             t += self.think();
             let mut segs = 1;
@@ -274,16 +274,16 @@ impl Background {
             }
             for i in 0..segs {
                 let last = i + 1 == segs;
-                let len = if last { 100 + self.rng.below(1360) as usize } else { 1460 };
+                let len = if last { 100 + self.rng.below(1360) } else { 1460 };
                 cv.tcp(&mut self.scratch, t, false, if last { PSH | ACK } else { ACK }, len, 0);
                 if i % 2 == 1 || last {
                     cv.tcp(&mut self.scratch, t + c.rtt_ns, true, ACK, 0, 0);
                 }
-                t += 120_000 + self.rng.below(200_000);
+                t += 120_000 + self.rng.below_u64(200_000);
             }
             t += c.rtt_ns;
         }
-        t += self.rng.below(2_000_000_000);
+        t += self.rng.below_u64(2_000_000_000);
         let out = &mut self.scratch;
         if self.rng.chance(0.03) {
             cv.tcp(out, t, true, RST | ACK, 0, 0);
@@ -297,11 +297,11 @@ impl Background {
     /// One to three UDP requests to the service on port 53, each answered.
     fn udp(&mut self, mut t: u64, c: Client) {
         let mut cv = self.conv(c, 53, false);
-        for _ in 0..1 + self.rng.below(3) {
-            let q = 20 + self.rng.below(40) as usize;
+        for _ in 0..1 + self.rng.below_u64(3) {
+            let q = 20 + self.rng.below(40);
             cv.udp(&mut self.scratch, t, true, q);
             t += self.think() / 4;
-            let a = 60 + self.rng.below(340) as usize;
+            let a = 60 + self.rng.below(340);
             cv.udp(&mut self.scratch, t, false, a);
             t += c.rtt_ns + (self.rng.exp(0.3) * 1e9) as u64;
         }
@@ -309,7 +309,7 @@ impl Background {
 
     fn icmp(&mut self, mut t: u64, c: Client) {
         let mut cv = self.conv(c, 0, false);
-        for _ in 0..1 + self.rng.below(4) {
+        for _ in 0..1 + self.rng.below_u64(4) {
             cv.icmp(&mut self.scratch, t, true);
             cv.icmp(&mut self.scratch, t + 40_000, false);
             t += 1_000_000_000;
@@ -331,9 +331,9 @@ impl Background {
         cv.tcp(&mut self.scratch, t + 60_000, false, SYN | ACK, 0, 20);
         t += 60_000 + c.rtt_ns;
         cv.tcp(&mut self.scratch, t, true, ACK, 0, 0);
-        for _ in 0..20 + self.rng.below(180) {
+        for _ in 0..20 + self.rng.below_u64(180) {
             t += (self.rng.exp(2.5) * 1e9) as u64;
-            let n = 36 + self.rng.below(160) as usize;
+            let n = 36 + self.rng.below(160);
             cv.tcp(&mut self.scratch, t, true, PSH | ACK, n, 0);
             cv.tcp(&mut self.scratch, t + 200_000, false, PSH | ACK, n + 16, 0);
             cv.tcp(&mut self.scratch, t + 200_000 + c.rtt_ns, true, ACK, 0, 0);

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 pub use attack::{rewrite as rewrite_ipv4, AttackKind, Episode, Source};
 pub use background::Surge;
 pub use error::{CaptureOrigin, CaptureSource, DatasetError};
-pub use output::{Counts, KindCount, Part, SourceInfo, Summary};
+pub use output::{Counts, SourceInfo, Summary};
 pub use packet::SNAPLEN;
 
 use palisade_nad::build::PcapWriter;

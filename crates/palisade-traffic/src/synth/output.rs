@@ -12,7 +12,7 @@ use super::background::Surge;
 use super::error::DatasetError;
 use super::packet::Packet;
 use super::SynthConfig;
-use crate::dataset::DatasetHeader;
+use crate::dataset::{DatasetHeader, KindCount, Part};
 
 /// Counters kept while writing the capture.
 #[derive(Debug, Default)]
@@ -66,33 +66,9 @@ pub struct Counts {
     /// Windows labelled 1.
     pub abnormal_windows: u64,
     /// The training part (before `train_until`).
-    pub train: Part,
+    pub train: Part<AttackKind>,
     /// The test part (from `train_until` on).
-    pub test: Part,
-}
-
-/// One part of the split.
-#[derive(Debug, Clone, Serialize)]
-pub struct Part {
-    /// Windows.
-    pub windows: u64,
-    /// Windows labelled 1.
-    pub abnormal_windows: u64,
-    /// Abnormal windows per kind.
-    pub per_kind: BTreeMap<AttackKind, u64>,
-}
-
-/// One kind's share of the dataset.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct KindCount {
-    /// Episodes.
-    pub episodes: u64,
-    /// Windows labelled with it.
-    pub windows: u64,
-    /// Packets spliced in.
-    pub packets: u64,
-    /// Whether it is held back for the test part.
-    pub held_back: bool,
+    pub test: Part<AttackKind>,
 }
 
 /// One attack capture used.
@@ -128,24 +104,15 @@ impl Summary {
     ) -> Self {
         let windows = labels.len() as u64;
         let half = windows / 2;
-        let part = |range: &[Option<AttackKind>]| {
-            let mut per_kind = BTreeMap::new();
-            for k in range.iter().flatten() {
-                *per_kind.entry(*k).or_default() += 1;
-            }
-            Part { windows: range.len() as u64, abnormal_windows: per_kind.values().sum(), per_kind }
-        };
-        let (tr, te) = (part(&labels[..half as usize]), part(&labels[half as usize..]));
-        let mut kinds: BTreeMap<AttackKind, KindCount> = AttackKind::ALL
-            .into_iter()
-            .map(|k| (k, KindCount { held_back: cfg.held_back.contains(&k), ..KindCount::default() }))
-            .collect();
-        for e in &episodes {
-            kinds.entry(e.kind).or_default().episodes += 1;
-        }
-        for (k, c) in &mut kinds {
-            c.windows = tr.per_kind.get(k).unwrap_or(&0) + te.per_kind.get(k).unwrap_or(&0);
-            c.packets = tally.attack_packets.get(k).copied().unwrap_or(0);
+        let mut counted = crate::dataset::count(
+            labels,
+            half as usize,
+            AttackKind::ALL,
+            &cfg.held_back,
+            episodes.iter().map(|e| e.kind),
+        );
+        for (k, c) in &mut counted.kinds {
+            c.packets = Some(tally.attack_packets.get(k).copied().unwrap_or(0));
         }
         let attack_packets: u64 = tally.attack_packets.values().sum();
         let sources = index
@@ -182,11 +149,11 @@ impl Summary {
                 background_packets: tally.background_packets,
                 attack_packets,
                 capture_bytes: 24 + tally.bytes,
-                abnormal_windows: tr.abnormal_windows + te.abnormal_windows,
-                train: tr,
-                test: te,
+                abnormal_windows: counted.abnormal_windows(),
+                train: counted.train,
+                test: counted.test,
             },
-            kinds,
+            kinds: counted.kinds,
             sources,
             episodes,
             surges: Vec::new(),

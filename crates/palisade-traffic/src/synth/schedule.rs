@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use super::attack::{AttackKind, Episode, Template, Timing};
 use super::error::DatasetError;
-use crate::rng::Rng;
+use palisade_rng::Rng;
 
 /// First octets of attacker addresses (none of them is used for clients).
 pub(crate) const ATTACKER_NETS: [u8; 8] = [5, 46, 91, 103, 141, 178, 190, 194];
@@ -88,7 +88,7 @@ pub(crate) fn schedule(plan: &Plan<'_>, tpls: &[Template]) -> Result<Vec<Episode
 /// One episode of `kind` placed somewhere in `[from_ns, from_ns + room_ns)`.
 fn episode(rng: &mut Rng, plan: &Plan<'_>, tpls: &[Template], kind: AttackKind, from_ns: u64, room_ns: u64) -> Episode {
     let choices: Vec<usize> = plan.templates.iter().filter(|(k, _)| *k == kind).map(|&(_, i)| i).collect();
-    let template = choices[rng.below(choices.len() as u64) as usize];
+    let template = choices[rng.below(choices.len())];
     let tpl = &tpls[template];
     let (duration_ns, keep, passes) = match kind.timing() {
         Timing::Fit { secs, rate } => {
@@ -106,7 +106,7 @@ fn episode(rng: &mut Rng, plan: &Plan<'_>, tpls: &[Template], kind: AttackKind, 
     };
     // A short span: the episode is compressed into its slot (same packets, faster).
     let duration_ns = duration_ns.min(room_ns);
-    let start_ns = from_ns + rng.below(room_ns - duration_ns + 1);
+    let start_ns = from_ns + rng.below_u64(room_ns - duration_ns + 1);
     let attackers = tpl.peers.iter().map(|_| attacker(rng)).collect();
     Episode {
         kind,
@@ -118,11 +118,11 @@ fn episode(rng: &mut Rng, plan: &Plan<'_>, tpls: &[Template], kind: AttackKind, 
         attackers,
         packets: 0,
         template,
-        seed: rng.next(),
+        seed: rng.next_u64(),
     }
 }
 
 fn attacker(rng: &mut Rng) -> Ipv4Addr {
-    let net = ATTACKER_NETS[rng.below(ATTACKER_NETS.len() as u64) as usize];
-    Ipv4Addr::from(u32::from(net) << 24 | (1 + rng.below(0x00ff_fffe)) as u32)
+    let net = ATTACKER_NETS[rng.below(ATTACKER_NETS.len())];
+    Ipv4Addr::from(u32::from(net) << 24 | (1 + rng.below_u64(0x00ff_fffe)) as u32)
 }

@@ -222,16 +222,16 @@ fn bad_settings_are_refused_naming_what_was_wrong() {
 #[test]
 fn rewriting_mutated_and_cut_packets_never_panics() {
     let t = built_in(AttackKind::Nmap.sources()[0]);
-    let mut rng = crate::rng::Rng::stream(99, 0);
+    let mut rng = palisade_rng::Rng::stream(99, 0);
     let map = |a: u32| a.rotate_left(8);
     for i in 0..4000 {
         let (_, _, ip) = &t.packets[i % t.packets.len()];
         let mut b = ip.clone();
-        for _ in 0..1 + rng.below(4) {
-            let at = rng.below(b.len() as u64) as usize;
-            b[at] = rng.next() as u8;
+        for _ in 0..1 + rng.below_u64(4) {
+            let at = rng.below(b.len());
+            b[at] = rng.next_u64() as u8;
         }
-        b.truncate(rng.below(b.len() as u64 + 1) as usize);
+        b.truncate(rng.below(b.len() + 1));
         rewrite(&mut b, &map);
     }
 }

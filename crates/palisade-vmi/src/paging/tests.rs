@@ -253,21 +253,15 @@ fn large_page_read_is_one_piece() {
 
 #[test]
 fn arbitrary_table_contents_never_panic() {
-    // Deterministic xorshift fill of the root and every table it could point at.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut rnd = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    // A seeded fill of the root and every table it could point at.
+    let mut rng = palisade_rng::Rng::new(0x9e37_79b9_7f4a_7c15);
     for la57 in [false, true] {
         let t = Tables::new(la57);
         for page in 0..64u64 {
             let mut buf = vec![0u8; 4096];
             for c in buf.chunks_mut(8) {
                 // Keep some entries pointing inside RAM so walks go deep.
-                let v = rnd();
+                let v = rng.next_u64();
                 let v = if v & 1 == 0 { (v & 0x3f_f000) | 0x10_0000 | (v & 0x8000_0000_0000_0087) } else { v };
                 c.copy_from_slice(&v.to_le_bytes());
             }
@@ -275,7 +269,7 @@ fn arbitrary_table_contents_never_panic() {
         }
         let vm = VirtMemory::new(&t.mem, t.space());
         for _ in 0..2000 {
-            let gva = rnd();
+            let gva = rng.next_u64();
             let _ = vm.translate(Gva(gva));
             let mut b = [0u8; 64];
             let _ = vm.read(Gva(gva), &mut b);

@@ -250,15 +250,11 @@ pub fn names(count: usize, seed: u64) -> Vec<String> {
         "do_", "sys_", "vfs_", "read", "write", "_page", "inode", "__x64_", "net", "_init", "sched", "_lock", "tcp_",
         "irq", "mm_", "file",
     ];
-    let mut rng = seed;
-    let mut next = move || {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (rng >> 33) as usize
-    };
+    let mut rng = palisade_rng::Rng::new(seed);
     (0..count)
         .map(|i| {
-            let k = 2 + next() % 3;
-            let mut s: String = (0..k).map(|_| PARTS[next() % PARTS.len()]).collect();
+            let k = 2 + rng.below(3);
+            let mut s: String = (0..k).map(|_| PARTS[rng.below(PARTS.len())]).collect();
             s.push_str(&format!("{i}"));
             s
         })

@@ -89,13 +89,8 @@ fn big_symbol_names_use_two_byte_lengths() {
     // A name that compresses to more than 127 codes: 400 characters with hardly a repeated
     // pair, as Rust's long mangled names can be.
     let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
-    let mut rng = 99u64;
-    let long: String = (0..400)
-        .map(|_| {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            char::from(alphabet[(rng >> 33) as usize % alphabet.len()])
-        })
-        .collect();
+    let mut rng = palisade_rng::Rng::new(99);
+    let long: String = (0..400).map(|_| char::from(alphabet[rng.below(alphabet.len())])).collect();
     let mut img = image(true);
     img.syms.push(build::In { addr: img.vbase + 0x9000, kind: b't', name: long.clone(), percpu: false });
     let (mem, built) = img.memory(&debian_6_1());
@@ -209,16 +204,12 @@ fn mutated_tables_never_panic() {
     let (mem, built) = img.memory_sized(&debian_6_1(), small);
     assert!(recover(&mem).is_ok(), "the unmutated image decodes");
     let tables = (0x20_0000 + TABLES) as usize;
-    let mut rng = 0x5eed_u64;
-    let mut next = move || {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (rng >> 33) as usize
-    };
+    let mut rng = palisade_rng::Rng::new(0x5eed);
     for _ in 0..100 {
         let mut bytes = built.bytes.clone();
-        for _ in 0..1 + next() % 8 {
-            let at = next() % bytes.len();
-            bytes[at] = next() as u8;
+        for _ in 0..1 + rng.below(8) {
+            let at = rng.below(bytes.len());
+            bytes[at] = rng.next_u64() as u8;
         }
         mem.write(Gpa(tables as u64), &bytes).unwrap();
         let _ = recover(&mem);
