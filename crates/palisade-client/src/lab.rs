@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
+use palisade_host::signal::{self, Signal};
+use palisade_host::{CommandRunner as _, SystemRunner};
 use palisade_lab::{
     ApplianceFunction, ApplianceSpec, FirewallRule, FirewallSpec, HostRole, HostSpec, LabSpec, Proto, Verdict,
 };
@@ -419,17 +421,18 @@ impl LabHome {
             return false;
         };
         let _ = fs::remove_file(self.pid());
-        let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
+        let alive = |pid: u32| SystemRunner.process_alive(pid, "");
         if !alive(pid) {
             return false;
         }
-        let _ = Command::new("kill").arg(pid.to_string()).status();
+        // It may exit meanwhile; whether it is gone is checked below either way.
+        let _ = signal::send(pid, Signal::SIGTERM);
         let start = Instant::now();
         while alive(pid) && start.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(50));
         }
         if alive(pid) {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            let _ = signal::send(pid, Signal::SIGKILL);
         }
         true
     }
@@ -442,13 +445,6 @@ impl LabHome {
             Err(e) => Err(io("cannot remove", &self.dir)(e)),
         }
     }
-}
-
-fn is_zombie(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit(") ").next().map(|r| r.starts_with('Z')))
-        .unwrap_or(false)
 }
 
 fn random_token(path: &Path) -> Result<String, LabGlueError> {

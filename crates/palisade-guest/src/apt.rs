@@ -5,34 +5,19 @@
 //! the others use its result.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use palisade_host::{RunOptions, ToolError};
 
 use crate::error::GuestError;
 
 /// Marker written inside an unpacked package once unpacking completed.
 const UNPACKED_MARKER: &str = ".palisade-unpacked";
 
-/// Runs `argv` (in `cwd` if given) and returns its standard output; a non-zero exit is an error
-/// carrying standard error.
-pub(crate) fn run(argv: &[&str], cwd: Option<&Path>) -> Result<String, GuestError> {
-    let command = argv.join(" ");
-    let (program, args) = argv.split_first().ok_or_else(|| GuestError::Spawn {
-        command: command.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command line"),
-    })?;
-    let mut cmd = Command::new(program);
-    cmd.args(args).env("LC_ALL", "C");
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
-    let out = cmd.output().map_err(|source| GuestError::Spawn { command: command.clone(), source })?;
-    if !out.status.success() {
-        return Err(GuestError::CommandFailed {
-            command,
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
+/// Runs `argv` (in `cwd` if given) in the C locale, as its output is parsed, and returns its
+/// standard output; a non-zero exit is an error carrying standard error.
+pub(crate) fn run(argv: &[&str], cwd: Option<&Path>) -> Result<String, ToolError> {
+    let options = RunOptions { cwd, env: &[("LC_ALL", "C")], ..RunOptions::default() };
+    let out = palisade_host::run_with(argv, &options)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -41,7 +26,10 @@ pub(crate) fn run(argv: &[&str], cwd: Option<&Path>) -> Result<String, GuestErro
 pub(crate) fn resolve_dependency(package: &str, prefix: &str) -> Result<String, GuestError> {
     let resolve_err = |detail: String| GuestError::AptResolve { package: package.to_string(), detail };
     let out = run(&["apt-cache", "depends", package], None).map_err(|e| {
-        resolve_err(format!("`apt-cache depends` failed ({e}); are the package lists there (`apt-get update`)?"))
+        resolve_err(format!(
+            "`apt-cache depends` failed ({}); are the package lists there (`apt-get update`)?",
+            palisade_host::chain(&e)
+        ))
     })?;
     parse_depends(&out, prefix).ok_or_else(|| {
         resolve_err(format!("no dependency named `{prefix}*` in the output of `apt-cache depends`: {}", out.trim()))
@@ -70,12 +58,8 @@ pub(crate) fn fetch_unpacked(package: &str, cache: &Path) -> Result<PathBuf, Gue
         .map_err(|e| GuestError::io("create a temporary directory in", cache, e))?;
     let started = std::time::Instant::now();
     run(&["apt-get", "download", "-q", package], Some(work.path())).map_err(|e| match e {
-        GuestError::CommandFailed { command, status, stderr } => GuestError::CommandFailed {
-            command,
-            status,
-            stderr: format!("{stderr} (stale package lists? try `apt-get update`)"),
-        },
-        other => other,
+        ToolError::Failed { .. } => GuestError::AptDownload { package: package.to_owned(), source: e },
+        other => GuestError::Tool(other),
     })?;
     let deb = find_deb(work.path(), package)?;
     let tree = work.path().join("tree");
@@ -122,9 +106,19 @@ mod tests {
     #[test]
     fn a_failing_command_reports_its_stderr() {
         let err = run(&["sh", "-c", "echo nope >&2; exit 3"], None).unwrap_err();
-        let GuestError::CommandFailed { stderr, status, .. } = err else { panic!("{err:?}") };
+        let ToolError::Failed { stderr, status, .. } = err else { panic!("{err:?}") };
         assert_eq!(stderr, "nope");
-        assert!(status.contains('3'), "{status}");
-        assert!(matches!(run(&["/nonexistent/tool"], None), Err(GuestError::Spawn { .. })));
+        assert_eq!(status.code(), Some(3));
+        assert!(matches!(run(&["/nonexistent/tool"], None), Err(ToolError::Spawn { .. })));
+    }
+
+    #[test]
+    fn tools_run_in_the_c_locale_and_the_directory_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path().canonicalize().unwrap();
+
+        let out = run(&["sh", "-c", "echo $LC_ALL; pwd"], Some(&dir)).unwrap();
+
+        assert_eq!(out, format!("C\n{}\n", dir.display()));
     }
 }

@@ -20,15 +20,18 @@ pub enum GuestError {
         source: std::io::Error,
     },
 
-    /// A program ran and exited unsuccessfully.
-    #[error("`{command}` failed ({status}): {stderr}")]
-    CommandFailed {
-        /// The command line.
-        command: String,
-        /// Its exit status, as the OS describes it.
-        status: String,
-        /// What it wrote on standard error, trimmed.
-        stderr: String,
+    /// A host tool (apt, dpkg-deb, ldd, busybox) could not be run, or ran and failed.
+    #[error(transparent)]
+    Tool(#[from] palisade_host::ToolError),
+
+    /// `apt-get download` failed.
+    #[error("could not download the Debian package `{package}` (stale package lists? try `apt-get update`)")]
+    AptDownload {
+        /// The package.
+        package: String,
+        /// How apt-get failed.
+        #[source]
+        source: palisade_host::ToolError,
     },
 
     /// A file or directory could not be read, written or created.

@@ -1,11 +1,13 @@
 //! The host Palisade runs on, as its crates all need it: running a host tool (`ip`, `ovs-vsctl`,
-//! `nft`, ...) and saying why it failed, running code inside a network namespace ([`netns`]),
-//! and writing an error with its causes on one line.
-//! Owns no knowledge of what the tools do (callers build the arguments and read the output).
+//! `nft`, ...) to completion and saying why it failed, signalling a process ([`signal`]),
+//! running code inside a network namespace ([`netns`]), and writing an error with its causes
+//! on one line. Owns no knowledge of what the tools do (callers build the arguments and read
+//! the output), nor the long-running children a caller supervises through their `Child` handle.
 
 #![forbid(unsafe_code)]
 
 pub mod netns;
+pub mod signal;
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -89,27 +91,7 @@ pub struct SystemRunner;
 
 impl CommandRunner for SystemRunner {
     fn output(&self, argv: &[String], stdin: Option<&[u8]>) -> Result<Output, ToolError> {
-        let spawn_err = |source| ToolError::Spawn { command: command_line(argv), source };
-        let (program, args) = argv
-            .split_first()
-            .ok_or_else(|| spawn_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command line")))?;
-        tracing::debug!(command = %command_line(argv), "running");
-        let mut cmd = Command::new(program);
-        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-        let mut child = cmd.spawn().map_err(spawn_err)?;
-        if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // A child that exits early closes the pipe; its exit status then tells the story,
-            // so a write error here is reported only if the child went on to succeed.
-            let write_result = pipe.write_all(bytes);
-            drop(pipe);
-            let out = child.wait_with_output().map_err(spawn_err)?;
-            if let (Err(e), true) = (write_result, out.status.success()) {
-                return Err(spawn_err(e));
-            }
-            return Ok(out);
-        }
-        child.wait_with_output().map_err(spawn_err)
+        output_with(argv, &RunOptions { input: stdin, ..RunOptions::default() })
     }
 
     fn spawn_detached(&self, argv: &[String], log: &Path) -> Result<u32, ToolError> {
@@ -142,6 +124,48 @@ impl CommandRunner for SystemRunner {
         };
         String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle)
     }
+}
+
+/// What a command runs with besides its arguments. The default: standard input closed, this
+/// process's working directory and environment.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunOptions<'a> {
+    /// Written to its standard input, which is then closed (closed from the start if `None`).
+    pub input: Option<&'a [u8]>,
+    /// Its working directory (this process's if `None`).
+    pub cwd: Option<&'a Path>,
+    /// Variables set in its environment, over this process's.
+    pub env: &'a [(&'a str, &'a str)],
+}
+
+/// Runs `argv` on this machine as `options` say and returns its output whatever its exit
+/// status: the one implementation behind [`SystemRunner`] and [`run_with`].
+fn output_with(argv: &[String], options: &RunOptions<'_>) -> Result<Output, ToolError> {
+    let spawn_err = |source| ToolError::Spawn { command: command_line(argv), source };
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| spawn_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command line")))?;
+    tracing::debug!(command = %command_line(argv), "running");
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if options.input.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.envs(options.env.iter().copied());
+    if let Some(dir) = options.cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    if let (Some(bytes), Some(mut pipe)) = (options.input, child.stdin.take()) {
+        // A child that exits early closes the pipe; its exit status then tells the story,
+        // so a write error here is reported only if the child went on to succeed.
+        let write_result = pipe.write_all(bytes);
+        drop(pipe);
+        let out = child.wait_with_output().map_err(spawn_err)?;
+        if let (Err(e), true) = (write_result, out.status.success()) {
+            return Err(spawn_err(e));
+        }
+        return Ok(out);
+    }
+    child.wait_with_output().map_err(spawn_err)
 }
 
 /// The state letter from a `/proc/<pid>/stat` line (the field after the parenthesised name,
@@ -192,8 +216,14 @@ pub fn run(parts: &[&str]) -> Result<Output, ToolError> {
 /// Runs `argv`, writing `input` to its standard input if given (closed otherwise), and returns
 /// its output when it succeeds.
 pub fn run_with_input(parts: &[&str], input: Option<&[u8]>) -> Result<Output, ToolError> {
+    run_with(parts, &RunOptions { input, ..RunOptions::default() })
+}
+
+/// Runs `argv` as `options` say (input, working directory, environment) and returns its output
+/// when it succeeds.
+pub fn run_with(parts: &[&str], options: &RunOptions<'_>) -> Result<Output, ToolError> {
     let cmd = argv(parts);
-    check(&cmd, SystemRunner.output(&cmd, input)?)
+    check(&cmd, output_with(&cmd, options)?)
 }
 
 #[cfg(test)]
@@ -265,6 +295,19 @@ mod tests {
         let me = std::process::id();
         assert!(SystemRunner.process_alive(me, ""));
         assert!(!SystemRunner.process_alive(me, "no-such-needle-palisade-xyz"));
+    }
+
+    #[test]
+    fn options_set_the_directory_and_the_environment() {
+        let dir = std::env::temp_dir().canonicalize().unwrap();
+        let env = [("LC_ALL", "C"), ("PALISADE_X", "y z")];
+        let options = RunOptions { cwd: Some(&dir), env: &env, ..RunOptions::default() };
+
+        let out = run_with(&["sh", "-c", r#"pwd; echo "$LC_ALL $PALISADE_X""#], &options).unwrap();
+
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\nC y z\n", dir.display()));
+        let missing = RunOptions { cwd: Some(Path::new("/nonexistent/palisade-dir")), ..RunOptions::default() };
+        assert!(matches!(run_with(&["true"], &missing), Err(ToolError::Spawn { .. })));
     }
 
     #[test]

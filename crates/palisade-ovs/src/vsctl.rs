@@ -59,6 +59,13 @@ impl<'a> Vsctl<'a> {
         self.run(&["--may-exist", "add-port", bridge, port, "--", "set", "port", port, &tag]).map(drop)
     }
 
+    /// Adds interface `port` to `bridge` as an access port of `vlan`; fails if a port of that
+    /// name exists (on any bridge). Returns once ovs-vswitchd has the port, so it has its
+    /// OpenFlow number.
+    pub fn create_access_port(&self, bridge: &str, port: &str, vlan: u16) -> Result<(), ToolError> {
+        self.run(&["add-port", bridge, port, &format!("tag={vlan}")]).map(drop)
+    }
+
     /// Makes `port` an access port of `vlan`.
     pub fn set_vlan(&self, port: &str, vlan: u16) -> Result<(), ToolError> {
         self.run(&["set", "port", port, &format!("tag={vlan}")]).map(drop)
@@ -67,6 +74,12 @@ impl<'a> Vsctl<'a> {
     /// Takes `port` off `bridge` (absent is fine).
     pub fn del_port(&self, bridge: &str, port: &str) -> Result<(), ToolError> {
         self.run(&["--if-exists", "del-port", bridge, port]).map(drop)
+    }
+
+    /// Takes `port` off `bridge` (absent is fine) without waiting for ovs-vswitchd: the port
+    /// record is gone at once and the datapath follows.
+    pub fn del_port_no_wait(&self, bridge: &str, port: &str) -> Result<(), ToolError> {
+        self.run(&["--no-wait", "--if-exists", "del-port", bridge, port]).map(drop)
     }
 
     /// Removes `bridge` with its ports (absent is fine).
@@ -105,16 +118,20 @@ mod tests {
         let r = Record::default();
         let v = Vsctl::new(&r);
         v.add_access_port("br0", "pa-web1", 101).unwrap();
+        v.create_access_port("br0", "pst-1", 4094).unwrap();
         v.set_vlan("pa-web1", 102).unwrap();
         v.del_port("br0", "pa-web1").unwrap();
+        v.del_port_no_wait("br0", "pst-1").unwrap();
         v.del_bridge("br0").unwrap();
         assert_eq!(v.ports("br0").unwrap(), ["p1", "p2"]);
         assert_eq!(
             *r.0.lock().unwrap(),
             [
                 "ovs-vsctl --timeout=10 --may-exist add-port br0 pa-web1 -- set port pa-web1 tag=101",
+                "ovs-vsctl --timeout=10 add-port br0 pst-1 tag=4094",
                 "ovs-vsctl --timeout=10 set port pa-web1 tag=102",
                 "ovs-vsctl --timeout=10 --if-exists del-port br0 pa-web1",
+                "ovs-vsctl --timeout=10 --no-wait --if-exists del-port br0 pst-1",
                 "ovs-vsctl --timeout=10 --if-exists del-br br0",
                 "ovs-vsctl --timeout=10 list-ports br0",
             ]

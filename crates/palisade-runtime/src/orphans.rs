@@ -107,7 +107,9 @@ impl Owner {
             }
             for pid in &ours {
                 tracing::warn!(pid, guest = %name, "killing a guest QEMU left behind by an earlier controller");
-                let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+                if let Err(e) = palisade_host::signal::send(*pid, palisade_host::signal::Signal::SIGKILL) {
+                    tracing::warn!(pid, guest = %name, error = %palisade_host::chain(&e), "could not kill a left-behind QEMU");
+                }
                 let gone = Instant::now();
                 while Path::new(&format!("/proc/{pid}/cmdline")).exists() && gone.elapsed() < Duration::from_secs(5) {
                     std::thread::sleep(Duration::from_millis(20));

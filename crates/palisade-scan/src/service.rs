@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn each_task_error_names_its_reason() {
-        let space = || SpaceError::Failed { command: "ip netns add pst-00000001".into(), stderr: "File exists".into() };
+        let space = || SpaceError::Exists("pst-00000001".into());
         let cases = [
             (TaskError::Pool(PoolError::Exhausted("100.64.0.0/30".parse().unwrap())), FailureReason::NoFreeAddress),
             (TaskError::Space(space()), FailureReason::SpaceCreate),

@@ -12,9 +12,10 @@
 //! Creation is all or nothing: whatever was made before a failing step is removed again.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use palisade_host::ToolError;
+use palisade_ovs::Vsctl;
 use tracing::{debug, warn};
 
 use crate::netns::{run_in, NetnsError};
@@ -29,23 +30,9 @@ pub const TASK_IFACE: &str = "eth0";
 /// Why a task space could not be made or removed.
 #[derive(Debug, thiserror::Error)]
 pub enum SpaceError {
-    /// A tool could not be started.
-    #[error("could not run `{command}`")]
-    Spawn {
-        /// The command.
-        command: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A tool ran and failed.
-    #[error("`{command}` failed: {stderr}")]
-    Failed {
-        /// The command.
-        command: String,
-        /// What it printed on stderr.
-        stderr: String,
-    },
+    /// A tool (`ip`, `ethtool`, `ovs-vsctl`) could not be run, or ran and failed.
+    #[error(transparent)]
+    Tool(#[from] ToolError),
     /// A space for this task exists already.
     #[error("a task space named {0} exists already")]
     Exists(String),
@@ -57,26 +44,12 @@ pub enum SpaceError {
     Panicked,
 }
 
-fn run(args: &[&str], stdin: Option<&str>) -> Result<String, SpaceError> {
-    let command = args.join(" ");
-    let spawn = |source| SpaceError::Spawn { command: command.clone(), source };
-    let mut child = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn)?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        use std::io::Write;
-        pipe.write_all(text.as_bytes()).map_err(spawn)?;
-    }
-    let out = child.wait_with_output().map_err(spawn)?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        return Err(SpaceError::Failed { command, stderr });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+/// Runs `ip -batch -` (with `flags` before `-batch`) on the commands in `batch`.
+fn ip_batch(flags: &[&str], batch: &str) -> Result<(), ToolError> {
+    let mut argv = vec!["ip"];
+    argv.extend_from_slice(flags);
+    argv.extend(["-batch", "-"]);
+    palisade_host::run_with_input(&argv, Some(batch.as_bytes())).map(drop)
 }
 
 /// A live task space.
@@ -109,12 +82,12 @@ impl TaskSpace {
         let (v, vir) = (self.addrs.vport, self.addrs.vir);
         // Few processes, as each costs milliseconds: one `ip` makes the namespace and the veth
         // (the task end already named, addressed by MAC and inside), one configures the inside.
-        run(
-            &["ip", "-batch", "-"],
-            Some(&format!(
+        ip_batch(
+            &[],
+            &format!(
                 "netns add {n}\nlink add {n} type veth peer name {TASK_IFACE} address {mac} netns {n}\nlink set {n} up\n",
                 mac = v.mac
-            )),
+            ),
         )?;
         // TX checksum offload off where the task's own stack sends (its packets cross the
         // userspace datapath, which does not fill checksums in). The switch end needs nothing:
@@ -130,17 +103,17 @@ impl TaskSpace {
         // adds the port. add-port waits for ovs-vswitchd, so the port has its OpenFlow number
         // when it returns; the task's flows take it from the switch's own port list.
         let netns = self.netns_path();
-        let tag = format!("tag={TASK_PORT_VLAN}");
         let (inside, port) = std::thread::scope(|s| {
             let inside = s.spawn(move || {
                 run_in(&netns, move || -> Result<(), SpaceError> {
-                    let offload = std::thread::spawn(|| run(&["ethtool", "-K", TASK_IFACE, "tx", "off"], None));
-                    let addressed = run(&["ip", "-batch", "-"], Some(&inside));
+                    let offload =
+                        std::thread::spawn(|| palisade_host::run(&["ethtool", "-K", TASK_IFACE, "tx", "off"]));
+                    let addressed = ip_batch(&[], &inside);
                     offload.join().map_err(|_| SpaceError::Panicked)??;
-                    addressed.map(|_| ())
+                    Ok(addressed?)
                 })
             });
-            let port = run(&["ovs-vsctl", "--timeout=10", "add-port", &self.bridge, n, &tag], None);
+            let port = Vsctl::system().create_access_port(&self.bridge, n, TASK_PORT_VLAN);
             (inside.join(), port)
         });
         match inside {
@@ -192,7 +165,7 @@ impl Drop for TaskSpace {
 /// fine. Deleting the namespace destroys the veth pair; OVS is not waited for (`--no-wait`):
 /// the port record is gone at once and the datapath follows.
 fn remove_named(bridge: &str, name: &str) -> Result<(), SpaceError> {
-    let port = run(&["ovs-vsctl", "--no-wait", "--if-exists", "del-port", bridge, name], None);
+    let port = Vsctl::system().del_port_no_wait(bridge, name);
     // Deleting the veth's root end removes both ends at once; then the namespace. One process.
     let mut batch = String::new();
     if PathBuf::from("/sys/class/net").join(name).exists() {
@@ -202,22 +175,24 @@ fn remove_named(bridge: &str, name: &str) -> Result<(), SpaceError> {
         batch.push_str(&format!("netns del {name}\n"));
     }
     if !batch.is_empty() {
-        run(&["ip", "-force", "-batch", "-"], Some(&batch))?;
+        ip_batch(&["-force"], &batch)?;
     }
-    port.map(|_| ())
+    Ok(port?)
 }
 
 /// Removes every task space left by an engine that died (namespaces and ports named by
 /// `naming`). Returns their names.
 pub fn purge_orphans(naming: &Naming, bridge: &str) -> Result<Vec<String>, SpaceError> {
-    let mut names: Vec<String> = run(&["ip", "netns", "list"], None)?
+    let netns = palisade_host::run(&["ip", "netns", "list"])?;
+    let mut names: Vec<String> = String::from_utf8_lossy(&netns.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .filter(|n| naming.parse(n).is_some())
         .map(str::to_owned)
         .collect();
-    let ports = run(&["ovs-vsctl", "list-ports", bridge], None).unwrap_or_default();
-    names.extend(ports.lines().map(str::trim).filter(|n| naming.parse(n).is_some()).map(str::to_owned));
+    // No bridge (or no switch) means no ports to find; the namespaces are still purged.
+    let ports = Vsctl::system().ports(bridge).unwrap_or_default();
+    names.extend(ports.iter().map(|p| p.trim()).filter(|n| naming.parse(n).is_some()).map(str::to_owned));
     names.sort();
     names.dedup();
     for n in &names {

@@ -5,6 +5,7 @@ mod common;
 use std::path::Path;
 
 use common::{is_root, sh};
+use palisade_host::ToolError;
 use palisade_scan::space::purge_orphans;
 use palisade_scan::{AddressPool, Naming, SpaceError, TaskId, TaskSpace, DEFAULT_POOL};
 
@@ -19,7 +20,10 @@ fn a_failed_creation_leaves_nothing_behind() {
     let addrs = AddressPool::new(DEFAULT_POOL.parse().unwrap()).unwrap().allocate().unwrap();
     // The last step (joining the bridge) fails: there is no such bridge.
     let err = TaskSpace::create(&naming, TaskId(7), addrs, "pst-nobridge").unwrap_err();
-    assert!(matches!(err, SpaceError::Failed { ref command, .. } if command.contains("add-port")), "{err}");
+    assert!(
+        matches!(err, SpaceError::Tool(ToolError::Failed { ref command, .. }) if command.contains("add-port")),
+        "{err}"
+    );
     assert!(!leftovers("pst-f00000007"), "namespace or veth left behind");
 }
 

@@ -59,16 +59,10 @@ pub enum TrafficError {
     /// An address the run adds to the client host is already used by the lab.
     #[error("address {0} is in the run's client or attacker pool but the lab already uses it")]
     AddressTaken(std::net::Ipv4Addr),
-    /// A program could not be started.
-    #[error("could not start `{command}`")]
-    Spawn {
-        /// The command line.
-        command: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A program failed.
+    /// A program could not be started, or a command run to completion failed.
+    #[error(transparent)]
+    Tool(#[from] palisade_host::ToolError),
+    /// An attack program (or the in-process URL prober) failed.
     #[error("`{command}` failed ({status}): {stderr}")]
     ToolFailed {
         /// The command line.

@@ -1,6 +1,8 @@
 //! The real programs a run starts — tcpdump on the service VM's OVS port, hping3, nmap and
 //! masscan inside the client host's namespace — and the addresses it adds there, each held by
 //! a guard that stops or removes it when dropped (also on error and on interrupt).
+//! The programs run in the background as children this module supervises (hence their
+//! `Command`); a command run to completion (`ip addr`) goes through `palisade_host`.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -8,6 +10,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
+
+use palisade_host::signal::{self, Signal};
+use palisade_host::{command_line, ToolError};
 
 use crate::error::TrafficError;
 use crate::plan::Kind;
@@ -37,8 +42,8 @@ pub struct Proc {
 
 impl Proc {
     fn spawn(argv: &[String], log: &File) -> Result<Proc, TrafficError> {
-        let command = argv.join(" ");
-        let err = |source| TrafficError::Spawn { command: command.clone(), source };
+        let command = command_line(argv);
+        let err = |source| ToolError::Spawn { command: command.clone(), source };
         let child = Command::new(&argv[0])
             .args(&argv[1..])
             .stdin(Stdio::null())
@@ -60,7 +65,8 @@ impl Proc {
         if let Ok(Some(s)) = c.try_wait() {
             return Some(s);
         }
-        let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).stderr(Stdio::null()).status();
+        // Gone already is fine: try_wait below reaps it.
+        let _ = signal::send(c.id(), Signal::SIGINT);
         for _ in 0..100 {
             if let Ok(Some(s)) = c.try_wait() {
                 return Some(s);
@@ -84,14 +90,14 @@ pub fn capture(port: &str, file: &Path, log: &Path) -> Result<Proc, TrafficError
         ["tcpdump", "-nn", "-U", "-B", "16384", "-s", "512", "-i", port, "-w"].iter().map(|s| s.to_string()).collect();
     let mut argv = argv;
     argv.push(file.display().to_string());
-    let command = argv.join(" ");
+    let command = command_line(&argv);
     let child = Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| TrafficError::Spawn { command: command.clone(), source })?;
+        .map_err(|source| ToolError::Spawn { command: command.clone(), source })?;
     let mut proc = Proc { child: Some(child), command };
     let stderr = proc.child.as_mut().and_then(|c| c.stderr.take());
     let mut line = String::new();
@@ -211,8 +217,7 @@ impl Addresses {
     pub fn add(netns: &str, iface: &str, addrs: &[Ipv4Addr]) -> Result<Addresses, TrafficError> {
         let mut guard = Addresses { netns: netns.to_owned(), iface: iface.to_owned(), added: Vec::new() };
         for a in addrs {
-            let argv = ["ip", "-n", netns, "addr", "replace", &format!("{a}/32"), "dev", iface];
-            run(&argv)?;
+            palisade_host::run(&["ip", "-n", netns, "addr", "replace", &format!("{a}/32"), "dev", iface])?;
             guard.added.push(*a);
         }
         Ok(guard)
@@ -222,29 +227,11 @@ impl Addresses {
 impl Drop for Addresses {
     fn drop(&mut self) {
         for a in self.added.drain(..) {
-            let _ = Command::new("ip")
-                .args(["-n", &self.netns, "addr", "del", &format!("{a}/32"), "dev", &self.iface])
-                .stderr(Stdio::null())
-                .status();
+            // Best effort: the namespace may be gone with the lab, taking the address along.
+            let _ =
+                palisade_host::run(&["ip", "-n", &self.netns, "addr", "del", &format!("{a}/32"), "dev", &self.iface]);
         }
     }
-}
-
-/// Runs a short command and fails with its stderr when it fails.
-pub fn run(argv: &[&str]) -> Result<(), TrafficError> {
-    let command = argv.join(" ");
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .map_err(|source| TrafficError::Spawn { command: command.clone(), source })?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(TrafficError::ToolFailed {
-        command,
-        status: out.status.to_string(),
-        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-    })
 }
 
 /// The namespace file of `netns`, or the lab-not-up error.
