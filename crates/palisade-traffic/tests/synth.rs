@@ -28,17 +28,13 @@ fn sha(path: &Path) -> Vec<u8> {
     Sha256::digest(std::fs::read(path).expect("read")).to_vec()
 }
 
-/// `labels.csv` rows: (window_start, label, attack).
+/// `labels.csv` rows: (window_start, label, attack), read by the one labels parser.
 fn labels(dir: &Path) -> Vec<(u64, u8, String)> {
-    let text = std::fs::read_to_string(dir.join("labels.csv")).expect("labels.csv");
-    let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("window_start,label,attack"));
-    lines
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            assert_eq!(f.len(), 3, "{l}");
-            (f[0].parse().expect("window_start"), f[1].parse().expect("label"), f[2].to_owned())
-        })
+    let labels = palisade_nad::labels::Labels::read(&dir.join("labels.csv")).expect("labels.csv");
+    labels
+        .by_start
+        .into_iter()
+        .map(|(ns, l)| (ns / 1_000_000_000, u8::from(l.abnormal), l.attack.unwrap_or_default()))
         .collect()
 }
 
