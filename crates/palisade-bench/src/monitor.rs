@@ -131,7 +131,7 @@ fn boot_to_active(args: &Args, kernel: &KernelImage) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|");
     let mut after_init = Vec::new();
     for i in 0..args.boots {
-        let config = GuestConfig::new(format!("bench-mon-boot-{}-{i}", std::process::id()), &kernel.vmlinuz, &initrd);
+        let config = GuestConfig::for_kernel(format!("bench-mon-boot-{}-{i}", std::process::id()), kernel, &initrd)?;
         let t0 = Instant::now();
         let mut guest = Guest::start(&config)?;
         let mem = ram(&guest)?;
@@ -329,7 +329,7 @@ fn overhead(args: &Args, kernel: &KernelImage) -> anyhow::Result<()> {
     let built = initramfs::build(&spec, &initrd)?;
     let disk = dir.path().join("disk.img");
     std::fs::File::create(&disk)?.set_len(256 << 20)?;
-    let mut config = GuestConfig::new(format!("bench-mon-fio-{}", std::process::id()), &kernel.vmlinuz, &initrd);
+    let mut config = GuestConfig::for_kernel(format!("bench-mon-fio-{}", std::process::id()), kernel, &initrd)?;
     config.memory_mib = args.memory_mb;
     config.disks = vec![disk];
     let mut guest = Guest::start(&config)?;

@@ -366,7 +366,7 @@ fn multi_vm(args: &Args, kernel: &KernelImage, initrd: &Path, n: usize) -> anyho
     };
     for t in 1..=n {
         let tap = format!("pbt-v{t}");
-        let mut config = GuestConfig::new(format!("bench-t2-{}-{t}", std::process::id()), &kernel.vmlinuz, initrd);
+        let mut config = GuestConfig::for_kernel(format!("bench-t2-{}-{t}", std::process::id()), kernel, initrd)?;
         config.memory_mib = args.memory_mb;
         config.nic = Some(NicConfig { tap: tap.clone(), mac: mac(t, 0x64), ip: Some("198.18.1.100/24".parse()?) });
         let guest = match Guest::start(&config) {

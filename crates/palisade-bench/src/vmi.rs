@@ -68,10 +68,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let initrd = dir.path().join("bench.cpio");
     let workload = WORKLOAD.iter().map(|s| s.to_string()).collect();
     let (kernel, _) = initramfs::cloud_images(&args.cache, workload, false, &initrd)?;
-    let config = |i: usize| {
-        let mut c = GuestConfig::new(format!("bench-vmi-{}-{i}", std::process::id()), &kernel.vmlinuz, &initrd);
-        c.memory_mib = args.memory_mb;
-        c
+    let base = GuestConfig::for_kernel("bench-vmi", &kernel, &initrd)?;
+    let config = |i: usize| GuestConfig {
+        name: format!("bench-vmi-{}-{i}", std::process::id()),
+        memory_mib: args.memory_mb,
+        ..base.clone()
     };
 
     // 1. Boot to introspection-ready vs boot to the guest's init.

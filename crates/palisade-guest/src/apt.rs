@@ -36,6 +36,18 @@ pub(crate) fn resolve_dependency(package: &str, prefix: &str) -> Result<String, 
     })
 }
 
+/// The names of the packages apt knows that start with `prefix` (`apt-cache pkgnames`).
+pub(crate) fn package_names(prefix: &str) -> Result<Vec<String>, GuestError> {
+    let out = run(&["apt-cache", "pkgnames", prefix], None).map_err(|e| GuestError::AptResolve {
+        package: format!("{prefix}*"),
+        detail: format!(
+            "`apt-cache pkgnames` failed ({}); are the package lists there (`apt-get update`)?",
+            palisade_host::chain(&e)
+        ),
+    })?;
+    Ok(out.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+}
+
 fn parse_depends(apt_cache_output: &str, prefix: &str) -> Option<String> {
     apt_cache_output.lines().find_map(|line| {
         let name = line.trim().strip_prefix("Depends:")?.trim();

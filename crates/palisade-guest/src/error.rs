@@ -83,6 +83,15 @@ pub enum GuestError {
         modules_dir: PathBuf,
     },
 
+    /// A kernel module file cannot be decompressed.
+    #[error("could not read the kernel module `{path}`: {detail}")]
+    ModuleCompression {
+        /// The module file.
+        path: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
+
     /// The host busybox is dynamically linked and no static one could be found.
     #[error("`{path}` is not a statically linked busybox")]
     BusyboxNotStatic {

@@ -156,7 +156,7 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<Initramfs, GuestError> 
         w.symlink(applet, &target).map_err(GuestError::Cpio)?;
     }
     for module in &spec.modules {
-        let bytes = std::fs::read(&module.path).map_err(|e| GuestError::io("read", &module.path, e))?;
+        let bytes = module.read()?;
         w.file(&format!("lib/modules/{}.ko", module.name), 0o644, &bytes).map_err(GuestError::Cpio)?;
     }
     let mut dirs: std::collections::BTreeSet<String> = BASE_DIRS.iter().map(|d| d.to_string()).collect();
@@ -190,15 +190,27 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<Initramfs, GuestError> 
 }
 
 /// Debian's cloud kernel (fetched into `cache_dir` once) and an initramfs running `workload`,
-/// written to `out`; with `nic` it carries the virtio-net modules. The one way tests, benchmarks
-/// and the lab runtime get bootable images.
+/// written to `out`; with `nic` it carries the virtio-net modules. The one way the lab runtime
+/// gets bootable images.
 pub fn cloud_images(
     cache_dir: &Path,
     workload: Vec<String>,
     nic: bool,
     out: &Path,
 ) -> Result<(crate::KernelImage, Initramfs), GuestError> {
-    let kernel = crate::KernelImage::fetch_cloud(cache_dir)?;
+    images(&crate::KernelChoice::default(), cache_dir, workload, nic, out)
+}
+
+/// Like [`cloud_images`] for any kernel: the one way tests, benchmarks and the lab runtime get
+/// bootable images.
+pub fn images(
+    kernel: &crate::KernelChoice,
+    cache_dir: &Path,
+    workload: Vec<String>,
+    nic: bool,
+    out: &Path,
+) -> Result<(crate::KernelImage, Initramfs), GuestError> {
+    let kernel = crate::KernelImage::fetch(kernel, cache_dir)?;
     let modules = if nic { kernel.module_closure(VIRTIO_NET_MODULES)? } else { Vec::new() };
     let spec = InitramfsSpec { busybox: static_busybox(cache_dir)?, modules, workload, files: Vec::new() };
     let initramfs = build(&spec, out)?;

@@ -31,7 +31,10 @@ pub mod qmp;
 pub use error::GuestError;
 pub use guest::{Guest, GuestExit};
 pub use initramfs::{Initramfs, InitramfsSpec};
-pub use kernel::{modinfo, KernelImage, ModuleFile, CLOUD_KERNEL_METAPACKAGE, DEFAULT_CACHE_DIR};
+pub use kernel::{
+    modinfo, Flavour, KernelChoice, KernelChoiceError, KernelImage, ModuleFile, CLOUD_KERNEL_METAPACKAGE,
+    DEFAULT_CACHE_DIR,
+};
 pub use machine::{
     owner_arg, q35_ram_layout, qemu_args, Accel, AccelChoice, AccelPolicy, GuestConfig, NicConfig, RamRegion, RunPaths,
     DEFAULT_KVM_PROBE_CACHE, HIGH_RAM_START, Q35_LOWMEM_LIMIT, Q35_SPLIT_LOWMEM,

@@ -122,6 +122,18 @@ pub struct GuestConfig {
 }
 
 impl GuestConfig {
+    /// Like [`GuestConfig::new`] for `kernel`'s `vmlinuz`, with the command-line words that
+    /// kernel needs ([`crate::KernelImage::boot_cmdline`]).
+    pub fn for_kernel(
+        name: impl Into<String>,
+        kernel: &crate::KernelImage,
+        initramfs: impl Into<PathBuf>,
+    ) -> Result<Self, crate::GuestError> {
+        let mut config = GuestConfig::new(name, &kernel.vmlinuz, initramfs);
+        config.extra_cmdline = kernel.boot_cmdline()?;
+        Ok(config)
+    }
+
     /// A one-vCPU, 512 MiB guest with the accelerator chosen automatically and no NIC.
     pub fn new(name: impl Into<String>, kernel: impl Into<PathBuf>, initramfs: impl Into<PathBuf>) -> Self {
         GuestConfig {

@@ -1,8 +1,9 @@
 //! Injection into a running guest and the life of the installed monitor.
 //!
 //! ```text
-//!  parse payload ─► resolve imports (fail naming a missing symbol) ─► inspect dispatch, find
-//!  fentry sites ─► hijacked module_alloc(size) = mem-A ─► relocate at mem-A ─► text/rodata via
+//!  parse payload ─► resolve imports and every kernel function injection calls (fail naming a
+//!  missing symbol, guest untouched) ─► inspect dispatch, find fentry sites ─► hijacked
+//!  module_alloc(size) or execmem_alloc(EXECMEM_DEFAULT, size) = mem-A ─► relocate at mem-A ─► text/rodata via
 //!  gdb (TCG drops stale translations), data + mem-S via the RAM file (pages walked once)
 //!  ─► hijacked set_memory_ro + set_memory_x (text), set_memory_ro (rodata) ─► check with a walk
 //!  ─► mem-S header, hook table, policy ─► patch each NOP5 into `call trampoline` ─► resume
@@ -27,6 +28,63 @@ use crate::policy::{Rule, Syscall, HELPER_SYSCALLS};
 
 /// Start of the x86-64 module area (`MODULES_VADDR` without KASLR of the area itself).
 const MODULES_VADDR: u64 = 0xffff_ffff_a000_0000;
+
+/// How the guest kernel hands out executable memory (the module loader's allocator), chosen by
+/// the kernel's symbols: Linux 6.10 replaced `module_alloc` by the `execmem` allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Allocator {
+    /// `module_alloc(size)`, freed with `module_memfree(ptr)` (Linux up to 6.9).
+    ModuleAlloc,
+    /// `execmem_alloc(EXECMEM_DEFAULT, size)`, freed with `execmem_free(ptr)` (Linux 6.10 and later).
+    Execmem,
+}
+
+/// `EXECMEM_DEFAULT` (= `EXECMEM_MODULE_TEXT`), the first value of `enum execmem_type` in every
+/// kernel that has it.
+const EXECMEM_DEFAULT: u64 = 0;
+
+impl Allocator {
+    /// The allocator `symbols` offer (`module_alloc` where both exist, as the module loader of
+    /// such a kernel uses it), or the missing symbol's error.
+    pub fn of(symbols: &KernelSymbols) -> Result<Allocator, MonitorError> {
+        let has = |name| payload::resolve_import(symbols, name).is_ok();
+        if has("module_alloc") && has("module_memfree") {
+            Ok(Allocator::ModuleAlloc)
+        } else if has("execmem_alloc") && has("execmem_free") {
+            Ok(Allocator::Execmem)
+        } else {
+            Err(MonitorError::KernelSymbol("module_alloc/module_memfree or execmem_alloc/execmem_free".into()))
+        }
+    }
+
+    /// The allocating function.
+    pub fn alloc_fn(self) -> &'static str {
+        match self {
+            Allocator::ModuleAlloc => "module_alloc",
+            Allocator::Execmem => "execmem_alloc",
+        }
+    }
+
+    /// The freeing function.
+    pub fn free_fn(self) -> &'static str {
+        match self {
+            Allocator::ModuleAlloc => "module_memfree",
+            Allocator::Execmem => "execmem_free",
+        }
+    }
+
+    /// The allocating call's arguments for `size` bytes.
+    fn alloc_args(self, size: u64) -> Vec<u64> {
+        match self {
+            Allocator::ModuleAlloc => vec![size],
+            Allocator::Execmem => vec![EXECMEM_DEFAULT, size],
+        }
+    }
+}
+
+/// The kernel functions injection calls besides the allocator: checked before the guest is
+/// stopped, so a kernel without one of them is refused untouched.
+const PROTECTION_FNS: [&str; 2] = ["set_memory_ro", "set_memory_x"];
 
 /// Why injection, hooking or unhooking failed.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +202,8 @@ pub struct InjectOptions {
 pub struct InjectTimings {
     /// Parsing, resolving and inspecting (host only).
     pub prepare: Duration,
-    /// The hijacked `module_alloc`, including waiting for the safe point.
+    /// The hijacked allocation (`module_alloc` or `execmem_alloc`), including waiting for the
+    /// safe point.
     pub alloc: Duration,
     /// Writing the image.
     pub write: Duration,
@@ -198,8 +257,8 @@ fn kernel_fn(symbols: &KernelSymbols, name: &'static str) -> Result<Gva, Monitor
     payload::resolve_import(symbols, name).map(Gva).map_err(|_| MonitorError::KernelSymbol(name.into()))
 }
 
-/// Injects the payload into the guest behind `gdb` (stopped or running: it is stopped by the
-/// hijacked calls) and hooks `opts.syscalls`; the guest is left running.
+/// Injects the payload into the guest behind `gdb` (stopped, as a fresh connection to the stub
+/// leaves it, or after a hijacked call) and hooks `opts.syscalls`; the guest is left running.
 pub fn inject(
     mut gdb: GdbClient<UnixStream>,
     ram: RamFile,
@@ -214,6 +273,10 @@ pub fn inject(
     let mut imports = std::collections::BTreeMap::new();
     for name in obj.imports() {
         imports.insert(name, payload::resolve_import(symbols, name).map_err(MonitorError::Import)?);
+    }
+    let allocator = Allocator::of(symbols)?;
+    for name in PROTECTION_FNS {
+        kernel_fn(symbols, name)?;
     }
     let kernel = GuestKernel::new(symbols, &ram);
     let evidence = hooks::inspect(&kernel);
@@ -249,10 +312,11 @@ pub fn inject(
         let name = symbols.symbols().iter().find(|s| s.addr.0 == safe.0).map(|s| s.name.clone());
         tracing::info!(safe_point = ?name, "the guest reached a fallback safe point first");
     }
-    let mut ctx = Guest { gdb: &mut gdb, symbols, safe, timeout: opts.timeout };
-    let base = ctx.call("module_alloc", &[layout.size])?;
+    let mut ctx = Guest { gdb: &mut gdb, symbols, safe, timeout: opts.timeout, allocator };
+    tracing::info!(?allocator, size = layout.size, "allocating mem-A");
+    let base = ctx.call(allocator.alloc_fn(), &allocator.alloc_args(layout.size))?;
     if base == 0 || base % PAGE != 0 {
-        return Err(MonitorError::KernelCall { func: "module_alloc", value: base });
+        return Err(MonitorError::KernelCall { func: allocator.alloc_fn(), value: base });
     }
     timings.alloc = t.elapsed();
     let placed = place(&mut ctx, &ram, &obj, &imports, &layout, method, &targets, base, &mut timings);
@@ -293,7 +357,7 @@ pub fn inject(
     timings.total = t0.elapsed();
     gdb.cont()?;
     tracing::info!(base = format_args!("{base:#x}"), size = layout.size, hooks = installed.len(), "monitor injected");
-    Ok(Monitor::new(gdb, mems, (base, layout.size), trampoline, method, evidence, installed, timings))
+    Ok(Monitor::new(gdb, mems, (base, layout.size), trampoline, allocator, method, evidence, installed, timings))
 }
 
 /// The guest behind the stub, for hijacked calls from the safe point.
@@ -302,6 +366,7 @@ struct Guest<'g> {
     symbols: &'g KernelSymbols,
     safe: Gva,
     timeout: Duration,
+    allocator: Allocator,
 }
 
 impl Guest<'_> {
@@ -312,7 +377,7 @@ impl Guest<'_> {
 
     /// Gives mem-A back after a failed injection (nothing leads into it), keeping `error`.
     fn release(&mut self, base: u64, error: MonitorError) -> MonitorError {
-        if let Err(e) = self.call("module_memfree", &[base]) {
+        if let Err(e) = self.call(self.allocator.free_fn(), &[base]) {
             tracing::warn!(error = %e, base = format_args!("{base:#x}"), "could not free the payload's memory");
         }
         error

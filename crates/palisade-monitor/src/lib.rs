@@ -8,7 +8,8 @@
 //!
 //! ```text
 //!   payload.o ─► elf::Object ─► loader::load(base, kernel symbols) ─► inject::inject
-//!                                                                       │ hijack module_alloc,
+//!                                                                       │ hijack module_alloc
+//!                                                                       │ or execmem_alloc,
 //!                                                                       │ set_memory_ro/x (gdb)
 //!                                                                       │ hooks: NOP5 ─► call
 //!   guest:  __x64_sys_openat ─► palisade_trampoline ─► palisade_handle ─► mem-S ring
@@ -35,6 +36,6 @@ pub use palisade_elf as elf;
 mod elf_tests;
 
 pub use channel::{Batch, ChannelError, Counters, Event, EventReader, MemS};
-pub use inject::{inject, InjectOptions, InjectTimings, MonitorError};
+pub use inject::{inject, Allocator, InjectOptions, InjectTimings, MonitorError};
 pub use monitor::{InstalledHook, Monitor};
 pub use policy::{Action, ObjectArg, Rule, Syscall};

@@ -9,7 +9,7 @@ use palisade_vmi::{Gva, RamFile};
 
 use crate::channel::MemS;
 use crate::hooks::{DispatchEvidence, HookMethod};
-use crate::inject::{restore_one, InjectTimings, MonitorError};
+use crate::inject::{restore_one, Allocator, InjectTimings, MonitorError};
 use crate::policy::{Rule, Syscall};
 
 /// One installed hook.
@@ -35,6 +35,7 @@ pub struct Monitor {
     base: u64,
     size: u64,
     trampoline: u64,
+    allocator: Allocator,
     method: HookMethod,
     evidence: DispatchEvidence,
     hooks: Vec<InstalledHook>,
@@ -49,12 +50,13 @@ impl Monitor {
         mems: MemS<RamFile>,
         (base, size): (u64, u64),
         trampoline: u64,
+        allocator: Allocator,
         method: HookMethod,
         evidence: DispatchEvidence,
         hooks: Vec<InstalledHook>,
         timings: InjectTimings,
     ) -> Monitor {
-        Monitor { gdb, mems, base, size, trampoline, method, evidence, hooks, timings, running: true }
+        Monitor { gdb, mems, base, size, trampoline, allocator, method, evidence, hooks, timings, running: true }
     }
 
     fn stop(&mut self) -> Result<(), MonitorError> {
@@ -79,6 +81,11 @@ impl Monitor {
     /// mem-A's address and size.
     pub fn allocation(&self) -> (u64, u64) {
         (self.base, self.size)
+    }
+
+    /// How mem-A was allocated.
+    pub fn allocator(&self) -> Allocator {
+        self.allocator
     }
 
     /// The trampoline's address.

@@ -188,7 +188,11 @@ fn start(t: &mut Target, plan: &MonitorPlan, status: &Mutex<MonitorStatus>) -> R
     let mut s = lock(status);
     s.state = MonitorState::Active;
     s.method = Some(method.to_owned());
-    s.detail = format!("injected in {} ms; mem-A {size} bytes", monitor.timings().total.as_millis());
+    s.detail = format!(
+        "injected in {} ms; mem-A {size} bytes from {}",
+        monitor.timings().total.as_millis(),
+        monitor.allocator().alloc_fn()
+    );
     Ok(monitor)
 }
 

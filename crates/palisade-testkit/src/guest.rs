@@ -1,11 +1,12 @@
-//! A small real guest for the introspection and monitor tests: Debian's cloud kernel and a
-//! busybox initramfs (both fetched with apt into the guest cache), RAM in a /dev/shm file,
-//! TCG. A missing QEMU fails the test loudly: CI runs as root with qemu-system-x86 installed.
+//! A small real guest for the introspection and monitor tests: a Debian kernel (the cloud kernel
+//! unless `PALISADE_GUEST_KERNEL` names another, e.g. `6.12-amd64`) and a busybox initramfs
+//! (both fetched with apt into the guest cache), RAM in a /dev/shm file, TCG. A missing QEMU
+//! fails the test loudly: CI runs as root with qemu-system-x86 installed.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use palisade_guest::{initramfs, AccelPolicy, Guest, GuestConfig, KernelImage};
+use palisade_guest::{initramfs, AccelPolicy, Guest, GuestConfig, KernelChoice, KernelImage};
 
 /// Long enough for a TCG boot and a kallsyms dump on a loaded 2-core CI machine.
 pub const TIMEOUT: Duration = Duration::from_secs(300);
@@ -28,11 +29,25 @@ pub fn require_qemu() {
     }
 }
 
-/// The cloud kernel and an initramfs without a NIC running `workload`, written to `initrd`.
+/// The kernel the tests' guests boot: `PALISADE_GUEST_KERNEL` (`[SERIES-]FLAVOUR` or a
+/// `linux-image-*` package, see [`KernelChoice`]) or Debian's cloud kernel.
+pub fn kernel() -> KernelChoice {
+    match std::env::var("PALISADE_GUEST_KERNEL") {
+        Ok(text) if !text.is_empty() => text.parse().unwrap_or_else(|e| panic!("PALISADE_GUEST_KERNEL: {e}")),
+        _ => KernelChoice::default(),
+    }
+}
+
+/// [`kernel`] and an initramfs without a NIC running `workload`, written to `initrd`.
 pub fn images(workload: Vec<String>, initrd: &Path) -> KernelImage {
+    images_of(&kernel(), workload, initrd)
+}
+
+/// Like [`images`] with the kernel `choice`.
+pub fn images_of(choice: &KernelChoice, workload: Vec<String>, initrd: &Path) -> KernelImage {
     require_qemu();
-    let (kernel, _) = initramfs::cloud_images(&cache_dir(), workload, false, initrd)
-        .unwrap_or_else(|e| panic!("guest images: {e:#?}"));
+    let (kernel, _) = initramfs::images(choice, &cache_dir(), workload, false, initrd)
+        .unwrap_or_else(|e| panic!("guest images ({choice}): {e:#?}"));
     kernel
 }
 
@@ -40,9 +55,22 @@ pub fn images(workload: Vec<String>, initrd: &Path) -> KernelImage {
 /// `vcpus` vCPUs and `memory_mib` of RAM, running `workload`; returns it with the guest's own
 /// /proc/kallsyms dump, taken before the workload starts. `tmp` holds the initramfs.
 pub fn boot(name: &str, vcpus: u32, memory_mib: u64, workload: Vec<String>, tmp: &Path) -> (Guest, String) {
+    boot_kernel(&kernel(), name, vcpus, memory_mib, workload, tmp)
+}
+
+/// Like [`boot`] with the kernel `choice`.
+pub fn boot_kernel(
+    choice: &KernelChoice,
+    name: &str,
+    vcpus: u32,
+    memory_mib: u64,
+    workload: Vec<String>,
+    tmp: &Path,
+) -> (Guest, String) {
     let initrd = tmp.join(format!("{name}.cpio"));
-    let kernel = images(workload, &initrd);
-    let mut config = GuestConfig::new(format!("{name}-{}", std::process::id()), &kernel.vmlinuz, &initrd);
+    let kernel = images_of(choice, workload, &initrd);
+    let mut config = GuestConfig::for_kernel(format!("{name}-{}", std::process::id()), &kernel, &initrd)
+        .unwrap_or_else(|e| panic!("guest config: {e:#?}"));
     config.memory_mib = memory_mib;
     config.vcpus = vcpus;
     config.accel = AccelPolicy::Tcg;

@@ -33,7 +33,7 @@ fn images() -> (KernelImage, PathBuf) {
 /// core table).
 fn boot(n: u32, kernel: &KernelImage, initrd: &PathBuf) -> (Guest, u64, Vec<String>) {
     let name = format!("k{}-{n}", std::process::id());
-    let mut config = GuestConfig::new(name, &kernel.vmlinuz, initrd);
+    let mut config = GuestConfig::for_kernel(name, kernel, initrd).expect("guest config");
     config.memory_mib = MEM_MIB;
     let mut guest = Guest::start(&config).unwrap_or_else(|e| panic!("start: {e:#?}"));
     let dump = guest.kallsyms_dump(TIMEOUT).unwrap_or_else(|e| panic!("kallsyms dump: {e:#?}"));

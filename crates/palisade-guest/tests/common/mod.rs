@@ -22,12 +22,14 @@ pub fn init_tracing() {
         tracing_subscriber::fmt().with_env_filter("palisade_guest=info").with_ansi(false).with_test_writer().try_init();
 }
 
-/// The cloud kernel, fetched once per test binary.
+/// The tests' kernel (`PALISADE_GUEST_KERNEL`, the cloud kernel by default), fetched once per
+/// test binary.
 pub fn kernel() -> &'static KernelImage {
     static KERNEL: OnceLock<KernelImage> = OnceLock::new();
     KERNEL.get_or_init(|| {
         let started = Instant::now();
-        let kernel = KernelImage::fetch_cloud(&cache_dir()).unwrap_or_else(|e| panic!("kernel fetch: {e:#?}"));
+        let kernel = KernelImage::fetch(&palisade_testkit::guest::kernel(), &cache_dir())
+            .unwrap_or_else(|e| panic!("kernel fetch: {e:#?}"));
         eprintln!("kernel {} ready in {:?}", kernel.package, started.elapsed());
         kernel
     })
@@ -58,7 +60,7 @@ pub fn guest_name(tag: &str) -> String {
 }
 
 pub fn config(tag: &str, initramfs: &Path) -> GuestConfig {
-    GuestConfig::new(guest_name(tag), &kernel().vmlinuz, initramfs)
+    GuestConfig::for_kernel(guest_name(tag), kernel(), initramfs).expect("guest config")
 }
 
 /// The address of `symbol` in a /proc/kallsyms text.
