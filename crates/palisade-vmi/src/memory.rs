@@ -174,6 +174,20 @@ impl RamLayout {
         RamLayout { regions }
     }
 
+    /// The same layout with every file offset moved by `by`: for RAM read through
+    /// `/proc/PID/mem`, where a RAM block's offset 0 sits at the block's host address.
+    pub fn offset_by(&self, by: u64) -> Result<RamLayout, LayoutError> {
+        let regions = self
+            .regions
+            .iter()
+            .map(|r| {
+                let file_offset = r.file_offset.checked_add(by).ok_or(LayoutError::Overflow(r.start))?;
+                Ok(RamRegion { file_offset, ..*r })
+            })
+            .collect::<Result<Vec<_>, LayoutError>>()?;
+        RamLayout::new(regions)
+    }
+
     /// The regions, in guest physical address order.
     pub fn regions(&self) -> &[RamRegion] {
         &self.regions
@@ -252,6 +266,21 @@ impl RamFile {
         if actual < needed {
             return Err(RamFileError::TooShort { path: path.to_owned(), needed, actual });
         }
+        Ok(RamFile { file, layout })
+    }
+
+    /// Guest RAM inside a running QEMU process `pid` through `/proc/PID/mem`, read-write (needs
+    /// ptrace access to the process: root, or its owner without Yama restrictions). `layout`'s
+    /// file offsets are host virtual addresses in that process (see [`RamLayout::offset_by`]);
+    /// the file has no length, so nothing is checked here: an address outside the process's
+    /// mappings fails at the access.
+    pub fn process_memory(pid: u32, layout: RamLayout) -> Result<RamFile, RamFileError> {
+        let path = PathBuf::from(format!("/proc/{pid}/mem"));
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|source| RamFileError::Open { path: path.clone(), source })?;
         Ok(RamFile { file, layout })
     }
 

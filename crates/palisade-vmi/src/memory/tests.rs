@@ -123,3 +123,31 @@ fn fake_memory_is_sparse_zero_and_bounded() {
     assert!(matches!(m.read_u64(Gpa(0x9000_0000)), Err(MemoryError::OutOfRange { .. })));
     assert!(m.read_u64(Gpa(HIGH_RAM_START + 2 * GIB - 4)).is_err());
 }
+
+#[test]
+fn process_memory_reads_and_writes_a_live_process_at_its_host_addresses() {
+    // This process stands in for QEMU: a buffer is "guest RAM" at its own host address.
+    let mut buf: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
+    let host = buf.as_ptr() as u64;
+    let layout = RamLayout::flat(buf.len() as u64).offset_by(host).unwrap();
+    let ram = RamFile::process_memory(std::process::id(), layout).unwrap();
+
+    let mut got = vec![0u8; 100];
+    ram.read(Gpa(4000), &mut got).unwrap();
+    assert_eq!(got, buf[4000..4100]);
+    ram.write(Gpa(10), b"palisade").unwrap();
+    // The write went to this process's memory (read back through the same file, then directly).
+    let mut back = [0u8; 8];
+    ram.read(Gpa(10), &mut back).unwrap();
+    assert_eq!(&back, b"palisade");
+    assert_eq!(&std::hint::black_box(&mut buf)[10..18], b"palisade");
+    assert!(matches!(ram.read(Gpa(8190), &mut [0u8; 4]), Err(MemoryError::OutOfRange { .. })));
+}
+
+#[test]
+fn offset_by_moves_file_offsets_and_refuses_overflow() {
+    let moved = RamLayout::q35(3 << 30).offset_by(0x7f00_0000_0000).unwrap();
+    assert_eq!(moved.regions()[0].file_offset, 0x7f00_0000_0000);
+    assert_eq!(moved.regions()[1].file_offset, 0x7f00_0000_0000 + Q35_LOWMEM_SPLIT);
+    assert!(matches!(RamLayout::flat(4096).offset_by(u64::MAX), Err(LayoutError::Overflow(_))));
+}

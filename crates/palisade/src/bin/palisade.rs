@@ -13,6 +13,8 @@ use palisade_lab::Lab;
 
 #[path = "palisade/alerts.rs"]
 mod alerts;
+#[path = "palisade/attach.rs"]
+mod attach;
 #[path = "palisade/events.rs"]
 mod events;
 #[path = "palisade/nad.rs"]
@@ -119,6 +121,23 @@ enum Cmd {
 enum VmiCmd {
     /// List guest VMs: state, accelerator (KVM or TCG, and why), QEMU pid, memory.
     Guests,
+    /// Look into a running libvirt domain Palisade did not start, once, with no change to its
+    /// definition: find its QEMU process and guest RAM (proven against QEMU's own view),
+    /// recover the kernel's symbols, report, and let go. Runs on the domain's host, as root;
+    /// needs no controller.
+    ///
+    /// Example: `palisade vmi attach --libvirt web-7` (or `--symbols | grep sys_openat`)
+    Attach {
+        /// The domain's name or UUID.
+        #[arg(long, value_name = "DOMAIN")]
+        libvirt: String,
+        /// The libvirt connection.
+        #[arg(long, default_value = palisade_libvirt::SYSTEM_URI)]
+        connect: String,
+        /// Print every recovered symbol as /proc/kallsyms does instead of the report.
+        #[arg(long)]
+        symbols: bool,
+    },
     /// Print a guest kernel's symbols like /proc/kallsyms, recovered from guest memory alone.
     ///
     /// Example: `palisade vmi symbols --vm guest1 --grep '^__x64_sys_(read|write)$'`
@@ -296,6 +315,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 fn vmi(cli: &Cli, cmd: &VmiCmd) -> anyhow::Result<()> {
+    if let VmiCmd::Attach { libvirt, connect, symbols } = cmd {
+        return attach::run(cli, connect, libvirt, *symbols);
+    }
     let c = client(cli)?;
     match cmd {
         VmiCmd::Guests => {
@@ -329,6 +351,7 @@ fn vmi(cli: &Cli, cmd: &VmiCmd) -> anyhow::Result<()> {
                 }
             });
         }
+        VmiCmd::Attach { .. } => unreachable!("handled before connecting to the controller"),
         VmiCmd::Events { vm, follow, history } => {
             let (tenant, name) = resolve_guest(&c, vm)?;
             events::run(cli, &c, &tenant, &name, *follow, *history)?;
