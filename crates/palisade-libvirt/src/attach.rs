@@ -75,6 +75,8 @@ pub struct Attachment {
     definition: DomainXml,
     pid: u32,
     access: RamAccess,
+    /// Guest-physical layout of the RAM block (offsets within the block).
+    layout: RamLayout,
     ram: RamFile,
     symbols: KernelSymbols,
     throughput: f64,
@@ -129,6 +131,7 @@ impl Attachment {
             definition,
             pid,
             access,
+            layout,
             ram,
             symbols,
             throughput,
@@ -165,7 +168,7 @@ impl Attachment {
 
     /// A second handle on guest RAM (the monitor keeps one of its own).
     pub fn open_ram(&self) -> Result<RamFile, LibvirtError> {
-        open_access(&self.access, self.ram.layout().clone())
+        open_access(&self.access, self.layout.clone())
     }
 
     /// The kernel's symbols, recovered from RAM.

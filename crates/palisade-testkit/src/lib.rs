@@ -1,11 +1,12 @@
 //! What the integration tests of several crates share, so that each piece exists once: running
 //! a command that must succeed ([`sh`]), the root check, a tcpdump capture on a switch port
-//! ([`Capture`]) and a small real guest ([`guest`]). Test code only: it panics instead of
+//! ([`Capture`]), a small real guest ([`guest`]) and a libvirt test bed ([`libvirt`]). Test code only: it panics instead of
 //! returning errors, and no library or binary depends on it.
 
 #![forbid(unsafe_code)]
 
 pub mod guest;
+pub mod libvirt;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
