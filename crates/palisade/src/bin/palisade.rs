@@ -315,13 +315,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 fn vmi(cli: &Cli, cmd: &VmiCmd) -> anyhow::Result<()> {
-    if let VmiCmd::Attach { libvirt, connect, symbols } = cmd {
-        return attach::run(cli, connect, libvirt, *symbols);
-    }
-    let c = client(cli)?;
     match cmd {
+        // On the domain's host, without a controller.
+        VmiCmd::Attach { libvirt, connect, symbols } => attach::run(cli, connect, libvirt, *symbols)?,
         VmiCmd::Guests => {
-            let v = c.guests()?;
+            let v = client(cli)?.guests()?;
             print(cli, &v, |v| {
                 println!("{:<18} {:<9} {:<5} {:>8} {:>6} {:<10} DETAIL", "VM", "STATE", "ACCEL", "PID", "MiB", "PORT");
                 for g in v {
@@ -351,12 +349,13 @@ fn vmi(cli: &Cli, cmd: &VmiCmd) -> anyhow::Result<()> {
                 }
             });
         }
-        VmiCmd::Attach { .. } => unreachable!("handled before connecting to the controller"),
         VmiCmd::Events { vm, follow, history } => {
+            let c = client(cli)?;
             let (tenant, name) = resolve_guest(&c, vm)?;
             events::run(cli, &c, &tenant, &name, *follow, *history)?;
         }
         VmiCmd::Symbols { vm, grep } => {
+            let c = client(cli)?;
             let (tenant, name) = resolve_guest(&c, vm)?;
             let v = c.symbols(&tenant, &name, grep.as_deref())?;
             print(cli, &v, |v| {
