@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what Palisade needs on a fresh Debian 12 machine (as root) and starts Open vSwitch.
 # gcc and binutils build and check the monitor payload (crates/palisade-monitor/build.rs); nmap is
-# the vuln-scan engine (issue #7); hping3 and masscan make the lab dataset's attacks (issue #6).
-# libvirt (with OVMF firmware, dnsmasq for its isolated test networks and an SSH client) runs the
-# VMs Palisade attaches to (issue #15).
+# the vuln-scan engine (issue #7); hping3 and masscan make the lab dataset's attacks (issue #6);
+# mmdebstrap, e2fsprogs, dosfstools, mtools, fdisk, qemu-utils and openssh-client build bootable
+# disk images and ovmf boots them (palisade-guest's disk module, issue #15); libvirt (with dnsmasq
+# for its isolated test networks) runs the VMs Palisade attaches to (issue #15).
 set -euo pipefail
 need=()
-for pkg in openvswitch-switch nftables busybox iproute2 ethtool tcpdump procps iputils-ping qemu-system-x86 libpcap-dev gcc binutils nmap hping3 masscan libvirt-daemon-system libvirt-clients ovmf dnsmasq-base openssh-client; do
+for pkg in openvswitch-switch nftables busybox iproute2 ethtool tcpdump procps iputils-ping qemu-system-x86 libpcap-dev gcc binutils nmap hping3 masscan \
+  mmdebstrap e2fsprogs dosfstools mtools fdisk qemu-utils openssh-client ovmf libvirt-daemon-system libvirt-clients dnsmasq-base; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 # Guest kernels are fetched with `apt-get download` by the tests and the lab: it needs lists.

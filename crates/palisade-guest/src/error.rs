@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cpio::CpioError;
+use crate::disk::DiskError;
 use crate::qmp::QmpError;
 use palisade_elf::ElfError;
 
@@ -145,6 +146,10 @@ pub enum GuestError {
     /// A QMP exchange with the guest's QEMU failed.
     #[error("QMP request to the guest's QEMU failed")]
     Qmp(#[source] QmpError),
+
+    /// A disk image could not be built or used.
+    #[error(transparent)]
+    Disk(#[from] DiskError),
 
     /// The guest was already stopped and its files removed.
     #[error("the guest `{0}` was stopped; its files are gone")]

@@ -178,6 +178,14 @@ fn newest_of_series(names: &[String], series: &str, flavour: Flavour) -> Option<
         .map(|(_, _, name)| name.clone())
 }
 
+/// The kernel release (`uname -r`) a `linux-image-*` package installs: `linux-image-RELEASE`
+/// or `linux-image-RELEASE-unsigned` (the same kernel, not signed for Secure Boot).
+pub(crate) fn release_of_package(package: &str) -> Option<&str> {
+    let release = package.strip_prefix("linux-image-")?;
+    let release = release.strip_suffix("-unsigned").unwrap_or(release);
+    (!release.is_empty()).then_some(release)
+}
+
 /// `6.12.113+deb12` -> [6, 12, 113, 12]: the numbers of a kernel version, for ordering.
 fn version_key(version: &str) -> Vec<u64> {
     version.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).filter_map(|p| p.parse().ok()).collect()
@@ -197,10 +205,10 @@ impl KernelImage {
 
     /// Like [`KernelImage::fetch_cloud`] for a named kernel package (signed or `-unsigned`).
     pub fn fetch_package(package: &str, cache_dir: &Path) -> Result<KernelImage, GuestError> {
-        let release = package.strip_prefix("linux-image-").filter(|r| !r.is_empty()).ok_or_else(|| {
-            GuestError::AptResolve { package: package.to_string(), detail: "not a linux-image-* package".into() }
+        let release = release_of_package(package).ok_or_else(|| GuestError::AptResolve {
+            package: package.to_string(),
+            detail: "not a linux-image-* package".into(),
         })?;
-        let release = release.strip_suffix("-unsigned").unwrap_or(release);
         let root = apt::fetch_unpacked(package, cache_dir)?;
         Self::locate(package, release, &root)
     }
@@ -470,6 +478,15 @@ mod tests {
         assert_eq!(newest("6.1", Flavour::Generic).as_deref(), Some("linux-image-6.1.0-55-amd64"));
         assert_eq!(newest("6.1", Flavour::Rt), None);
         assert_eq!(newest("6.2", Flavour::Generic), None);
+    }
+
+    #[test]
+    fn a_kernel_package_names_its_release_signed_or_not() {
+        assert_eq!(release_of_package("linux-image-6.1.0-57-cloud-amd64"), Some("6.1.0-57-cloud-amd64"));
+        assert_eq!(release_of_package("linux-image-6.12.118+deb12-amd64-unsigned"), Some("6.12.118+deb12-amd64"));
+        assert_eq!(release_of_package("linux-image-"), None);
+        assert_eq!(release_of_package("linux-image--unsigned"), None);
+        assert_eq!(release_of_package("busybox-static"), None);
     }
 
     #[test]

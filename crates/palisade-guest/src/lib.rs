@@ -1,7 +1,8 @@
 //! Palisade's test and lab guests: images and real QEMU processes.
 //!
 //! Owns fetching Debian's cloud kernel (apt download + unpack, never installed), building the
-//! busybox initramfs (cpio written in Rust), and starting, watching and stopping QEMU guests
+//! busybox initramfs (cpio written in Rust), building bootable Debian disk images (qcow2,
+//! systemd-boot, no mounts; see `DiskImage`), and starting, watching and stopping QEMU guests
 //! (shared RAM file, QMP, gdbstub socket, serial files, KVM-or-TCG). Does not look inside guest
 //! memory or drive vCPUs (see `palisade-vmi`) and does not wire taps into OVS (`palisade-lab`).
 //!
@@ -21,6 +22,7 @@
 pub mod accel;
 mod apt;
 pub mod cpio;
+mod disk;
 mod error;
 mod guest;
 pub mod initramfs;
@@ -28,6 +30,7 @@ mod kernel;
 mod machine;
 pub mod qmp;
 
+pub use disk::{DiskError, DiskImage, DiskSpec, PartUuid};
 pub use error::GuestError;
 pub use guest::{Guest, GuestExit};
 pub use initramfs::{Initramfs, InitramfsSpec};
