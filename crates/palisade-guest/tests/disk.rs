@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use palisade_guest::{DiskImage, DiskSpec, KernelChoice};
+use palisade_guest::{DiskImage, DiskSpec};
 use palisade_testkit::{is_root, sh};
 
+/// The image the libvirt tests boot too (one image for the suite).
 fn spec() -> DiskSpec {
-    let kernels = ["cloud-amd64", "6.12-cloud-amd64"].map(|k| k.parse::<KernelChoice>().unwrap()).to_vec();
-    DiskSpec { kernels, hostname: "paltest-disk".into(), ..DiskSpec::default() }
+    palisade_testkit::libvirt::disk_spec()
 }
 
 /// The test image, built (or found in the cache) once per test binary.

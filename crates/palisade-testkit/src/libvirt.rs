@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use palisade_guest::{AccelPolicy, GuestConfig};
+use palisade_guest::{AccelPolicy, DiskImage, DiskSpec, GuestConfig, KernelChoice};
 use palisade_host::{CommandRunner, SystemRunner};
 
 /// Domains per bed (each has a fixed MAC and DHCP address).
@@ -57,7 +57,7 @@ pub struct Bed {
 }
 
 /// How a bed's domain is made.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DomainOptions {
     /// vCPUs.
     pub vcpus: u32,
@@ -66,11 +66,13 @@ pub struct DomainOptions {
     /// RAM in a shared memfd (`<memoryBacking><source type='memfd'/>`) instead of libvirt's
     /// default anonymous memory.
     pub memfd: bool,
+    /// The image's kernel to boot (its default boot entry if `None`).
+    pub release: Option<String>,
 }
 
 impl Default for DomainOptions {
     fn default() -> Self {
-        DomainOptions { vcpus: 2, memory_mib: 1024, memfd: false }
+        DomainOptions { vcpus: 2, memory_mib: 1024, memfd: false, release: None }
     }
 }
 
@@ -123,15 +125,16 @@ impl Bed {
     }
 
     /// Defines and starts domain `name` (`<prefix>-<name>`) from a copy-on-write overlay of
-    /// `image` (qcow2, UEFI), logging in as root with `key`; returns once its sshd answers.
-    pub fn start(&mut self, name: &str, image: &Path, key: &Path, options: DomainOptions) -> Domain {
-        let DomainOptions { vcpus, memory_mib, memfd } = options;
+    /// `image` booting `options.release`, logging in as root with the image's key; returns once
+    /// its sshd answers.
+    pub fn start(&mut self, name: &str, image: &DiskImage, options: DomainOptions) -> Domain {
+        let DomainOptions { vcpus, memory_mib, memfd, release } = options;
         let i = self.domains.len() as u8;
         assert!(i < MAX_DOMAINS, "at most {MAX_DOMAINS} domains per bed");
         let full = format!("{}-{name}", self.prefix);
         let overlay = self.dir.join(format!("{name}.qcow2"));
-        let base = image.to_str().expect("image path");
-        crate::sh(&["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, overlay.to_str().unwrap()]);
+        let release = release.as_deref().unwrap_or(&image.default_release);
+        image.overlay(&overlay, release).unwrap_or_else(|e| panic!("overlay: {}", palisade_host::chain(&e)));
         let console = self.dir.join(format!("{name}.console"));
         let cpu = if self.virt_type == "kvm" {
             "<cpu mode='host-passthrough'/>".to_owned()
@@ -161,10 +164,21 @@ impl Bed {
         virsh_ok(&["define", file.to_str().unwrap()]);
         self.domains.push(full.clone());
         virsh_ok(&["start", &full]);
-        let domain =
-            Domain { name: full, ip: format!("192.168.{}.{}", self.subnet, 10 + i), key: key.to_owned(), console };
+        let domain = Domain {
+            name: full,
+            ip: format!("192.168.{}.{}", self.subnet, 10 + i),
+            key: image.ssh_key.clone(),
+            console,
+        };
         domain.wait_ssh(Duration::from_secs(600));
         domain
+    }
+}
+
+impl Bed {
+    /// Stops (destroys) `domain` now; it stays defined until the bed is dropped.
+    pub fn stop(&self, domain: &Domain) {
+        virsh(&["destroy", &domain.name]);
     }
 }
 
@@ -287,4 +301,24 @@ impl Domain {
     pub fn xml(&self) -> String {
         virsh_ok(&["dumpxml", &self.name])
     }
+}
+
+/// The disk image of the tests' libvirt domains and of palisade-guest's disk test (one image, so
+/// a fresh machine builds it once): Debian 12 with Debian's 6.1 cloud kernel (the default boot
+/// entry) and the archive's 6.12 cloud kernel.
+pub fn disk_spec() -> DiskSpec {
+    let kernels =
+        ["cloud-amd64", "6.12-cloud-amd64"].map(|k| k.parse::<KernelChoice>().expect("kernel choice")).to_vec();
+    DiskSpec { kernels, hostname: "paltest-disk".into(), ..DiskSpec::default() }
+}
+
+/// [`disk_spec`]'s image, built into the guest cache the first time (about a minute) and found
+/// there afterwards.
+pub fn disk_image() -> DiskImage {
+    assert!(crate::is_root(), "building a disk image needs root (mmdebstrap --mode=root); CI runs as root");
+    let t = Instant::now();
+    let image = DiskImage::build(&disk_spec(), &crate::guest::cache_dir())
+        .unwrap_or_else(|e| panic!("disk image: {}", palisade_host::chain(&e)));
+    eprintln!("disk image {} ready in {:?}", image.path.display(), t.elapsed());
+    image
 }
