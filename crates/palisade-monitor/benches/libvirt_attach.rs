@@ -8,13 +8,11 @@
 //! `RUNS=5 cargo bench -p palisade-monitor --bench libvirt_attach` (prints a Markdown table).
 
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use palisade_libvirt::{AttachOptions, Attachment, Libvirt};
 use palisade_monitor::{inject, Action, InjectOptions, Rule, Syscall};
-use palisade_testkit::libvirt::{Bed, Domain, DomainOptions};
+use palisade_testkit::libvirt::{Bed, DomainOptions};
 
 /// Bytes read for each throughput figure.
 const SAMPLE: usize = 256 << 20;
@@ -52,31 +50,6 @@ fn raw_throughput() -> f64 {
     mib_s
 }
 
-/// Keeps a shell in the guest busy (system calls every 0.1 s) until dropped.
-struct Busy(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
-
-impl Busy {
-    fn start(dom: &Domain) -> Busy {
-        let flag = Arc::new(AtomicBool::new(true));
-        let (f, d) = (flag.clone(), dom.clone());
-        let h = std::thread::spawn(move || {
-            while f.load(Ordering::Relaxed) {
-                d.ssh("for i in $(seq 1 20); do read -r u < /proc/uptime; sleep 0.1; done");
-            }
-        });
-        Busy(flag, Some(h))
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Relaxed);
-        if let Some(h) = self.1.take() {
-            let _ = h.join();
-        }
-    }
-}
-
 fn main() {
     let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
     let image = palisade_testkit::libvirt::disk_image();
@@ -90,7 +63,7 @@ fn main() {
         let dom = bed.start(name, &image, DomainOptions { memfd, ..DomainOptions::default() });
         let (mut attach, mut active, mut read) = (Vec::new(), Vec::new(), Vec::new());
         let mut method = String::new();
-        let busy = Busy::start(&dom);
+        let busy = dom.keep_busy();
         for _ in 0..runs {
             let t = Instant::now();
             let mut a = Attachment::attach(&libvirt, &dom.name, &options).unwrap_or_else(|e| panic!("attach: {e:#?}"));

@@ -24,7 +24,7 @@ use palisade_monitor::{inject, Action, EventReader, InjectOptions, Rule, Syscall
 use palisade_vmi::gdb::GdbClient;
 use palisade_vmi::hijack::{hijack_call, reach_safe_point};
 use palisade_vmi::{kallsyms, Gva};
-use support::{TestGuest, MEM_MIB};
+use support::{value_after, TestGuest, MEM_MIB};
 
 /// The kernels of the table, as `[SERIES-]FLAVOUR` (see `KernelChoice`).
 const KERNELS: &[&str] = &["cloud-amd64", "amd64", "rt-amd64", "6.12-amd64", "6.12-cloud-amd64", "6.12-rt-amd64"];
@@ -53,17 +53,15 @@ fn workload() -> Vec<String> {
 
 fn rules() -> Vec<Rule> {
     let openat = Syscall::by_name("openat").map(|s| s.nr);
-    vec![
-        Rule { id: 1, nr: None, subject: None, object: Some("/tmp/pal/".into()), action: Action::Record },
-        Rule {
-            id: 2,
-            nr: openat,
-            subject: Some("cat".into()),
-            object: Some("/etc/shadow".into()),
-            action: Action::Block,
-        },
-        Rule { id: 3, nr: openat, subject: Some("cat".into()), object: Some("/gate".into()), action: Action::Block },
-    ]
+    let mut rules = support::record_and_block_shadow();
+    rules.push(Rule {
+        id: 3,
+        nr: openat,
+        subject: Some("cat".into()),
+        object: Some("/gate".into()),
+        action: Action::Block,
+    });
+    rules
 }
 
 /// One row of the table.
@@ -104,10 +102,6 @@ fn failed(step: &str, message: &str) -> String {
     format!("**fails** ({step}: {})", message.lines().next().unwrap_or_default().replace('|', "/"))
 }
 
-fn value_after(console: &str, key: &str) -> Option<String> {
-    console.lines().find_map(|l| l.split(key).nth(1)).map(|v| v.trim().to_owned())
-}
-
 /// Boots `choice` and fills `row` step by step; a step's failure ends the run (later columns
 /// say what was not reached). Panics inside (a boot that never comes up) are caught by the
 /// caller.
@@ -146,7 +140,7 @@ fn run(choice: &KernelChoice, row: &mut Row) {
         }
     }
     let read_all = t.elapsed();
-    let want: Vec<&str> = dump.lines().map(str::trim_end).filter(|l| l.len() > 19 && !l.contains('[')).collect();
+    let want = palisade_testkit::guest::core_kallsyms(&dump);
     let got: Vec<String> = symbols.symbols().iter().map(ToString::to_string).collect();
     let same = got.iter().zip(&want).filter(|(g, w)| g == w).count();
     row.symbols = if same == want.len() && got.len() == want.len() {

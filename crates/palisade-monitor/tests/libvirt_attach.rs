@@ -10,12 +10,12 @@
 //! RAM (read through the QEMU process), and the archive's 6.12 cloud kernel (execmem, .ko.xz)
 //! with memfd RAM (read through the memfd), both kernels of one disk image.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use palisade_libvirt::{AttachOptions, Attachment, Libvirt};
-use palisade_monitor::{inject, Action, EventReader, InjectOptions, Rule, Syscall};
+use palisade_monitor::{inject, Action, EventReader, InjectOptions, Syscall};
 use palisade_testkit::libvirt::{Bed, DomainOptions};
 use palisade_vmi::kallsyms::KernelSymbols;
 use palisade_vmi::{Gpa, PhysMemory, RamFile};
@@ -31,8 +31,7 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 
 /// The guest's own core-kernel /proc/kallsyms lines (no `[module]` owner).
 fn guest_kallsyms(dom: &palisade_testkit::libvirt::Domain) -> Vec<String> {
-    let text = dom.ssh("cat /proc/kallsyms").stdout;
-    text.lines().map(str::trim_end).filter(|l| l.len() > 19 && !l.contains('[')).map(str::to_owned).collect()
+    palisade_testkit::guest::core_kallsyms(&dom.ssh("cat /proc/kallsyms").stdout)
 }
 
 fn assert_same_symbols(attachment: &Attachment, want: &[String]) {
@@ -41,20 +40,6 @@ fn assert_same_symbols(attachment: &Attachment, want: &[String]) {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert_eq!(g, w, "symbol {i}");
     }
-}
-
-fn rules() -> Vec<Rule> {
-    let openat = Syscall::by_name("openat").map(|s| s.nr);
-    vec![
-        Rule { id: 1, nr: None, subject: None, object: Some("/tmp/pal/".into()), action: Action::Record },
-        Rule {
-            id: 2,
-            nr: openat,
-            subject: Some("cat".into()),
-            object: Some("/etc/shadow".into()),
-            action: Action::Block,
-        },
-    ]
 }
 
 /// The pages of kernel text holding each hooked handler's entry.
@@ -103,15 +88,7 @@ fn attach_monitor_detach(tag: &str, subnet: u8, release: Option<String>, memfd: 
 
     // A guest at rest makes few system calls; keep one shell busy so that the hijacked calls
     // find a safe point quickly (an idle guest is injected when it next enters one).
-    let busy = Arc::new(AtomicBool::new(true));
-    let ticker = {
-        let (busy, dom) = (busy.clone(), dom.clone());
-        std::thread::spawn(move || {
-            while busy.load(Ordering::Relaxed) {
-                dom.ssh("for i in $(seq 1 20); do read -r u < /proc/uptime; sleep 0.1; done");
-            }
-        })
-    };
+    let busy = dom.keep_busy();
 
     // Inject through a stub started now.
     let t = Instant::now();
@@ -120,7 +97,7 @@ fn attach_monitor_detach(tag: &str, subnet: u8, release: Option<String>, memfd: 
         safe_point: "__x64_sys_read".into(),
         timeout: Duration::from_secs(120),
         syscalls: SYSCALLS.iter().map(|n| Syscall::by_name(n).unwrap()).collect(),
-        rules: rules(),
+        rules: support::record_and_block_shadow(),
         method: None,
     };
     let mut monitor = inject(gdb, attachment.open_ram().unwrap(), attachment.symbols(), &opts)
@@ -160,8 +137,7 @@ fn attach_monitor_detach(tag: &str, subnet: u8, release: Option<String>, memfd: 
     monitor.detach().unwrap_or_else(|e| panic!("detach gdb: {e:#?}"));
     let after = handler_pages(attachment.ram(), attachment.symbols());
     attachment.detach().unwrap_or_else(|e| panic!("detach: {e:#?}"));
-    busy.store(false, Ordering::Relaxed);
-    ticker.join().unwrap();
+    drop(busy);
     for ((name, b), (_, a)) in before.iter().zip(&after) {
         assert!(b == a, "the pages of {name} differ from the snapshot taken before injection");
     }

@@ -77,11 +77,7 @@ fn rules(hosts: Action) -> Vec<Rule> {
 }
 
 fn value_after(console: &str, key: &str) -> String {
-    console
-        .lines()
-        .find_map(|l| l.split(key).nth(1))
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_else(|| panic!("no {key} on the console:\n{console}"))
+    support::value_after(console, key).unwrap_or_else(|| panic!("no {key} on the console:\n{console}"))
 }
 
 fn short(e: &Event) -> String {

@@ -78,3 +78,9 @@ pub fn boot_kernel(
     let dump = guest.kallsyms_dump(TIMEOUT).unwrap_or_else(|e| panic!("kallsyms dump: {e:#?}"));
     (guest, dump)
 }
+
+/// The core-kernel lines of a /proc/kallsyms text, as symbol recovery yields them: module, bpf
+/// and ftrace entries carry a `[owner]` and are not in the core table.
+pub fn core_kallsyms(text: &str) -> Vec<String> {
+    text.lines().map(str::trim_end).filter(|l| l.len() > 19 && !l.contains('[')).map(str::to_owned).collect()
+}

@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use palisade_guest::{AccelPolicy, DiskImage, DiskSpec, GuestConfig, KernelChoice};
@@ -229,6 +231,23 @@ fn mac(subnet: u8, i: u8) -> String {
     format!("52:54:00:7a:{subnet:02x}:{i:02x}")
 }
 
+/// A shell kept busy in a domain ([`Domain::keep_busy`]); stops (after its current round) when
+/// dropped.
+#[derive(Debug)]
+pub struct Busy {
+    running: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// What a command run over SSH printed.
 #[derive(Debug)]
 pub struct Ssh {
@@ -290,6 +309,19 @@ impl Domain {
             self.name,
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
+    }
+
+    /// Keeps a shell in the domain making system calls (a read every 0.1 s) until the returned
+    /// guard is dropped: a guest at rest makes few, and hijacked calls start from one.
+    pub fn keep_busy(&self) -> Busy {
+        let running = Arc::new(AtomicBool::new(true));
+        let (flag, dom) = (running.clone(), self.clone());
+        let thread = std::thread::spawn(move || {
+            while flag.load(Ordering::Relaxed) {
+                dom.ssh("for i in $(seq 1 20); do read -r u < /proc/uptime; sleep 0.1; done");
+            }
+        });
+        Busy { running, thread: Some(thread) }
     }
 
     /// `virsh domstate`.

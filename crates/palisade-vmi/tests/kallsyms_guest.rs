@@ -40,9 +40,7 @@ fn boot(n: u32, kernel: &KernelImage, initrd: &PathBuf) -> (Guest, u64, Vec<Stri
     let line = guest.wait_for_console(IOMEM, TIMEOUT).unwrap_or_else(|e| panic!("iomem: {e:#?}"));
     let start = line.split(IOMEM).nth(1).and_then(|r| r.trim().split('-').next()).unwrap_or_default();
     let kernel_code = u64::from_str_radix(start, 16).unwrap_or_else(|_| panic!("Kernel code line {line:?}"));
-    let lines =
-        dump.lines().map(str::trim_end).filter(|l| l.len() > 19 && !l.contains('[')).map(str::to_owned).collect();
-    (guest, kernel_code, lines)
+    (guest, kernel_code, palisade_testkit::guest::core_kallsyms(&dump))
 }
 
 fn ram(guest: &Guest) -> RamFile {

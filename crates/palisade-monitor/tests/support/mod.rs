@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use palisade_guest::Guest;
+use palisade_monitor::{Action, Rule, Syscall};
 use palisade_vmi::{Gpa, RamFile, RamLayout, RamRegion};
 
 pub use palisade_testkit::guest::TIMEOUT;
@@ -54,4 +55,25 @@ impl TestGuest {
         let layout = RamLayout::new(regions).expect("palisade-guest's RAM layout");
         RamFile::open(self.guest.ram_path(), layout).expect("guest RAM file")
     }
+}
+
+/// Rule 1 records every file operation under /tmp/pal/; rule 2 blocks `cat` opening
+/// /etc/shadow: the policy of the kernel table and the libvirt proof.
+pub fn record_and_block_shadow() -> Vec<Rule> {
+    let openat = Syscall::by_name("openat").map(|s| s.nr);
+    vec![
+        Rule { id: 1, nr: None, subject: None, object: Some("/tmp/pal/".into()), action: Action::Record },
+        Rule {
+            id: 2,
+            nr: openat,
+            subject: Some("cat".into()),
+            object: Some("/etc/shadow".into()),
+            action: Action::Block,
+        },
+    ]
+}
+
+/// What follows `key` on the first console line that holds it.
+pub fn value_after(console: &str, key: &str) -> Option<String> {
+    console.lines().find_map(|l| l.split(key).nth(1)).map(|v| v.trim().to_owned())
 }
