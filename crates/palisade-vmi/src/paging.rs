@@ -206,6 +206,20 @@ impl AddressSpace {
         AddressSpace::new(cr3, cr4 & CR4_LA57 != 0)
     }
 
+    /// The address spaces a vCPU with `cr3` and `cr4` may reach the kernel through: CR3's own
+    /// root, and the root 4 KiB below it. With KPTI, PGDs are 8 KiB-aligned pairs (the user PGD
+    /// 4 KiB above the kernel's) and a vCPU in user mode holds the user one, which does not map
+    /// the kernel image. One entry when CR3 already holds the lower half of a pair.
+    pub fn kernel_roots(cr3: u64, cr4: u64) -> Vec<AddressSpace> {
+        let own = AddressSpace::from_registers(cr3, cr4);
+        let pair = AddressSpace::from_registers(cr3 & !0x1fff, cr4);
+        if own == pair {
+            vec![own]
+        } else {
+            vec![own, pair]
+        }
+    }
+
     /// Translates `gva` by walking the page tables in `mem`.
     pub fn translate<M: PhysMemory + ?Sized>(&self, mem: &M, gva: Gva) -> Result<Translation, TranslateError> {
         let bits = if self.la57 { 57 } else { 48 };

@@ -20,6 +20,7 @@
 
 mod addrs;
 mod error;
+mod live;
 mod names;
 mod scan;
 mod symbols;
@@ -30,6 +31,7 @@ mod tests;
 
 pub use addrs::PhysAnchor;
 pub use error::{KallsymsError, Reject, Rejection};
+pub use live::{NotRunning, TextWalk};
 pub use symbols::{AddressLayout, KernelSymbols, Symbol, SymbolAddr, TableLayout, DEFAULT_TEXT};
 
 use crate::{Gpa, Gva, PhysMemory};
@@ -47,8 +49,23 @@ const REQUIRED: [&str; 2] = ["_text", "_stext"];
 /// returns the one complete table set with the kernel's virtual and physical base.
 ///
 /// Several fully valid candidates are accepted only if they decode to the same symbols at the
-/// same bases; otherwise [`KallsymsError::Ambiguous`].
+/// same bases; otherwise [`KallsymsError::Ambiguous`]. RAM may hold a stale or planted kernel
+/// image next to the live one: callers that can read vCPU registers use [`recover_all`] and
+/// [`KernelSymbols::runs_under`] instead.
 pub fn recover(mem: &impl PhysMemory) -> Result<KernelSymbols, KallsymsError> {
+    let mut valid = recover_all(mem)?;
+    if valid.len() > 1 {
+        let token_tables = valid.iter().map(|k| k.layout.token_table).collect();
+        return Err(KallsymsError::Ambiguous { token_tables });
+    }
+    Ok(valid.swap_remove(0))
+}
+
+/// Scans guest physical memory for the kallsyms tables, validates every candidate, and returns
+/// every complete table set that passed, one per distinct kernel (same symbols at the same
+/// bases count once: the first found), in physical address order of their token tables. Never
+/// empty: no valid candidate is [`KallsymsError::NoValidCandidate`].
+pub fn recover_all(mem: &impl PhysMemory) -> Result<Vec<KernelSymbols>, KallsymsError> {
     let (tables, scanned) = scan::find_token_tables(mem).map_err(KallsymsError::Memory)?;
     if tables.is_empty() {
         return Err(KallsymsError::NoTokenTable { scanned });
@@ -59,8 +76,10 @@ pub fn recover(mem: &impl PhysMemory) -> Result<KernelSymbols, KallsymsError> {
     tracing::debug!(candidates = tables.len(), scanned, "kallsyms token tables found");
     let mut valid: Vec<KernelSymbols> = Vec::new();
     let mut rejected = Vec::new();
+    let mut copies = 0usize;
     for tt in &tables {
         match candidate(mem, tt) {
+            Ok(ks) if valid.iter().any(|k| k.same_kernel(&ks)) => copies += 1,
             Ok(ks) => valid.push(ks),
             Err(reason) => {
                 tracing::debug!(token_table = tt.table, %reason, "kallsyms candidate rejected");
@@ -68,20 +87,13 @@ pub fn recover(mem: &impl PhysMemory) -> Result<KernelSymbols, KallsymsError> {
             }
         }
     }
-    let Some(first) = valid.first() else {
+    if valid.is_empty() {
         return Err(KallsymsError::NoValidCandidate { rejected });
-    };
-    let same = |k: &KernelSymbols| {
-        k.symbols == first.symbols && k.virt_base == first.virt_base && k.phys_base == first.phys_base
-    };
-    if !valid.iter().all(same) {
-        let token_tables = valid.iter().map(|k| k.layout.token_table).collect();
-        return Err(KallsymsError::Ambiguous { token_tables });
     }
-    if valid.len() > 1 {
-        tracing::info!(copies = valid.len(), "identical kallsyms table sets found; using the first");
+    if copies > 0 {
+        tracing::info!(copies, "identical kallsyms table sets found; using the first of each");
     }
-    Ok(valid.swap_remove(0))
+    Ok(valid)
 }
 
 /// Validates and decodes the table set around one token table.

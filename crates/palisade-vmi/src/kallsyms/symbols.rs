@@ -92,6 +92,11 @@ impl KernelSymbols {
         KernelSymbols { symbols, by_name, virt_base, phys_base, layout, anchor }
     }
 
+    /// The same symbols at the same bases (another copy of the same kernel's tables).
+    pub(crate) fn same_kernel(&self, other: &KernelSymbols) -> bool {
+        self.virt_base == other.virt_base && self.phys_base == other.phys_base && self.symbols == other.symbols
+    }
+
     /// Runtime virtual address of `_text`.
     pub fn virt_base(&self) -> Gva {
         self.virt_base

@@ -3,7 +3,8 @@
 
 mod build;
 
-use super::{recover, AddressLayout, KallsymsError, Reject, SymbolAddr};
+use super::{recover, recover_all, AddressLayout, KallsymsError, Reject, SymbolAddr};
+use crate::paging::TranslateError;
 use crate::{FakeMemory, Gpa, Gva, PhysMemory};
 use build::{Addrs, Image, Spec, MEM, TABLES};
 
@@ -185,15 +186,79 @@ fn an_intact_copy_outside_the_kernel_image_fails_the_physical_anchor() {
     assert_eq!(ks.phys_anchor().checks, ["phys_base", "linux_banner"]);
 }
 
-#[test]
-fn two_valid_kernels_that_disagree_are_ambiguous() {
+/// Two distinct valid kernels in one RAM, as after a reboot inside the same QEMU process: `a`
+/// (the image of [`image`]) and `b` at another slide and physical base.
+fn two_kernels() -> (FakeMemory, Image, Image) {
     let a = image(true);
     let (mem, _) = a.memory(&debian_6_1());
     let b = Image::new(SLIDE + 0x20_0000, 0x80_0000 + PBASE, true, &[(0x10, b'T', "other_kernel")]);
     let (mem_b, _) = b.memory(&debian_6_1());
     let bytes_b = mem_bytes(&mem_b);
     mem.write(Gpa(b.pbase), &bytes_b[b.pbase as usize..(b.pbase + 0x40_0000) as usize]).unwrap();
+    (mem, a, b)
+}
+
+/// A KPTI pair of PGDs (kernel at `KERNEL_PGD`, user 4 KiB above, not mapping the kernel) whose
+/// kernel half maps the 2 MiB page at `gva` to `gpa`.
+const KERNEL_PGD: u64 = 0x1_0000;
+fn map_2m(mem: &FakeMemory, gva: u64, gpa: u64) {
+    const PRESENT_RW: u64 = 0b11;
+    let (pdpt, pd) = (KERNEL_PGD + 0x2000, KERNEL_PGD + 0x3000);
+    let set = |table: u64, shift: u32, entry: u64| {
+        mem.write(Gpa(table + ((gva >> shift) & 0x1ff) * 8), &entry.to_le_bytes()).unwrap();
+    };
+    set(KERNEL_PGD, 39, pdpt | PRESENT_RW);
+    set(pdpt, 30, pd | PRESENT_RW);
+    set(pd, 21, gpa | PRESENT_RW | 1 << 7);
+}
+
+#[test]
+fn two_valid_kernels_that_disagree_are_ambiguous() {
+    let (mem, _, _) = two_kernels();
     assert!(matches!(recover(&mem), Err(KallsymsError::Ambiguous { ref token_tables }) if token_tables.len() == 2));
+}
+
+#[test]
+fn recover_all_lists_each_distinct_kernel_once() {
+    let (mem, a, b) = two_kernels();
+    let (_, built) = a.memory(&debian_6_1());
+    mem.write(Gpa(0xa0_0000), &built.bytes).unwrap(); // a copy of a's tables outside its image
+    let all = recover_all(&mem).expect("both kernels decode");
+    let bases: Vec<_> = all.iter().map(|k| (k.virt_base(), k.phys_base())).collect();
+    assert_eq!(bases, [(Gva(a.vbase), Gpa(a.pbase)), (Gva(b.vbase), Gpa(b.pbase))]);
+}
+
+#[test]
+fn only_the_kernel_the_page_tables_run_is_live() {
+    let (mem, a, b) = two_kernels();
+    let all = recover_all(&mem).unwrap();
+    let (ka, kb) = (&all[0], &all[1]);
+    // The live page tables run `a`, and map b's `_text` too, but to a's image: `b` is stale.
+    map_2m(&mem, a.vbase, a.pbase);
+    map_2m(&mem, b.vbase, a.pbase);
+    let la57_off = 0;
+    for cr3 in [KERNEL_PGD, KERNEL_PGD | 0x1000 | 0x5 /* user PGD, PCID 5 */, KERNEL_PGD | 1 << 63] {
+        let space = ka.runs_under(&mem, cr3, la57_off).unwrap_or_else(|e| panic!("cr3 {cr3:#x}: {e}"));
+        assert_eq!(space.root, Gpa(KERNEL_PGD));
+        let stale = kb.runs_under(&mem, cr3, la57_off).expect_err("b is not live");
+        assert_eq!(stale.walks.last().map(|w| w.outcome.as_ref().ok().copied()), Some(Some(Gpa(a.pbase))));
+    }
+    // The user PGD alone (`_text` unmapped there) is tried as well and reported.
+    let err = kb.runs_under(&mem, KERNEL_PGD | 0x1000, la57_off).unwrap_err();
+    assert_eq!(err.walks.len(), 2);
+    assert!(matches!(err.walks[0].outcome, Err(TranslateError::NotPresent { .. })), "{err}");
+    assert!(err.to_string().contains("does not map to the kernel's physical base"), "{err}");
+}
+
+#[test]
+fn before_the_kernel_maps_itself_no_kernel_is_live() {
+    let (mem, _, _) = two_kernels();
+    for k in recover_all(&mem).unwrap() {
+        // Firmware or a bootloader: page tables that map neither kernel (here: empty ones).
+        assert!(k.runs_under(&mem, KERNEL_PGD, 0).is_err());
+        // Garbage in CR3 (beyond RAM) is an error too, not a panic.
+        assert!(k.runs_under(&mem, u64::MAX, 0).is_err());
+    }
 }
 
 #[test]
