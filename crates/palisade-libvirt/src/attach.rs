@@ -1,7 +1,8 @@
 //! Attaching to a running domain with no change to its definition: its RAM read in the QEMU
 //! process (or through the file or memfd already backing it), proven by content against QEMU's
-//! own view of guest-physical memory (HMP `xp`), the kernel's symbols recovered from it, and a
-//! gdb stub started at run time on a private socket and stopped again on detach.
+//! own view of guest-physical memory (HMP `xp`), the symbols of the kernel the vCPUs run
+//! recovered from it, and a gdb stub started at run time on a private socket and stopped again
+//! on detach. [`Attachment::check`] tells whether the domain still runs that kernel.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,8 @@ use std::time::{Duration, Instant};
 use palisade_vmi::gdb::GdbClient;
 use palisade_vmi::kallsyms::{self, KernelSymbols};
 use palisade_vmi::{Gpa, PhysMemory, RamFile, RamLayout};
+
+use crate::registers::VcpuRegisters;
 
 use crate::error::LibvirtError;
 use crate::ramblock::{self, Mapping, RamBlock};
@@ -54,6 +57,25 @@ impl RamAccess {
     }
 }
 
+/// Whether an attachment still describes its domain ([`Attachment::check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// The same QEMU process runs the attached kernel.
+    Same,
+    /// The domain runs, but not the attached kernel: it rebooted (or is rebooting), or its QEMU
+    /// process was replaced. Symbols must be recovered again ([`Attachment::attach`]); the old
+    /// attachment's hooks are gone with the old kernel.
+    Replaced {
+        /// What changed.
+        detail: String,
+    },
+    /// The domain no longer runs here: shut off, crashed, undefined or migrated away.
+    Gone {
+        /// Its state as libvirt words it (`undefined` when libvirt no longer knows it).
+        state: String,
+    },
+}
+
 /// Options of [`Attachment::attach`].
 #[derive(Debug, Clone)]
 pub struct AttachOptions {
@@ -87,9 +109,12 @@ pub struct Attachment {
 
 impl Attachment {
     /// Attaches to `domain` (name or UUID): finds its QEMU process and guest RAM, proves the RAM
-    /// by content and recovers the kernel's symbols. Nothing in the domain changes (no stub yet;
-    /// see [`Attachment::gdb`]). Refuses a domain that is not running, not x86_64, of a machine
-    /// type whose RAM layout is unknown, or whose kernel has no kallsyms.
+    /// by content and recovers the symbols of the kernel its vCPUs run. Nothing in the domain
+    /// changes (no stub yet; see [`Attachment::gdb`]). Refuses a domain that is not running, not
+    /// x86_64, of a machine type whose RAM layout is unknown, or whose kernel has no kallsyms.
+    /// While no vCPU runs a kernel found in RAM (firmware, bootloader, early boot, also right
+    /// after a reboot, when RAM still holds the previous boot's kernel) it fails with
+    /// [`LibvirtError::Booting`]; a stale kernel image is never picked.
     pub fn attach(libvirt: &Libvirt, domain: &str, options: &AttachOptions) -> Result<Attachment, LibvirtError> {
         let started = Instant::now();
         let info = libvirt.lookup(domain)?;
@@ -138,6 +163,35 @@ impl Attachment {
             elapsed,
             gdb_dir: None,
             run_dir: options.run_dir.clone(),
+        })
+    }
+
+    /// Whether the domain still runs the attached kernel in the same QEMU process: one
+    /// `virsh dominfo`, one HMP `info registers -a` and a page-table walk per vCPU (a second
+    /// HMP call only when no vCPU runs it, so that a page-table root freed between the two
+    /// reads is not mistaken for a reboot).
+    pub fn check(&self) -> Result<Liveness, LibvirtError> {
+        let info = match self.libvirt.lookup(&self.domain.uuid) {
+            Ok(info) => info,
+            Err(e) if is_unknown_domain(&e) => return Ok(Liveness::Gone { state: "undefined".into() }),
+            Err(e) => return Err(e),
+        };
+        if !info.is_active() {
+            return Ok(Liveness::Gone { state: info.state });
+        }
+        let pid = self.libvirt.qemu_pid(&info)?;
+        if pid != self.pid {
+            return Ok(Liveness::Replaced { detail: format!("its QEMU process is {pid}, was {}", self.pid) });
+        }
+        let mut why = String::new();
+        for _ in 0..2 {
+            match running_vcpu(&self.ram, &self.symbols, &self.libvirt.vcpu_registers(&info)?) {
+                Ok(_) => return Ok(Liveness::Same),
+                Err(e) => why = e,
+            }
+        }
+        Ok(Liveness::Replaced {
+            detail: format!("no vCPU runs the attached kernel (_text {}) any more: {why}", self.symbols.virt_base()),
         })
     }
 
@@ -243,9 +297,69 @@ fn names(blocks: &[RamBlock]) -> String {
     blocks.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-/// Tries each mapping that could hold the RAM block: recovers the kernel's symbols through it
-/// and compares pages of kernel text with QEMU's view (`xp`). The first candidate that passes
-/// is the RAM.
+/// `virsh dominfo` failed because libvirt does not know the domain (not because libvirt could
+/// not be reached).
+fn is_unknown_domain(e: &LibvirtError) -> bool {
+    matches!(e, LibvirtError::NoDomain { source: palisade_host::ToolError::Failed { stderr, .. }, .. }
+        if stderr.contains("failed to get domain"))
+}
+
+/// The first vCPU whose page tables map `symbols`' `_text` to its physical base, or why none
+/// does.
+fn running_vcpu(ram: &RamFile, symbols: &KernelSymbols, vcpus: &[VcpuRegisters]) -> Result<u32, String> {
+    let mut why = Vec::new();
+    for v in vcpus {
+        if !v.long_mode_paging() {
+            why.push(format!("vCPU {} is not paging in long mode (CR0 {:#x}, EFER {:#x})", v.cpu, v.cr0, v.efer));
+            continue;
+        }
+        match symbols.runs_under(ram, v.cr3, v.cr4) {
+            Ok(_) => return Ok(v.cpu),
+            Err(e) => why.push(format!("vCPU {}: {e}", v.cpu)),
+        }
+    }
+    Err(why.join("; "))
+}
+
+/// The one kernel among `candidates` that a vCPU runs.
+fn live_kernel(
+    ram: &RamFile,
+    domain: &DomainInfo,
+    candidates: Vec<KernelSymbols>,
+    vcpus: &[VcpuRegisters],
+) -> Result<KernelSymbols, LibvirtError> {
+    let count = candidates.len();
+    let mut why = Vec::new();
+    let mut live = Vec::new();
+    for k in candidates {
+        match running_vcpu(ram, &k, vcpus) {
+            Ok(_) => live.push(k),
+            Err(e) => why.push(format!("kernel at {} ({}): {e}", k.virt_base(), k.phys_base())),
+        }
+    }
+    match live.len() {
+        1 => Ok(live.swap_remove(0)),
+        0 => Err(LibvirtError::Booting {
+            domain: domain.name.clone(),
+            detail: format!("{count} kernel image(s) in RAM, none run by a vCPU: {}", why.join("; ")),
+        }),
+        n => Err(LibvirtError::Unsupported {
+            domain: domain.name.clone(),
+            reason: format!(
+                "{n} different kernel symbol tables in RAM are each run by a vCPU's page tables \
+                 (same bases: {}); refusing to guess",
+                live.iter()
+                    .map(|k| format!("{} at {}", k.virt_base(), k.layout().token_table))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+/// Tries each mapping that could hold the RAM block: recovers every kernel's symbols through
+/// it and compares pages of kernel text with QEMU's view (`xp`); the first mapping that passes
+/// is the RAM, and the kernel the vCPUs run there is the one attached to.
 fn locate(
     libvirt: &Libvirt,
     domain: &DomainInfo,
@@ -264,17 +378,28 @@ fn locate(
                 continue;
             }
         };
-        let symbols = match kallsyms::recover(&ram) {
+        let candidates = match kallsyms::recover_all(&ram) {
             Ok(s) => s,
             Err(e) => {
                 tried.push(format!("{:#x}: no kernel symbols ({})", m.start, palisade_host::chain(&e)));
                 continue;
             }
         };
-        match prove(libvirt, domain, &ram, &symbols) {
-            Ok(()) => return Ok((access, ram, symbols)),
-            Err(detail) => tried.push(format!("{:#x}: {detail}", m.start)),
+        // Any image found proves the mapping by content; the one the vCPUs run is attached.
+        if let Err(detail) = prove(libvirt, domain, &ram, &candidates[0]) {
+            tried.push(format!("{:#x}: {detail}", m.start));
+            continue;
         }
+        let proven = candidates[0].layout().token_table;
+        let symbols = live_kernel(&ram, domain, candidates, &libvirt.vcpu_registers(domain)?)?;
+        if symbols.layout().token_table != proven {
+            prove(libvirt, domain, &ram, &symbols).map_err(|detail| LibvirtError::RamNotFound {
+                domain: domain.name.clone(),
+                pid,
+                detail,
+            })?;
+        }
+        return Ok((access, ram, symbols));
     }
     let detail = if tried.is_empty() {
         format!("no read-write mapping of at least {len} bytes")

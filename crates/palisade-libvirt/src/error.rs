@@ -53,6 +53,16 @@ pub enum LibvirtError {
         /// What was tried.
         detail: String,
     },
+    /// The domain runs, but no vCPU runs a kernel found in its RAM: it is in firmware, its
+    /// bootloader or early boot (after a reboot RAM still holds the previous boot's kernel,
+    /// which is never picked). Attaching again later can succeed.
+    #[error("domain `{domain}` is not running a kernel found in its RAM yet: {detail}")]
+    Booting {
+        /// The domain.
+        domain: String,
+        /// The kernel images found and where each vCPU's page tables map their `_text`.
+        detail: String,
+    },
     /// virsh (or another host tool) failed.
     #[error(transparent)]
     Tool(ToolError),

@@ -6,8 +6,10 @@
 //!
 //! ```text
 //!   virsh dominfo/dumpxml ─► running, x86_64, q35|pc ─► pid (libvirt's pid file, checked)
-//!   HMP `info ramblock` (pc.ram size) + /proc/PID/maps ─► candidates ─► kallsyms::recover
+//!   HMP `info ramblock` (pc.ram size) + /proc/PID/maps ─► candidates ─► kallsyms::recover_all
+//!        ─► the kernel a vCPU runs (HMP `info registers -a`: CR3 walk of `_text`)
 //!        ─► kernel text compared with HMP `xp` ─► RamFile (/proc/PID/mem, file or memfd)
+//!   Attachment::check: domain still active, same QEMU pid, kernel still run ─► Liveness
 //!   HMP `gdbserver unix:/run/palisade/attach/UUID/gdb.sock` ─► GdbClient ... `gdbserver none`
 //! ```
 
@@ -16,8 +18,10 @@
 pub mod attach;
 mod error;
 pub mod ramblock;
+pub mod registers;
 pub mod virsh;
 
-pub use attach::{AttachOptions, Attachment, RamAccess, DEFAULT_RUN_DIR};
+pub use attach::{AttachOptions, Attachment, Liveness, RamAccess, DEFAULT_RUN_DIR};
 pub use error::LibvirtError;
+pub use registers::VcpuRegisters;
 pub use virsh::{DomainInfo, DomainXml, Libvirt, SYSTEM_URI};

@@ -9,6 +9,7 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 
 use crate::error::LibvirtError;
+use crate::registers::{self, VcpuRegisters};
 
 /// The local system connection, where libvirt runs QEMU domains as a service.
 pub const SYSTEM_URI: &str = "qemu:///system";
@@ -103,6 +104,19 @@ impl Libvirt {
     /// Runs an HMP command in the domain's QEMU and returns what it printed.
     pub fn hmp(&self, domain: &DomainInfo, command: &str) -> Result<String, LibvirtError> {
         self.virsh(&["qemu-monitor-command", &domain.uuid, "--hmp", command]).map_err(LibvirtError::Tool)
+    }
+
+    /// Every vCPU's paging registers (HMP `info registers -a`).
+    pub fn vcpu_registers(&self, domain: &DomainInfo) -> Result<Vec<VcpuRegisters>, LibvirtError> {
+        let text = self.hmp(domain, "info registers -a")?;
+        let vcpus = registers::parse_info_registers(&text);
+        if vcpus.is_empty() {
+            return Err(LibvirtError::Unexpected {
+                what: "HMP info registers -a",
+                output: text.trim().lines().take(3).collect::<Vec<_>>().join(" / "),
+            });
+        }
+        Ok(vcpus)
     }
 
     /// The pid of an active domain's QEMU process: libvirt's pid file, checked against the
