@@ -12,10 +12,9 @@ use palisade_vmi::gdb::GdbClient;
 use palisade_vmi::kallsyms::{self, KernelSymbols};
 use palisade_vmi::{Gpa, PhysMemory, RamFile, RamLayout};
 
-use crate::registers::VcpuRegisters;
-
 use crate::error::LibvirtError;
 use crate::ramblock::{self, Mapping, RamBlock};
+use crate::registers::VcpuRegisters;
 use crate::virsh::{DomainInfo, DomainXml, Libvirt};
 
 /// Where attach sockets live unless the caller says otherwise.

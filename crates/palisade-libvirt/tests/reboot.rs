@@ -95,6 +95,10 @@ fn a_reboot_is_noticed_and_the_new_kernel_attached() {
         new.symbols().phys_base()
     );
     assert_eq!(new.pid(), old.pid(), "the same QEMU process");
+    // What attach chose from (printed, not asserted: the new boot may reuse the old image's pages).
+    let images = palisade_vmi::kallsyms::recover_all(new.ram()).unwrap_or_else(|e| panic!("{e}"));
+    let stale = images.iter().any(|k| k.virt_base() == old.symbols().virt_base());
+    println!("kernel images in RAM now: {} (the first boot's among them: {stale})", images.len());
     dom.wait_ssh(Duration::from_secs(300));
     assert_same_symbols(&new, &guest_kallsyms(&dom));
     assert_ne!(

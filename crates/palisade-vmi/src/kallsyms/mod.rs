@@ -10,6 +10,8 @@
 //!        │     or kallsyms_addresses: sorted, `_text` present
 //!        └─► physical base: the 2 MiB-aligned image placement holding the tables whose
 //!              `phys_base` and `linux_banner` agree
+//!  recover_all: every distinct valid kernel ─► KernelSymbols::runs_under(cr3, cr4): the one
+//!        whose `_text` a vCPU's page tables map to its physical base (a stale boot's does not)
 //! ```
 //!
 //! Table layout written by scripts/kallsyms.c on 64-bit (every table `.balign 8`): up to 6.3
