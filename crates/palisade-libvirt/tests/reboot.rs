@@ -21,10 +21,7 @@ fn guest_kallsyms(dom: &Domain) -> Vec<String> {
 
 fn assert_same_symbols(attachment: &Attachment, want: &[String]) {
     let got: Vec<String> = attachment.symbols().symbols().iter().map(ToString::to_string).collect();
-    assert_eq!(got.len(), want.len(), "core symbol count");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert_eq!(g, w, "symbol {i}");
-    }
+    palisade_testkit::guest::assert_same_kallsyms(&got, want);
 }
 
 /// Attaches, retrying while the guest is still booting; returns the attachment and how many

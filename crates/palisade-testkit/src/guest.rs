@@ -84,3 +84,12 @@ pub fn boot_kernel(
 pub fn core_kallsyms(text: &str) -> Vec<String> {
     text.lines().map(str::trim_end).filter(|l| l.len() > 19 && !l.contains('[')).map(str::to_owned).collect()
 }
+
+/// Asserts that recovered symbols, as /proc/kallsyms lines, equal the guest's [`core_kallsyms`]
+/// line for line, naming the first that differs.
+pub fn assert_same_kallsyms(got: &[String], want: &[String]) {
+    assert_eq!(got.len(), want.len(), "core symbol count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g, w, "symbol {i}");
+    }
+}
